@@ -1,0 +1,87 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// An errno from a named system call; the one place where -1/errno becomes a Swift error.
+public struct SystemCallError: Error, CustomStringConvertible, Sendable, Equatable {
+    public var call: String
+    public var errno: Int32
+
+    public init(_ call: String, errno: Int32) {
+        self.call = call
+        self.errno = errno
+    }
+
+    public var description: String {
+        "\(call): \(String(cString: strerror(errno)))"
+    }
+
+    /// The same failure as a user-facing error, classifying permission problems.
+    public var asPortwatchError: PortwatchError {
+        if errno == EPERM || errno == EACCES {
+            return .permission("\(description) (needs root or CAP_NET_ADMIN)")
+        }
+        return .system(description)
+    }
+}
+
+/// Runs a system call, retrying on EINTR, and turns -1 into a `SystemCallError` naming the call.
+@inline(__always)
+@discardableResult
+func syscallRetrying<T: FixedWidthInteger>(_ name: String, _ body: () -> T) throws(SystemCallError) -> T {
+    while true {
+        let result = body()
+        if result == -1 {
+            let code = Glibc.errno
+            if code == EINTR { continue }
+            throw SystemCallError(name, errno: code)
+        }
+        return result
+    }
+}
+
+/// Reads a whole (small, e.g. /proc) file into bytes; nil when it cannot be opened or read.
+public func readFileBytes(_ path: String, limit: Int = 16 << 20) -> [UInt8]? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    if fd < 0 { return nil }
+    defer { close(fd) }
+    return readAll(fd: fd, limit: limit)
+}
+
+/// Reads a file relative to a directory descriptor; nil on any failure.
+public func readFileBytes(at dirfd: Int32, _ path: String, limit: Int = 1 << 20) -> [UInt8]? {
+    let fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC)
+    if fd < 0 { return nil }
+    defer { close(fd) }
+    return readAll(fd: fd, limit: limit)
+}
+
+private func readAll(fd: Int32, limit: Int) -> [UInt8]? {
+    var out: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 8192)
+    while out.count < limit {
+        let got = buffer.withUnsafeMutableBytes { raw -> Int in
+            while true {
+                let n = read(fd, raw.baseAddress, raw.count)
+                if n < 0 && errno == EINTR { continue }
+                return n
+            }
+        }
+        if got < 0 { return out.isEmpty ? nil : out }
+        if got == 0 { break }
+        out.append(contentsOf: buffer[0..<got])
+        if buffer.count < 65536 { buffer = [UInt8](repeating: 0, count: buffer.count * 2) }
+    }
+    return out
+}
+
+/// Reads a whole file as a UTF-8 string (invalid bytes repaired); nil when unreadable.
+public func readFileString(_ path: String, limit: Int = 16 << 20) -> String? {
+    guard let bytes = readFileBytes(path, limit: limit) else { return nil }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// True when this process runs with effective uid 0.
+public var isRoot: Bool { geteuid() == 0 }
