@@ -39,8 +39,9 @@ public enum ProcessScanner {
     /// Maps socket inodes to the processes holding them; `wanted == nil` maps every socket of every
     /// process, otherwise the walk stops as soon as each wanted inode has one owner.
     ///
-    /// A targeted scan therefore reports the first owner found for a socket shared by several
-    /// processes (a pre-forking server's listener); a full scan reports all of them.
+    /// A targeted scan reports every process holding a wanted socket on a low fd (a pre-forking
+    /// server's workers), but only the first owner found of a socket shared on high fds; a full
+    /// scan reports all of them.
     public static func scan(inodes wanted: Set<UInt64>?, procRoot: String = "/proc") -> ProcessScan {
         if let wanted, wanted.isEmpty { return ProcessScan() }
         let procfd = open(procRoot, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
@@ -407,8 +408,10 @@ private struct FdWalk: ~Copyable {
         }
     }
 
-    /// Pass 1 tries the low fds of every process by name; pass 2 lists the rest of the processes
-    /// that may have more. Both end as soon as every wanted inode has an owner.
+    /// Pass 1 tries the low fds of every process by name, all of them: it is cheap, and a
+    /// pre-forking server's workers share the master's low-fd listener, so `who` names them all.
+    /// Pass 2 lists the rest of the processes that may have more, and ends as soon as every
+    /// wanted inode has an owner.
     mutating func targetedScan(_ pids: [Int32]) {
         var needListing: [Int32] = []
         for pid in pids {
@@ -416,9 +419,9 @@ private struct FdWalk: ~Copyable {
             if dfd < 0 { continue }
             let more = probeLowFds(dfd, pid: pid)
             close(dfd)
-            if remaining == 0 { return }
             if more { needListing.append(pid) }
         }
+        if remaining == 0 { return }
         for pid in needListing {
             let dfd = openFdDir(pid)
             if dfd >= 0 { listFds(dfd, pid: pid, from: ProcessScanner.lowFdLimit) }
@@ -456,7 +459,6 @@ private struct FdWalk: ~Copyable {
             if got >= Self.linkCapacity { continue }  // truncated: a long path, not a socket
             if let inode = ProcessScanner.socketInode(UnsafeRawBufferPointer(start: link, count: got)) {
                 found(inode, pid: pid)
-                if remaining == 0 { return false }
             }
         }
         // Since Linux 6.2 procfs reports the number of open fds as the fd directory's size: when

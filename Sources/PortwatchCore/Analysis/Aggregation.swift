@@ -1,0 +1,96 @@
+/// The local ephemeral port range (/proc/sys/net/ipv4/ip_local_port_range), used to tell a
+/// server-side connection from an outgoing one when its port has no listener.
+public struct EphemeralRange: Sendable, Hashable {
+    public var range: ClosedRange<UInt16>
+
+    public init(_ range: ClosedRange<UInt16>) { self.range = range }
+
+    /// The running system's range, or Linux's default 32768-60999 when unreadable.
+    public static func system() -> EphemeralRange {
+        if let text = readFileString("/proc/sys/net/ipv4/ip_local_port_range") {
+            let parts = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" })
+            if parts.count == 2, let lo = UInt16(parts[0]), let hi = UInt16(parts[1]), lo <= hi {
+                return EphemeralRange(lo...hi)
+            }
+        }
+        return EphemeralRange(32768...60999)
+    }
+}
+
+/// Folds sockets into one summary per port.
+///
+/// A socket belongs to its local port when something listens there, or when the local port
+/// lies outside the ephemeral range while the peer's lies inside (a server-side connection
+/// whose listener is gone). Otherwise it is outgoing, and is grouped by remote port only
+/// when `includeOutgoing` is set (`ports --all`).
+public func summarizePorts(_ sockets: [SocketRecord], includeOutgoing: Bool,
+                           ephemeral: EphemeralRange = .system()) -> [PortSummary] {
+    @inline(__always) func key(_ proto: TransportProtocol, _ port: UInt16) -> UInt32 {
+        (proto == .tcp ? 0 : 0x1_0000) | UInt32(port)
+    }
+    var local: [UInt32: PortSummary] = [:]
+    var remote: [UInt32: PortSummary] = [:]
+
+    // Pass 1: the listeners define which ports are "ours".
+    for s in sockets where s.isListening {
+        let k = key(s.proto, s.local.port)
+        // Mutate in place (default subscript): copying a summary out would copy its arrays.
+        update(&local[k, default: PortSummary(proto: s.proto, port: s.local.port, role: .local)]) { summary in
+            summary.listeners.append(ListenerInfo(local: s.local, acceptQueue: s.receiveQueue,
+                                                  backlog: s.proto == .tcp ? s.sendQueue : 0,
+                                                  inode: s.inode, uid: s.uid, drops: UInt64(s.drops ?? 0)))
+            summary.drops += UInt64(s.drops ?? 0)
+            if s.inode != 0 { summary.ownerInodes.append(s.inode) }
+        }
+    }
+
+    // Pass 2: connections.
+    for s in sockets where !s.isListening {
+        let localKey = key(s.proto, s.local.port)
+        let isLocal: Bool
+        if local[localKey] != nil {
+            isLocal = true
+        } else {
+            isLocal = !ephemeral.range.contains(s.local.port) && ephemeral.range.contains(s.peer.port)
+        }
+        if isLocal {
+            update(&local[localKey, default: PortSummary(proto: s.proto, port: s.local.port, role: .local)]) { summary in
+                if !summary.listening && s.inode != 0 { summary.ownerInodes.append(s.inode) }
+                account(s, into: &summary)
+            }
+        } else if includeOutgoing {
+            let k = key(s.proto, s.peer.port)
+            update(&remote[k, default: PortSummary(proto: s.proto, port: s.peer.port, role: .remote)]) { summary in
+                summary.peers.insert(s.peer.address)
+                if s.inode != 0 { summary.ownerInodes.append(s.inode) }
+                account(s, into: &summary)
+            }
+        }
+    }
+    var out = Array(local.values)
+    out.append(contentsOf: remote.values)
+    out.sort { a, b in
+        if a.role != b.role { return a.role == .local }
+        if a.proto != b.proto { return a.proto < b.proto }
+        return a.port < b.port
+    }
+    return out
+}
+
+@inline(__always)
+private func update(_ summary: inout PortSummary, _ body: (inout PortSummary) -> Void) {
+    body(&summary)
+}
+
+@inline(__always)
+private func account(_ s: SocketRecord, into summary: inout PortSummary) {
+    summary.connections.add(s.state)
+    if let tcp = s.tcp {
+        summary.bytesReceived &+= tcp.bytesReceived
+        summary.bytesSent &+= tcp.bytesAcked
+        summary.packetsReceived &+= UInt64(tcp.segmentsIn)
+        summary.packetsSent &+= UInt64(tcp.segmentsOut)
+        summary.retransmits &+= UInt64(tcp.totalRetransmits)
+    }
+    summary.drops &+= UInt64(s.drops ?? 0)
+}

@@ -1,0 +1,91 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How much process attribution a snapshot needs.
+public enum ProcessAttribution: Sendable, Hashable {
+    /// None (`--no-processes`): the fastest answer.
+    case none
+    /// Owners of the sockets the summaries name: a targeted scan that stops when all are found.
+    case owners
+    /// Every socket of every process (used when most sockets are wanted anyway).
+    case full
+}
+
+/// What one snapshot covers.
+public struct SnapshotOptions: Sendable, Hashable {
+    public var query: SocketQuery
+    /// Group outgoing connections by remote port (`ports --all`).
+    public var includeOutgoing: Bool
+    public var processes: ProcessAttribution
+
+    public init(query: SocketQuery = SocketQuery(), includeOutgoing: Bool = false,
+                processes: ProcessAttribution = .owners) {
+        self.query = query
+        self.includeOutgoing = includeOutgoing
+        self.processes = processes
+    }
+}
+
+/// The kernel's socket view at one instant, folded per port: what the CLI, `top` and the
+/// daemon all start from.
+public struct PortSnapshot: Sendable {
+    /// Wall-clock time of the sample, seconds since the epoch.
+    public var takenAt: Double
+    /// Where the sockets came from ("sock_diag" or "procfs").
+    public var source: String
+    public var sockets: [SocketRecord]
+    public var ports: [PortSummary]
+    /// Socket inode → owning pids (empty without process attribution).
+    public var owners: [UInt64: [Int32]]
+    public var processes: [Int32: ProcessRecord]
+    /// Things the reader should know: what could not be seen, and why.
+    public var notes: [String]
+
+    /// Takes a snapshot: one dump, one aggregation, and (if asked) one process scan.
+    public static func take(_ options: SnapshotOptions,
+                            source: any SocketSource = defaultSocketSource()) throws(PortwatchError) -> PortSnapshot {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        let sockets = try source.sockets(options.query)
+        var ports = summarizePorts(sockets, includeOutgoing: options.includeOutgoing)
+        var notes: [String] = []
+        if source.name != "sock_diag" {
+            notes.append("sock_diag unavailable: read /proc/net instead (no byte counters, no accept-queue limit)")
+        }
+        var owners: [UInt64: [Int32]] = [:]
+        var processes: [Int32: ProcessRecord] = [:]
+        if options.processes != .none && !ports.isEmpty {
+            let scan: ProcessScan
+            if options.processes == .full {
+                scan = ProcessScanner.scan(inodes: nil)
+            } else {
+                var wanted = Set<UInt64>()
+                for p in ports { wanted.formUnion(p.ownerInodes) }
+                scan = ProcessScanner.scan(inodes: wanted)
+            }
+            owners = scan.owners
+            processes = scan.processes
+            if let note = scan.note { notes.append(note) }
+            attach(owners: owners, processes: processes, to: &ports)
+        }
+        return PortSnapshot(takenAt: Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9, source: source.name,
+                            sockets: sockets, ports: ports, owners: owners, processes: processes, notes: notes)
+    }
+
+    /// The processes holding a socket, in pid order.
+    public func processes(holding inode: UInt64) -> [ProcessRecord] {
+        (owners[inode] ?? []).sorted().compactMap { processes[$0] }
+    }
+}
+
+/// Fills each summary's process list from a scan (distinct pids, in pid order).
+func attach(owners: [UInt64: [Int32]], processes: [Int32: ProcessRecord], to ports: inout [PortSummary]) {
+    for i in ports.indices {
+        var pids = Set<Int32>()
+        for inode in ports[i].ownerInodes {
+            if let holders = owners[inode] { pids.formUnion(holders) }
+        }
+        ports[i].processes = pids.sorted().compactMap { processes[$0] }
+    }
+}

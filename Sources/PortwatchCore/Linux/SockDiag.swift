@@ -1,0 +1,192 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSockDiag
+
+/// What to ask the kernel for.
+public struct SocketQuery: Sendable, Hashable {
+    public var protocols: Set<TransportProtocol>
+    public var families: Set<AddressFamily>
+    /// Bitmask of TCP states (1 << state); UDP sockets are filtered by the same mask.
+    public var states: UInt32
+    /// Kernel-side port filter per protocol; nil keeps every port.
+    public var ports: [TransportProtocol: PortFilter]?
+    /// Ask for tcp_info and memory info (bytes, segments, rtt, drops).
+    public var withCounters: Bool
+
+    public init(protocols: Set<TransportProtocol> = [.tcp, .udp],
+                families: Set<AddressFamily> = [.inet, .inet6],
+                states: UInt32 = SocketState.allStatesMask,
+                ports: [TransportProtocol: PortFilter]? = nil,
+                withCounters: Bool = true) {
+        self.protocols = protocols
+        self.families = families
+        self.states = states
+        self.ports = ports
+        self.withCounters = withCounters
+    }
+
+    /// Only listening sockets (TCP LISTEN, and UDP sockets in the unconnected "close" state).
+    public static func stateMask(_ states: [SocketState]) -> UInt32 {
+        states.reduce(0) { $0 | (1 << UInt32($1.rawValue)) }
+    }
+}
+
+/// Somewhere sockets come from: sock_diag, or /proc/net as a fallback.
+public protocol SocketSource: Sendable {
+    /// A short name for notes and debugging ("sock_diag", "procfs").
+    var name: String { get }
+    func sockets(_ query: SocketQuery) throws(PortwatchError) -> [SocketRecord]
+}
+
+/// Picks sock_diag, falling back to /proc/net when the kernel lacks it or refuses us.
+/// `PORTWATCH_SOCKET_SOURCE=procfs` forces the fallback (used by tests).
+public func defaultSocketSource() -> any SocketSource {
+    if let forced = getenv("PORTWATCH_SOCKET_SOURCE"), String(cString: forced) == "procfs" {
+        return ProcNetSource()
+    }
+    let fd = socket(AF_NETLINK, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NETLINK_SOCK_DIAG)
+    if fd < 0 { return ProcNetSource() }
+    close(fd)
+    return SockDiagSource()
+}
+
+/// Dumps sockets through NETLINK_SOCK_DIAG (inet_diag), the interface `ss` uses.
+public struct SockDiagSource: SocketSource {
+    public var name: String { "sock_diag" }
+    /// When set, every reply datagram is also appended here (length-prefixed), for fixtures.
+    public var recordTo: String?
+
+    public init(recordTo: String? = nil) {
+        self.recordTo = recordTo ?? getenv("PORTWATCH_RECORD_NETLINK").map { String(cString: $0) }
+    }
+
+    public func sockets(_ query: SocketQuery) throws(PortwatchError) -> [SocketRecord] {
+        do {
+            return try dump(query)
+        } catch let error as SystemCallError {
+            throw error.asPortwatchError
+        } catch let error as NetlinkError {
+            throw PortwatchError.system(error.description)
+        } catch {
+            throw PortwatchError.system("\(error)")
+        }
+    }
+
+    private func dump(_ query: SocketQuery) throws -> [SocketRecord] {
+        let fd = try syscallRetrying("socket(AF_NETLINK)") {
+            socket(AF_NETLINK, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NETLINK_SOCK_DIAG)
+        }
+        defer { close(fd) }
+        // A larger receive buffer lets the kernel queue more of a big dump between our reads.
+        var rcvbuf: Int32 = 4 << 20
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, socklen_t(MemoryLayout<Int32>.size))
+
+        var recorder: Int32 = -1
+        if let path = recordTo {
+            recorder = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        }
+        defer { if recorder >= 0 { close(recorder) } }
+
+        var records: [SocketRecord] = []
+        records.reserveCapacity(1024)
+        // One reusable buffer; the kernel hands out at most ~32 KiB per datagram.
+        var buffer = [UInt8](repeating: 0, count: 256 * 1024)
+        var sequence: UInt32 = 1
+        for proto in TransportProtocol.allCases where query.protocols.contains(proto) {
+            var bytecode: [UInt8]? = nil
+            var userFilter: PortFilter? = nil
+            if let filters = query.ports {
+                guard let filter = filters[proto], !(filter.local.isEmpty && filter.peer.isEmpty) else { continue }
+                bytecode = compilePortFilter(filter)
+                if bytecode == nil { userFilter = filter }
+            }
+            for family in AddressFamily.allCases where query.families.contains(family) {
+                let ext: UInt8 = query.withCounters
+                    ? UInt8(1 << (INET_DIAG_INFO - 1) | 1 << (INET_DIAG_SKMEMINFO - 1))
+                    : 0
+                let request = buildInetDiagRequest(family: family, proto: proto, states: query.states,
+                                                   extensions: ext, bytecode: bytecode, sequence: sequence)
+                let start = records.count
+                var attempts = 0
+                while true {
+                    attempts += 1
+                    do {
+                        try send(fd: fd, request)
+                        try receiveDump(fd: fd, proto: proto, buffer: &buffer, recorder: recorder, into: &records)
+                        break
+                    } catch let error as NetlinkError where error == .interrupted && attempts < 3 {
+                        records.removeSubrange(start...)
+                        try drain(fd: fd, buffer: &buffer)
+                    } catch let error as SystemCallError where error.errno == ENOBUFS && attempts < 3 {
+                        // The kernel dropped part of the reply: start this dump again.
+                        records.removeSubrange(start...)
+                        try drain(fd: fd, buffer: &buffer)
+                    }
+                }
+                sequence &+= 1
+                if let userFilter {
+                    let kept = records[start...].filter { r in
+                        userFilter.local.contains { $0.contains(r.local.port) } ||
+                            userFilter.peer.contains { $0.contains(r.peer.port) }
+                    }
+                    records.replaceSubrange(start..., with: kept)
+                }
+            }
+        }
+        return records
+    }
+
+    private func send(fd: Int32, _ request: [UInt8]) throws {
+        var address = sockaddr_nl()
+        address.nl_family = sa_family_t(AF_NETLINK)
+        let sent = try request.withUnsafeBytes { raw in
+            try withUnsafePointer(to: &address) { ap in
+                try ap.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                    try syscallRetrying("sendto(sock_diag)") {
+                        sendto(fd, raw.baseAddress, raw.count, 0, sa, socklen_t(MemoryLayout<sockaddr_nl>.size))
+                    }
+                }
+            }
+        }
+        if sent != request.count { throw SystemCallError("sendto(sock_diag)", errno: EMSGSIZE) }
+    }
+
+    private func receiveDump(fd: Int32, proto: TransportProtocol, buffer: inout [UInt8], recorder: Int32,
+                             into records: inout [SocketRecord]) throws {
+        while true {
+            let (count, truncated) = try buffer.withUnsafeMutableBytes { raw -> (Int, Bool) in
+                var iov = iovec(iov_base: raw.baseAddress, iov_len: raw.count)
+                var header = msghdr()
+                return try withUnsafeMutablePointer(to: &iov) { iovp in
+                    header.msg_iov = iovp
+                    header.msg_iovlen = 1
+                    let n = try syscallRetrying("recvmsg(sock_diag)") { recvmsg(fd, &header, 0) }
+                    return (n, header.msg_flags & Int32(MSG_TRUNC) != 0)
+                }
+            }
+            if truncated {
+                throw NetlinkError.truncated(offset: 0, claimed: buffer.count + 1, available: buffer.count)
+            }
+            if count == 0 { return }
+            let progress = try buffer.withUnsafeBytes { raw in
+                let slice = UnsafeRawBufferPointer(rebasing: raw[0..<count])
+                if recorder >= 0 {
+                    var len = UInt32(count)
+                    _ = write(recorder, &len, 4)
+                    _ = write(recorder, slice.baseAddress, count)
+                }
+                return try parseInetDiagDatagram(slice, proto: proto, into: &records)
+            }
+            if progress == .done { return }
+        }
+    }
+
+    /// Discards whatever is left of an abandoned dump.
+    private func drain(fd: Int32, buffer: inout [UInt8]) throws {
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if n <= 0 { return }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+import ArgumentParser
+import PortwatchCore
+
+/// `portwatch check`: the verdict for ports, local or remote, against an expectation.
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Is the port free, listening, busy or overloaded (locally), open, closed or filtered (remotely)?",
+        discussion: """
+            --expect sets what exit 0 means (default: free locally, open with --host). \
+            'listening' is met by any port something listens on (also busy or overloaded), \
+            'busy' by busy or overloaded; the others must match exactly. Every port must match.
+            """)
+
+    @Argument(help: "Ports: 8080, 8000-8100, 22,80,443, ssh, 53/udp. Unsuffixed means TCP unless --udp.")
+    var ports: String
+
+    @Option(name: .long, help: "Check a remote host (name, IPv4 or IPv6) instead of this machine.")
+    var host: String?
+
+    @Option(name: .long, help: "free|listening|busy|overloaded locally, open|closed|filtered|unreachable remotely.")
+    var expect: String?
+
+    @Option(name: .long, help: "Remote: how long to wait for an answer (default 2s).")
+    var timeout: String = "2s"
+
+    @Flag(name: .long, help: "Unsuffixed ports mean UDP.")
+    var udp = false
+
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        let spec = try parsePorts(ports)
+        let protos = spec.protocols(default: [udp ? .udp : .tcp])
+        var pairs: [(TransportProtocol, UInt16)] = []
+        for proto in TransportProtocol.allCases where protos.contains(proto) {
+            for port in spec.ports(for: proto) { pairs.append((proto, port)) }
+        }
+        if pairs.isEmpty { throw PortwatchError.usage("no ports to check in '\(ports)'") }
+
+        let remoteHost = try host.map { try HostPort.parseHost($0) }
+        let expected: Verdict
+        if let text = expect {
+            guard let v = Verdict(rawValue: text.lowercased()) else {
+                throw PortwatchError.usage("invalid --expect '\(text)': use free, listening, busy, overloaded, open, closed, filtered or unreachable")
+            }
+            if remoteHost == nil && !v.isLocal {
+                throw PortwatchError.usage("--expect \(text) needs --host (local ports are free, listening, busy or overloaded)")
+            }
+            if remoteHost != nil && v.isLocal {
+                throw PortwatchError.usage("--expect \(text) is a local verdict; with --host use open, closed, filtered or unreachable")
+            }
+            expected = v
+        } else {
+            expected = remoteHost == nil ? .free : .open
+        }
+
+        var results: [JSONValue] = []
+        var lines: [String] = []
+        var allMatched = true
+        let term = Terminal.stdout
+        let services = ServiceDatabase.system
+
+        if let remoteHost {
+            let seconds = try durationSeconds(timeout, option: "--timeout")
+            let addresses = try resolveHost(remoteHost)
+            for (proto, port) in pairs {
+                var best: ConnectResult? = nil
+                for address in addresses {
+                    let r = proto == .tcp
+                        ? try probeTCP(address, port: port, timeout: seconds)
+                        : try probeUDP(address, port: port, timeout: seconds)
+                    if best == nil || r.state == .open { best = r }
+                    if r.state == .open { break }
+                }
+                guard let result = best else { continue }
+                let verdict = Verdict(result.state)
+                let matched = verdict == expected
+                allMatched = allMatched && matched
+                results.append([
+                    "protocol": .string(proto.rawValue), "port": .number(port), "host": .string(remoteHost),
+                    "address": .string(result.address.description),
+                    "service": .optional(services.name(port: port, proto: proto)),
+                    "verdict": .string(verdict.rawValue), "expected": .string(expected.rawValue),
+                    "matched": .bool(matched), "seconds": .double(result.seconds),
+                ])
+                let ms = String(format1: result.seconds * 1000)
+                lines.append("\(proto.rawValue)/\(port) on \(remoteHost) (\(result.address)): \(paint(verdict, term)) in \(ms) ms")
+            }
+        } else {
+            var query = SocketQuery(protocols: protos)
+            query.ports = portFilters(spec, protocols: protos)
+            let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .owners))
+            for check in localChecks(ports: pairs, snapshot: snapshot) {
+                let matched = localMatches(check.verdict, expected)
+                allMatched = allMatched && matched
+                let s = check.summary
+                let service = services.name(port: check.port, proto: check.proto)
+                results.append([
+                    "protocol": .string(check.proto.rawValue), "port": .number(check.port), "host": .null,
+                    "service": .optional(service),
+                    "verdict": .string(check.verdict.rawValue), "expected": .string(expected.rawValue),
+                    "matched": .bool(matched),
+                    "listening": .bool(s?.listening ?? false),
+                    "addresses": .array((s?.addresses ?? []).map { .string($0) }),
+                    "connections": (s?.connections ?? ConnectionCounts()).json,
+                    "accept_queue": s?.acceptQueue.map { ["current": .number($0.current), "max": .number($0.max)] } ?? .null,
+                    "time_wait": .number(check.timeWait),
+                    "processes": .array((s?.processes ?? []).map(\.json)),
+                ])
+                var line = "\(check.proto.rawValue)/\(check.port)"
+                if let service { line += " (\(service))" }
+                line += ": \(paint(check.verdict, term))"
+                if let s, s.listening || s.connections.total > 0 {
+                    var facts: [String] = []
+                    if s.listening { facts.append("listening on \(s.addresses.joined(separator: ", "))") }
+                    if let q = s.acceptQueue { facts.append("accept queue \(q.current)/\(q.max)") }
+                    facts.append("\(s.connections.established) established")
+                    if !s.processes.isEmpty { facts.append("held by \(processList(s.processes))") }
+                    line += " — " + facts.joined(separator: ", ")
+                }
+                lines.append(line)
+            }
+            for note in snapshot.notes where !output.json { printError("note: \(note)") }
+        }
+
+        if output.json {
+            if results.count == 1 {
+                output.print(results[0])
+            } else {
+                output.print(["checks": .array(results), "expected": .string(expected.rawValue), "matched": .bool(allMatched)])
+            }
+        } else {
+            emit(lines.joined(separator: "\n"))
+        }
+        if !allMatched { throw AnswerNo() }
+    }
+
+    private func paint(_ v: Verdict, _ term: Terminal) -> String {
+        switch v {
+        case .free, .open: return term.green(v.rawValue)
+        case .listening, .busy: return term.yellow(v.rawValue)
+        default: return term.red(v.rawValue)
+        }
+    }
+}
+
+/// Whether a local verdict meets an expectation ("listening" is met by busy and overloaded too).
+func localMatches(_ verdict: Verdict, _ expected: Verdict) -> Bool {
+    switch expected {
+    case .listening: return [.listening, .busy, .overloaded].contains(verdict)
+    case .busy: return [.busy, .overloaded].contains(verdict)
+    default: return verdict == expected
+    }
+}
+
+extension String {
+    /// One decimal place, without Foundation's String(format:).
+    init(format1 value: Double) {
+        let scaled = (value * 10).rounded()
+        guard scaled.isFinite, abs(scaled) < 1e15 else { self = "\(value)"; return }
+        let i = Int64(scaled)
+        self = "\(i / 10).\(abs(i % 10))"
+    }
+}

@@ -1,0 +1,80 @@
+import ArgumentParser
+import PortwatchCore
+
+/// `portwatch connections`: each connection on the ports, with its counters.
+struct Connections: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Each connection to or from the ports: endpoints, state, bytes, segments, retransmits, rtt, queues.")
+
+    @Argument(help: "Ports (local or remote side): 8080, 8000-8100, 22,80,443, ssh, 53/udp.")
+    var ports: String
+
+    @Option(name: .long, help: "Only this state: established, syn-recv, syn-sent, time-wait, close-wait, fin-wait1, ...")
+    var state: String?
+
+    @Flag(name: .long, help: "Show the owning process of each connection.")
+    var processes = false
+
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        let spec = try parsePorts(ports)
+        var wantedState: SocketState? = nil
+        if let state {
+            guard let s = SocketState(name: state), s != .listen else {
+                throw PortwatchError.usage("invalid --state '\(state)': use established, syn-recv, syn-sent, time-wait, close-wait, fin-wait1, fin-wait2, last-ack, closing")
+            }
+            wantedState = s
+        }
+        let protos = spec.protocols(default: [.tcp, .udp])
+        var query = SocketQuery(protocols: protos)
+        query.ports = portFilters(spec, protocols: protos, matchPeer: true)
+        if let wantedState {
+            query.states = SocketQuery.stateMask(wantedState == .synRecv ? [.synRecv, .newSynRecv] : [wantedState])
+        } else {
+            query.states = SocketState.allStatesMask & ~SocketQuery.stateMask([.listen])
+        }
+        let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .none))
+        var connections = snapshot.sockets.filter { s in
+            !s.isListening && (spec.contains(port: s.local.port, proto: s.proto) || spec.contains(port: s.peer.port, proto: s.proto))
+        }
+        connections.sort { a, b in a.local != b.local ? a.local < b.local : a.peer < b.peer }
+        var scan: ProcessScan? = nil
+        if processes {
+            scan = ProcessScanner.scan(inodes: Set(connections.map(\.inode).filter { $0 != 0 }))
+        }
+        if output.json {
+            output.print(["connections": .array(connections.map { c in
+                guard let scan, case .object(var pairs) = c.json else { return c.json }
+                pairs.append(("processes", .array(scan.processes(owning: c.inode).map(\.json))))
+                return .object(pairs)
+            })])
+        } else if connections.isEmpty {
+            emit("no connections on \(ports)")
+        } else {
+            var columns: [Table.Column] = [
+                .init(title: "PROTO"), .init(title: "STATE"), .init(title: "LOCAL"), .init(title: "PEER"),
+                .init(title: "RX", align: .right), .init(title: "TX", align: .right),
+                .init(title: "SEGS IN/OUT", align: .right), .init(title: "RETRANS", align: .right),
+                .init(title: "RTT", align: .right), .init(title: "RECV-Q", align: .right), .init(title: "SEND-Q", align: .right),
+            ]
+            if processes { columns.append(.init(title: "PROCESS", flexible: true)) }
+            var table = Table(columns)
+            for c in connections {
+                var cells: [String] = [c.proto.rawValue, c.state.name, c.local.description, c.peer.description]
+                if let t = c.tcp {
+                    let rtt: String = formatRTT(micros: t.rttMicros)
+                    cells += [formatBytes(t.bytesReceived), formatBytes(t.bytesAcked),
+                              "\(t.segmentsIn)/\(t.segmentsOut)", String(t.totalRetransmits), rtt]
+                } else {
+                    cells += ["-", "-", "-", "-", "-"]
+                }
+                cells += [String(c.receiveQueue), String(c.sendQueue)]
+                if let scan { cells.append(processList(scan.processes(owning: c.inode))) }
+                table.add(cells)
+            }
+            emit(table.render(Terminal.stdout))
+        }
+        if connections.isEmpty { throw AnswerNo() }
+    }
+}

@@ -1,0 +1,116 @@
+import ArgumentParser
+import PortwatchCore
+
+/// `portwatch ports`: one row per port in use.
+struct Ports: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List ports in use: state, addresses, connections, accept queue, traffic, owner.")
+
+    @Argument(help: "Ports to show: 8080, 8000-8100, 22,80,443, ssh, 53/udp. Default: all.")
+    var ports: String?
+
+    @Flag(name: .long, help: "Also show outgoing connections, grouped by remote port.")
+    var all = false
+
+    @Flag(name: .long, help: "TCP only.")
+    var tcp = false
+
+    @Flag(name: .long, help: "UDP only.")
+    var udp = false
+
+    @Flag(name: .customShort("4"), help: "IPv4 only.")
+    var ipv4 = false
+
+    @Flag(name: .customShort("6"), help: "IPv6 only.")
+    var ipv6 = false
+
+    @Flag(name: .long, help: "Skip process attribution (faster, no /proc walk).")
+    var noProcesses = false
+
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        var query = SocketQuery()
+        query.protocols = tcp || udp ? Set([tcp ? .tcp : nil, udp ? .udp : nil].compactMap { $0 }) : [.tcp, .udp]
+        if ipv4 != ipv6 { query.families = ipv4 ? [.inet] : [.inet6] }
+        var spec: PortSpec? = nil
+        if let text = ports {
+            let parsed = try parsePorts(text)
+            spec = parsed
+            query.protocols = protocols(of: parsed, tcpFlag: tcp, udpFlag: udp, defaults: [.tcp, .udp])
+            // --all with a port filter also keeps connections going *to* those ports.
+            query.ports = portFilters(parsed, protocols: query.protocols, matchPeer: all)
+        }
+        let snapshot = try PortSnapshot.take(SnapshotOptions(
+            query: query, includeOutgoing: all,
+            processes: noProcesses ? .none : (all ? .full : .owners)))
+        var rows = snapshot.ports
+        if let spec {
+            rows = rows.filter { spec.contains(port: $0.port, proto: $0.proto) }
+        }
+        let services = ServiceDatabase.system
+        if output.json {
+            var doc: [(String, JSONValue)] = [
+                ("ports", .array(rows.map { $0.json(service: services.name(port: $0.port, proto: $0.proto)) })),
+                ("source", .string(snapshot.source)),
+                ("taken_at", .double(snapshot.takenAt)),
+            ]
+            doc.append(("notes", .array(snapshot.notes.map { .string($0) })))
+            output.print(.object(doc))
+        } else {
+            let term = Terminal.stdout
+            if rows.isEmpty {
+                emit(spec == nil ? "no ports in use" : "no ports in use matching \(ports ?? "")")
+            } else {
+                emit(renderPortsTable(rows, services: services, processes: !noProcesses, terminal: term))
+            }
+            for note in snapshot.notes { printError("note: \(note)") }
+        }
+        if rows.isEmpty && spec != nil { throw AnswerNo() }
+    }
+}
+
+/// The human table of `ports`.
+func renderPortsTable(_ rows: [PortSummary], services: ServiceDatabase, processes: Bool, terminal: Terminal) -> String {
+    var columns: [Table.Column] = [
+        .init(title: "PROTO"), .init(title: "PORT", align: .right), .init(title: "SERVICE"),
+        .init(title: "STATE"), .init(title: "ADDRESSES"),
+        .init(title: "ESTAB", align: .right), .init(title: "SYN", align: .right),
+        .init(title: "TW", align: .right), .init(title: "CW", align: .right),
+        .init(title: "ACCEPTQ", align: .right),
+        .init(title: "RX", align: .right), .init(title: "TX", align: .right),
+    ]
+    if processes { columns.append(.init(title: "PROCESS", flexible: true)) }
+    var table = Table(columns)
+    for p in rows {
+        let state: Table.Cell
+        switch (p.role, p.listening, p.overloaded) {
+        case (.remote, _, _): state = .init(text: "outgoing", paint: terminal.dim)
+        case (_, true, true): state = .init(text: "overloaded", paint: terminal.red)
+        case (_, true, false): state = .init(text: p.proto == .udp ? "bound" : "listen", paint: terminal.green)
+        default: state = .init(text: "connected", paint: terminal.yellow)
+        }
+        var addresses = p.addresses
+        if addresses.count > 3 { addresses = Array(addresses.prefix(3)) + ["+\(p.addresses.count - 3)"] }
+        let queue = p.acceptQueue.map { "\($0.current)/\($0.max)" } ?? "-"
+        let service: String = services.name(port: p.port, proto: p.proto) ?? "-"
+        let shownAddresses: String = addresses.isEmpty ? "-" : addresses.joined(separator: ",")
+        let handshakes: Int = p.connections.synRecv + p.connections.synSent
+        let rx: String = p.proto == .udp ? "-" : formatBytes(p.bytesReceived)
+        let tx: String = p.proto == .udp ? "-" : formatBytes(p.bytesSent)
+        var cells: [Table.Cell] = [.init(text: p.proto.rawValue), .init(text: String(p.port)), .init(text: service)]
+        cells.append(state)
+        cells.append(.init(text: shownAddresses))
+        cells.append(.init(text: String(p.connections.established)))
+        cells.append(.init(text: String(handshakes)))
+        cells.append(.init(text: String(p.connections.timeWait)))
+        cells.append(.init(text: String(p.connections.closeWait)))
+        let queuePaint: ((String) -> String)? = p.overloaded ? { terminal.red($0) } : nil
+        cells.append(.init(text: queue, paint: queuePaint))
+        cells.append(.init(text: rx))
+        cells.append(.init(text: tx))
+        if processes { cells.append(.init(text: processList(p.processes))) }
+        table.add(cells)
+    }
+    return table.render(terminal)
+}
