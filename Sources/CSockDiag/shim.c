@@ -8,6 +8,7 @@ _Static_assert(offsetof(struct tcp_info, tcpi_total_retrans) == 100, "tcp_info l
 _Static_assert(offsetof(struct tcp_info, tcpi_bytes_acked) == 120, "tcp_info layout changed");
 _Static_assert(offsetof(struct tcp_info, tcpi_bytes_received) == 128, "tcp_info layout changed");
 _Static_assert(offsetof(struct tcp_info, tcpi_segs_out) == 136, "tcp_info layout changed");
+_Static_assert(offsetof(struct tcp_info, tcpi_bytes_sent) == 200, "tcp_info layout changed");
 _Static_assert(sizeof(struct inet_diag_msg) == 72, "inet_diag_msg layout changed");
 _Static_assert(sizeof(struct inet_diag_req_v2) == 56, "inet_diag_req_v2 layout changed");
 _Static_assert(sizeof(struct inet_diag_bc_op) == 4, "inet_diag_bc_op layout changed");
@@ -56,5 +57,6 @@ void csd_tcp_stats_read(const void *data, size_t len, csd_tcp_stats *out) {
     if (HAS(tcpi_bytes_retrans)) {
         out->bytes_sent = ti.tcpi_bytes_sent;
         out->bytes_retrans = ti.tcpi_bytes_retrans;
+        out->has_bytes_sent = 1;
     }
 }

@@ -64,7 +64,7 @@ struct Connections: ParsableCommand {
                 var cells: [String] = [c.proto.rawValue, c.state.name, c.local.description, c.peer.description]
                 if let t = c.tcp {
                     let rtt: String = formatRTT(micros: t.rttMicros)
-                    cells += [formatBytes(t.bytesReceived), formatBytes(t.bytesAcked),
+                    cells += [formatBytes(c.payloadReceived), formatBytes(c.payloadSent),
                               "\(t.segmentsIn)/\(t.segmentsOut)", String(t.totalRetransmits), rtt]
                 } else {
                     cells += ["-", "-", "-", "-", "-"]

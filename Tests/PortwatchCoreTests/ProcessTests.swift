@@ -182,7 +182,8 @@ private func makeFakeProc() throws -> String {
     defer { try? FileManager.default.removeItem(atPath: root) }
 
     let scan = ProcessScanner.scan(inodes: [4242], procRoot: root)
-    #expect(scan.owners == [4242: [100]])
+    // Pass 1 reads every process's low fds: both holders of a shared low-fd socket are named.
+    #expect(scan.owners == [4242: [100, 150]])
     let record = try #require(scan.processes[100])
     #expect(record.name == "fakeproc")
     #expect(record.command == "/usr/bin/fake --port 4242")

@@ -42,6 +42,7 @@ typedef struct {
     uint64_t bytes_retrans;
     uint32_t delivered;
     uint32_t length;        // bytes of tcp_info the kernel gave
+    uint8_t has_bytes_sent; // the kernel's tcp_info has bytes_sent/bytes_retrans (4.19+)
 } csd_tcp_stats;
 
 /// Copies the fields we read out of a kernel tcp_info of `len` bytes.

@@ -86,8 +86,8 @@ private func update(_ summary: inout PortSummary, _ body: (inout PortSummary) ->
 private func account(_ s: SocketRecord, into summary: inout PortSummary) {
     summary.connections.add(s.state)
     if let tcp = s.tcp {
-        summary.bytesReceived &+= tcp.bytesReceived
-        summary.bytesSent &+= tcp.bytesAcked
+        summary.bytesReceived &+= s.payloadReceived
+        summary.bytesSent &+= s.payloadSent
         summary.packetsReceived &+= UInt64(tcp.segmentsIn)
         summary.packetsSent &+= UInt64(tcp.segmentsOut)
         summary.retransmits &+= UInt64(tcp.totalRetransmits)

@@ -138,6 +138,7 @@ func parseInetDiagMessage(_ body: UnsafeRawBufferPointer, proto: TransportProtoc
                     totalRetransmits: raw.total_retrans, rttMicros: raw.rtt_us,
                     rttVarMicros: raw.rttvar_us, minRttMicros: raw.min_rtt_us, lost: raw.lost,
                     unacked: raw.unacked, sacked: raw.sacked, congestionWindow: raw.snd_cwnd)
+                record.tcp?.hasBytesSent = raw.has_bytes_sent != 0
             }
         case UInt16(INET_DIAG_SKMEMINFO):
             let index = Int(SK_MEMINFO_DROPS)

@@ -175,7 +175,7 @@ extension SocketRecord {
             ("state", .string(state.name)),
             ("local", local.json),
             ("peer", peer.json),
-            ("bytes", ["received": .number(tcp?.bytesReceived ?? 0), "sent": .number(tcp?.bytesAcked ?? 0)]),
+            ("bytes", ["received": .number(payloadReceived), "sent": .number(payloadSent)]),
             ("packets", ["received": .number(tcp?.segmentsIn ?? 0), "sent": .number(tcp?.segmentsOut ?? 0)]),
             ("retransmits", .number(tcp?.totalRetransmits ?? 0)),
             ("rtt_ms", tcp.map { .double(Double($0.rttMicros) / 1000) } ?? .null),

@@ -200,6 +200,8 @@ public struct TCPStats: Sendable, Hashable {
     public var unacked: UInt32
     public var sacked: UInt32
     public var congestionWindow: UInt32
+    /// Whether the kernel's tcp_info carries bytes_sent (Linux 4.19+).
+    public var hasBytesSent: Bool = true
 
     public init(bytesAcked: UInt64 = 0, bytesReceived: UInt64 = 0, bytesSent: UInt64 = 0,
                 bytesRetransmitted: UInt64 = 0, segmentsIn: UInt32 = 0, segmentsOut: UInt32 = 0,
@@ -258,6 +260,22 @@ public struct SocketRecord: Sendable, Hashable {
         self.interfaceIndex = interfaceIndex
         self.tcp = tcp
         self.drops = drops
+    }
+
+    /// Payload bytes received: tcp_info's count less the one the peer's FIN adds, in the states
+    /// that follow a received FIN. 0 when the kernel gave no tcp_info (UDP, TIME_WAIT).
+    public var payloadReceived: UInt64 {
+        guard let t = tcp else { return 0 }
+        let finReceived = state == .closeWait || state == .lastAck || state == .closing || state == .timeWait
+        return finReceived && t.bytesReceived > 0 ? t.bytesReceived - 1 : t.bytesReceived
+    }
+
+    /// Payload bytes sent, first transmissions only (bytes_sent less bytes_retrans, Linux 4.19+);
+    /// on older kernels bytes_acked, which also counts SYN and FIN.
+    public var payloadSent: UInt64 {
+        guard let t = tcp else { return 0 }
+        if !t.hasBytesSent { return t.bytesAcked }
+        return t.bytesSent - min(t.bytesRetransmitted, t.bytesSent)
     }
 
     /// A TCP listener, or an unconnected bound UDP socket: something that waits on its port.
