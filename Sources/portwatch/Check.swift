@@ -23,6 +23,9 @@ struct Check: ParsableCommand {
     @Option(name: .long, help: "Remote: how long to wait for an answer (default 2s).")
     var timeout: String = "2s"
 
+    @Option(name: .long, help: "Locally: measure over this window (e.g. 1s): rates, window totals; drops rising means overloaded.")
+    var sample: String?
+
     @Flag(name: .long, help: "Unsuffixed ports mean UDP.")
     var udp = false
 
@@ -89,24 +92,48 @@ struct Check: ParsableCommand {
         } else {
             var query = SocketQuery(protocols: protos)
             query.ports = portFilters(spec, protocols: protos)
-            let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .owners))
-            for check in localChecks(ports: pairs, snapshot: snapshot) {
+            let options = SnapshotOptions(query: query, processes: .owners)
+            var snapshot: PortSnapshot
+            var report: WindowReport? = nil
+            if let sample {
+                let window = try durationSeconds(sample, option: "--sample")
+                if window <= 0 || window > 3600 { throw PortwatchError.usage("--sample: must be between 1ms and 1h") }
+                let sampler = Sampler(options: options)
+                try sampler.start()
+                sleepSeconds(window)
+                (snapshot, report) = try sampler.sample()
+                snapshot.notes.append(contentsOf: report?.notes ?? [])
+            } else {
+                snapshot = try PortSnapshot.take(options)
+            }
+            for var check in localChecks(ports: pairs, snapshot: snapshot) {
+                let activity = report?.activity(PortKey(role: .local, proto: check.proto, port: check.port))
+                // Listen drops rising during the window: the port is refusing work now.
+                if let activity, activity.listenDrops > 0, check.summary?.listening == true {
+                    check.verdict = .overloaded
+                }
                 let matched = localMatches(check.verdict, expected)
                 allMatched = allMatched && matched
                 let s = check.summary
                 let service = services.name(port: check.port, proto: check.proto)
-                results.append([
-                    "protocol": .string(check.proto.rawValue), "port": .number(check.port), "host": .null,
-                    "service": .optional(service),
-                    "verdict": .string(check.verdict.rawValue), "expected": .string(expected.rawValue),
-                    "matched": .bool(matched),
-                    "listening": .bool(s?.listening ?? false),
-                    "addresses": .array((s?.addresses ?? []).map { .string($0) }),
-                    "connections": (s?.connections ?? ConnectionCounts()).json,
-                    "accept_queue": s?.acceptQueue.map { ["current": .number($0.current), "max": .number($0.max)] } ?? .null,
-                    "time_wait": .number(check.timeWait),
-                    "processes": .array((s?.processes ?? []).map(\.json)),
-                ])
+                var pairs: [(String, JSONValue)] = [
+                    ("protocol", .string(check.proto.rawValue)), ("port", .number(check.port)), ("host", .null),
+                    ("service", .optional(service)),
+                    ("verdict", .string(check.verdict.rawValue)), ("expected", .string(expected.rawValue)),
+                    ("matched", .bool(matched)),
+                    ("listening", .bool(s?.listening ?? false)),
+                    ("addresses", .array((s?.addresses ?? []).map { .string($0) })),
+                    ("connections", (s?.connections ?? ConnectionCounts()).json),
+                    ("accept_queue", s?.acceptQueue.map { ["current": .number($0.current), "max": .number($0.max)] } ?? .null),
+                    ("time_wait", .number(check.timeWait)),
+                    ("errors", s?.errorsJSON ?? .null),
+                    ("processes", .array((s?.processes ?? []).map(\.json))),
+                ]
+                if let activity, let report {
+                    pairs.append(("window", activity.windowJSON(seconds: report.seconds)))
+                    pairs.append(("rates", activity.ratesJSON(seconds: report.seconds)))
+                }
+                results.append(.object(pairs))
                 var line = "\(check.proto.rawValue)/\(check.port)"
                 if let service { line += " (\(service))" }
                 line += ": \(paint(check.verdict, term))"
@@ -116,6 +143,12 @@ struct Check: ParsableCommand {
                     if let q = s.acceptQueue { facts.append("accept queue \(q.current)/\(q.max)") }
                     facts.append("\(s.connections.established) established")
                     if !s.processes.isEmpty { facts.append("held by \(processList(s.processes))") }
+                    if let activity, let report {
+                        let secs = report.seconds > 0 ? report.seconds : 1
+                        facts.append("rx \(formatRate(bitsPerSecond: Double(activity.bytesReceived) * 8 / secs))")
+                        facts.append("tx \(formatRate(bitsPerSecond: Double(activity.bytesSent) * 8 / secs))")
+                        if activity.listenDrops > 0 { facts.append("\(activity.listenDrops) listen drops in \(String(format1: report.seconds))s") }
+                    }
                     line += " — " + facts.joined(separator: ", ")
                 }
                 lines.append(line)

@@ -27,9 +27,16 @@ struct Ports: ParsableCommand {
     @Flag(name: .long, help: "Skip process attribution (faster, no /proc walk).")
     var noProcesses = false
 
+    @Option(name: .long, help: "Measure over this window (e.g. 1s) and add rates, window totals and errors.")
+    var sample: String?
+
     @OptionGroup var output: OutputOptions
 
     func run() throws {
+        let window = try sample.map { try durationSeconds($0, option: "--sample") }
+        if let window, window <= 0 || window > 3600 {
+            throw PortwatchError.usage("--sample: must be between 1ms and 1h")
+        }
         var query = SocketQuery()
         query.protocols = tcp || udp ? Set([tcp ? .tcp : nil, udp ? .udp : nil].compactMap { $0 }) : [.tcp, .udp]
         if ipv4 != ipv6 { query.families = ipv4 ? [.inet] : [.inet6] }
@@ -41,20 +48,50 @@ struct Ports: ParsableCommand {
             // --all with a port filter also keeps connections going *to* those ports.
             query.ports = portFilters(parsed, protocols: query.protocols, matchPeer: all)
         }
-        let snapshot = try PortSnapshot.take(SnapshotOptions(
-            query: query, includeOutgoing: all,
-            processes: noProcesses ? .none : (all ? .full : .owners)))
+        let options = SnapshotOptions(query: query, includeOutgoing: all,
+                                      processes: noProcesses ? .none : (all ? .full : .owners))
+        var snapshot: PortSnapshot
+        var report: WindowReport? = nil
+        if let window {
+            let sampler = Sampler(options: options)
+            try sampler.start()
+            sleepSeconds(window)
+            (snapshot, report) = try sampler.sample()
+            snapshot.notes.append(contentsOf: report?.notes ?? [])
+        } else {
+            snapshot = try PortSnapshot.take(options)
+        }
         var rows = snapshot.ports
+        if let report {
+            // Ports whose connections all came and went inside the window still get a row.
+            let present = Set(rows.map { PortKey(role: $0.role, proto: $0.proto, port: $0.port) })
+            for (key, activity) in report.ports where !present.contains(key) && !activity.isQuiet {
+                if key.role == .remote && !all { continue }
+                rows.append(PortSummary(proto: key.proto, port: key.port, role: key.role))
+            }
+            rows.sort { PortKey(role: $0.role, proto: $0.proto, port: $0.port) < PortKey(role: $1.role, proto: $1.proto, port: $1.port) }
+        }
         if let spec {
             rows = rows.filter { spec.contains(port: $0.port, proto: $0.proto) }
         }
         let services = ServiceDatabase.system
         if output.json {
             var doc: [(String, JSONValue)] = [
-                ("ports", .array(rows.map { $0.json(service: services.name(port: $0.port, proto: $0.proto)) })),
+                ("ports", .array(rows.map { row in
+                    let json = row.json(service: services.name(port: row.port, proto: row.proto))
+                    guard let report, case .object(var pairs) = json else { return json }
+                    let activity = report.activity(PortKey(role: row.role, proto: row.proto, port: row.port))
+                    pairs.append(("window", activity.windowJSON(seconds: report.seconds)))
+                    pairs.append(("rates", activity.ratesJSON(seconds: report.seconds)))
+                    return .object(pairs)
+                })),
                 ("source", .string(snapshot.source)),
                 ("taken_at", .double(snapshot.takenAt)),
             ]
+            if let report {
+                doc.append(("window_seconds", .double(report.seconds)))
+                doc.append(("system_errors", report.systemJSON))
+            }
             doc.append(("notes", .array(snapshot.notes.map { .string($0) })))
             output.print(.object(doc))
         } else {
@@ -62,7 +99,7 @@ struct Ports: ParsableCommand {
             if rows.isEmpty {
                 emit(spec == nil ? "no ports in use" : "no ports in use matching \(ports ?? "")")
             } else {
-                emit(renderPortsTable(rows, services: services, processes: !noProcesses, terminal: term))
+                emit(renderPortsTable(rows, services: services, processes: !noProcesses, terminal: term, window: report))
             }
             for note in snapshot.notes { printError("note: \(note)") }
         }
@@ -71,15 +108,17 @@ struct Ports: ParsableCommand {
 }
 
 /// The human table of `ports`.
-func renderPortsTable(_ rows: [PortSummary], services: ServiceDatabase, processes: Bool, terminal: Terminal) -> String {
+func renderPortsTable(_ rows: [PortSummary], services: ServiceDatabase, processes: Bool, terminal: Terminal,
+                      window: WindowReport? = nil) -> String {
     var columns: [Table.Column] = [
         .init(title: "PROTO"), .init(title: "PORT", align: .right), .init(title: "SERVICE"),
         .init(title: "STATE"), .init(title: "ADDRESSES"),
         .init(title: "ESTAB", align: .right), .init(title: "SYN", align: .right),
         .init(title: "TW", align: .right), .init(title: "CW", align: .right),
         .init(title: "ACCEPTQ", align: .right),
-        .init(title: "RX", align: .right), .init(title: "TX", align: .right),
+        .init(title: window == nil ? "RX" : "RX/s", align: .right), .init(title: window == nil ? "TX" : "TX/s", align: .right),
     ]
+    if window != nil { columns.append(.init(title: "ERRORS", align: .right)) }
     if processes { columns.append(.init(title: "PROCESS", flexible: true)) }
     var table = Table(columns)
     for p in rows {
@@ -96,8 +135,17 @@ func renderPortsTable(_ rows: [PortSummary], services: ServiceDatabase, processe
         let service: String = services.name(port: p.port, proto: p.proto) ?? "-"
         let shownAddresses: String = addresses.isEmpty ? "-" : addresses.joined(separator: ",")
         let handshakes: Int = p.connections.synRecv + p.connections.synSent
-        let rx: String = p.proto == .udp ? "-" : formatBytes(p.bytesReceived)
-        let tx: String = p.proto == .udp ? "-" : formatBytes(p.bytesSent)
+        var rx: String = p.proto == .udp ? "-" : formatBytes(p.bytesReceived)
+        var tx: String = p.proto == .udp ? "-" : formatBytes(p.bytesSent)
+        var errors = ""
+        if let window {
+            let a = window.activity(PortKey(role: p.role, proto: p.proto, port: p.port))
+            let seconds = window.seconds > 0 ? window.seconds : 1
+            rx = formatRate(bitsPerSecond: Double(a.bytesReceived) * 8 / seconds)
+            tx = formatRate(bitsPerSecond: Double(a.bytesSent) * 8 / seconds)
+            let count = a.listenDrops + a.drops + a.retransmits + UInt64(a.connectTimeouts + a.connectRefused)
+            errors = String(count)
+        }
         var cells: [Table.Cell] = [.init(text: p.proto.rawValue), .init(text: String(p.port)), .init(text: service)]
         cells.append(state)
         cells.append(.init(text: shownAddresses))
@@ -109,6 +157,7 @@ func renderPortsTable(_ rows: [PortSummary], services: ServiceDatabase, processe
         cells.append(.init(text: queue, paint: queuePaint))
         cells.append(.init(text: rx))
         cells.append(.init(text: tx))
+        if window != nil { cells.append(.init(text: errors, paint: errors != "0" ? { terminal.red($0) } : nil)) }
         if processes { cells.append(.init(text: processList(p.processes))) }
         table.add(cells)
     }

@@ -17,6 +17,62 @@ public struct EphemeralRange: Sendable, Hashable {
     }
 }
 
+/// Which port row a socket belongs to.
+public struct PortKey: Sendable, Hashable, Comparable {
+    public var role: PortSummary.Role
+    public var proto: TransportProtocol
+    public var port: UInt16
+
+    public init(role: PortSummary.Role, proto: TransportProtocol, port: UInt16) {
+        self.role = role
+        self.proto = proto
+        self.port = port
+    }
+
+    public static func < (a: PortKey, b: PortKey) -> Bool {
+        if a.role != b.role { return a.role == .local }
+        if a.proto != b.proto { return a.proto < b.proto }
+        return a.port < b.port
+    }
+}
+
+/// Decides which port a socket is counted under (see `summarizePorts`), so that live sockets
+/// and closed ones (destroy events) land on the same rows.
+public struct PortClassifier: Sendable {
+    private var listening: Set<UInt32>
+    public var ephemeral: EphemeralRange
+
+    public init(sockets: [SocketRecord], ephemeral: EphemeralRange = .system()) {
+        var keys = Set<UInt32>()
+        for s in sockets where s.isListening { keys.insert(Self.raw(s.proto, s.local.port)) }
+        self.listening = keys
+        self.ephemeral = ephemeral
+    }
+
+    /// Adds the listeners of another dump (e.g. an unfiltered listeners-only query).
+    public mutating func addListeners(_ sockets: [SocketRecord]) {
+        for s in sockets where s.isListening { listening.insert(Self.raw(s.proto, s.local.port)) }
+    }
+
+    @inline(__always) static func raw(_ proto: TransportProtocol, _ port: UInt16) -> UInt32 {
+        (proto == .tcp ? 0 : 0x1_0000) | UInt32(port)
+    }
+
+    /// Whether something listens on the port.
+    public func isListening(_ proto: TransportProtocol, _ port: UInt16) -> Bool {
+        listening.contains(Self.raw(proto, port))
+    }
+
+    /// The row of a socket: its local port when that is a server port, else the remote port.
+    public func key(for s: SocketRecord) -> PortKey {
+        if s.isListening || listening.contains(Self.raw(s.proto, s.local.port))
+            || (!ephemeral.range.contains(s.local.port) && ephemeral.range.contains(s.peer.port)) {
+            return PortKey(role: .local, proto: s.proto, port: s.local.port)
+        }
+        return PortKey(role: .remote, proto: s.proto, port: s.peer.port)
+    }
+}
+
 /// Folds sockets into one summary per port.
 ///
 /// A socket belongs to its local port when something listens there, or when the local port
@@ -24,7 +80,7 @@ public struct EphemeralRange: Sendable, Hashable {
 /// whose listener is gone). Otherwise it is outgoing, and is grouped by remote port only
 /// when `includeOutgoing` is set (`ports --all`).
 public func summarizePorts(_ sockets: [SocketRecord], includeOutgoing: Bool,
-                           ephemeral: EphemeralRange = .system()) -> [PortSummary] {
+                           ephemeral: EphemeralRange = .system(), classifier given: PortClassifier? = nil) -> [PortSummary] {
     @inline(__always) func key(_ proto: TransportProtocol, _ port: UInt16) -> UInt32 {
         (proto == .tcp ? 0 : 0x1_0000) | UInt32(port)
     }
@@ -39,28 +95,21 @@ public func summarizePorts(_ sockets: [SocketRecord], includeOutgoing: Bool,
             summary.listeners.append(ListenerInfo(local: s.local, acceptQueue: s.receiveQueue,
                                                   backlog: s.proto == .tcp ? s.sendQueue : 0,
                                                   inode: s.inode, uid: s.uid, drops: UInt64(s.drops ?? 0)))
-            summary.drops += UInt64(s.drops ?? 0)
             if s.inode != 0 { summary.ownerInodes.append(s.inode) }
         }
     }
 
-    // Pass 2: connections.
+    // Pass 2: connections, on the row the classifier picks.
+    let classifier = given ?? PortClassifier(sockets: sockets, ephemeral: ephemeral)
     for s in sockets where !s.isListening {
-        let localKey = key(s.proto, s.local.port)
-        let isLocal: Bool
-        if local[localKey] != nil {
-            isLocal = true
-        } else {
-            isLocal = !ephemeral.range.contains(s.local.port) && ephemeral.range.contains(s.peer.port)
-        }
-        if isLocal {
-            update(&local[localKey, default: PortSummary(proto: s.proto, port: s.local.port, role: .local)]) { summary in
+        let k = classifier.key(for: s)
+        if k.role == .local {
+            update(&local[key(s.proto, k.port), default: PortSummary(proto: s.proto, port: k.port, role: .local)]) { summary in
                 if !summary.listening && s.inode != 0 { summary.ownerInodes.append(s.inode) }
                 account(s, into: &summary)
             }
         } else if includeOutgoing {
-            let k = key(s.proto, s.peer.port)
-            update(&remote[k, default: PortSummary(proto: s.proto, port: s.peer.port, role: .remote)]) { summary in
+            update(&remote[key(s.proto, k.port), default: PortSummary(proto: s.proto, port: k.port, role: .remote)]) { summary in
                 summary.peers.insert(s.peer.address)
                 if s.inode != 0 { summary.ownerInodes.append(s.inode) }
                 account(s, into: &summary)

@@ -41,6 +41,8 @@ public struct PortSnapshot: Sendable {
     public var processes: [Int32: ProcessRecord]
     /// Things the reader should know: what could not be seen, and why.
     public var notes: [String]
+    /// Which row each socket belongs to (knows every listener, even for filtered queries).
+    public var classifier: PortClassifier
 
     /// Takes a snapshot: one dump, one aggregation, and (if asked) one process scan.
     public static func take(_ options: SnapshotOptions,
@@ -48,7 +50,18 @@ public struct PortSnapshot: Sendable {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         let sockets = try source.sockets(options.query)
-        var ports = summarizePorts(sockets, includeOutgoing: options.includeOutgoing)
+        var classifier = PortClassifier(sockets: sockets)
+        if options.query.ports != nil {
+            // A port-filtered dump misses the listeners of other ports, and with them the
+            // knowledge of which side of a connection is the server: ask for all listeners
+            // (a short list, without counters).
+            var listeners = options.query
+            listeners.ports = nil
+            listeners.withCounters = false
+            listeners.states = SocketQuery.stateMask([.listen, .close])
+            classifier.addListeners(try source.sockets(listeners))
+        }
+        var ports = summarizePorts(sockets, includeOutgoing: options.includeOutgoing, classifier: classifier)
         var notes: [String] = []
         if source.name != "sock_diag" {
             notes.append("sock_diag unavailable: read /proc/net instead (no byte counters, no accept-queue limit)")
@@ -70,7 +83,8 @@ public struct PortSnapshot: Sendable {
             attach(owners: owners, processes: processes, to: &ports)
         }
         return PortSnapshot(takenAt: Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9, source: source.name,
-                            sockets: sockets, ports: ports, owners: owners, processes: processes, notes: notes)
+                            sockets: sockets, ports: ports, owners: owners, processes: processes, notes: notes,
+                            classifier: classifier)
     }
 
     /// The processes holding a socket, in pid order.

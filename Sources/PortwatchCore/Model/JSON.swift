@@ -150,8 +150,9 @@ extension PortSummary {
             ("bytes", ["received": .number(bytesReceived), "sent": .number(bytesSent)]),
             ("packets", ["received": .number(packetsReceived), "sent": .number(packetsSent)]),
             ("retransmits", .number(retransmits)),
-            ("drops", .number(drops)),
+            ("drops", .number(drops &+ listenDrops)),
             ("overloaded", .bool(overloaded)),
+            ("errors", errorsJSON),
             ("processes", .array(processes.map(\.json))),
         ]
         if role == .local {
@@ -165,6 +166,48 @@ extension PortSummary {
         }
         return .object(pairs)
     }
+}
+
+extension PortSummary {
+    /// Named error counters of a port, as its sockets carry them now (lifetime totals).
+    public var errorsJSON: JSONValue {
+        [
+            "listen_drops": .number(listenDrops), "drops": .number(drops), "retransmits": .number(retransmits),
+            "syn_backlog": .number(connections.synRecv), "accept_queue_full": .bool(acceptQueueFull),
+        ]
+    }
+}
+
+extension PortActivity {
+    /// The `window` object of `--sample` output.
+    public func windowJSON(seconds: Double) -> JSONValue {
+        [
+            "seconds": .double(seconds),
+            "bytes": ["received": .number(bytesReceived), "sent": .number(bytesSent)],
+            "packets": ["received": .number(packetsReceived), "sent": .number(packetsSent)],
+            "connections_opened": .number(opened), "connections_closed": .number(closed),
+            "errors": [
+                "listen_drops": .number(listenDrops), "drops": .number(drops), "retransmits": .number(retransmits),
+                "connect_timeouts": .number(connectTimeouts), "connect_refused": .number(connectRefused),
+            ],
+        ]
+    }
+
+    /// The `rates` object: bits and packets per second over the window.
+    public func ratesJSON(seconds: Double) -> JSONValue {
+        let s = seconds > 0 ? seconds : 1
+        return [
+            "received_bps": .double((Double(bytesReceived) * 8 / s).rounded()),
+            "sent_bps": .double((Double(bytesSent) * 8 / s).rounded()),
+            "received_pps": .double((Double(packetsReceived) / s * 10).rounded() / 10),
+            "sent_pps": .double((Double(packetsSent) / s * 10).rounded() / 10),
+        ]
+    }
+}
+
+extension WindowReport {
+    /// System-wide error deltas as a JSON object.
+    public var systemJSON: JSONValue { .object(system.map { ($0.0, .int($0.1)) }) }
 }
 
 extension SocketRecord {

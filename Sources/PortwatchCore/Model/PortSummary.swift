@@ -103,6 +103,7 @@ public struct PortSummary: Sendable, Hashable {
     public var packetsReceived: UInt64 = 0
     public var packetsSent: UInt64 = 0
     public var retransmits: UInt64 = 0
+    /// Drops on the port's connections (receive-buffer drops for UDP sockets).
     public var drops: UInt64 = 0
     /// Socket inodes whose owners are this port's processes (listeners, or the connections).
     public var ownerInodes: [UInt64] = []
@@ -115,6 +116,13 @@ public struct PortSummary: Sendable, Hashable {
     }
 
     public var listening: Bool { !listeners.isEmpty }
+
+    /// Drops counted on the listeners (TCP: SYNs and handshakes dropped, accept-queue overflows;
+    /// UDP: datagrams dropped on the bound socket), over the listeners' lifetime.
+    public var listenDrops: UInt64 { listeners.reduce(0) { $0 &+ $1.drops } }
+
+    /// Whether any listener's accept queue is over its limit right now.
+    public var acceptQueueFull: Bool { proto == .tcp && listeners.contains(where: \.acceptQueueFull) }
 
     /// Listening addresses (`0.0.0.0`, `::`, `127.0.0.1`) or, for remote rows, peer addresses.
     public var addresses: [String] {

@@ -1,0 +1,206 @@
+/// The counters of one socket that only grow while it lives.
+public struct SocketCounters: Sendable, Hashable {
+    public var bytesReceived: UInt64 = 0
+    public var bytesSent: UInt64 = 0
+    public var packetsReceived: UInt64 = 0
+    public var packetsSent: UInt64 = 0
+    public var retransmits: UInt64 = 0
+    public var drops: UInt64 = 0
+
+    public init() {}
+
+    /// The counters of a socket record; nil when the kernel gave none (TIME_WAIT, SYN_RECV).
+    public init?(_ s: SocketRecord) {
+        if s.tcp == nil && s.drops == nil { return nil }
+        bytesReceived = s.payloadReceived
+        bytesSent = s.payloadSent
+        packetsReceived = UInt64(s.tcp?.segmentsIn ?? 0)
+        packetsSent = UInt64(s.tcp?.segmentsOut ?? 0)
+        retransmits = UInt64(s.tcp?.totalRetransmits ?? 0)
+        drops = UInt64(s.drops ?? 0)
+    }
+
+    /// Growth since `earlier`, never negative (a counter that went backwards contributes 0).
+    public func growth(since earlier: SocketCounters) -> SocketCounters {
+        var d = SocketCounters()
+        d.bytesReceived = bytesReceived &- min(bytesReceived, earlier.bytesReceived)
+        d.bytesSent = bytesSent &- min(bytesSent, earlier.bytesSent)
+        d.packetsReceived = packetsReceived &- min(packetsReceived, earlier.packetsReceived)
+        d.packetsSent = packetsSent &- min(packetsSent, earlier.packetsSent)
+        d.retransmits = retransmits &- min(retransmits, earlier.retransmits)
+        d.drops = drops &- min(drops, earlier.drops)
+        return d
+    }
+}
+
+/// What happened on one port during a window.
+public struct PortActivity: Sendable, Hashable {
+    public var bytesReceived: UInt64 = 0
+    public var bytesSent: UInt64 = 0
+    public var packetsReceived: UInt64 = 0
+    public var packetsSent: UInt64 = 0
+    public var retransmits: UInt64 = 0
+    /// Drops on connected sockets (and UDP receive-buffer drops).
+    public var drops: UInt64 = 0
+    /// Drops on the port's listeners: SYNs or handshakes dropped, accept queue overflows.
+    public var listenDrops: UInt64 = 0
+    /// Connections that appeared in the window.
+    public var opened = 0
+    /// Connections that closed in the window.
+    public var closed = 0
+    /// Outgoing connection attempts that got no answer (or were abandoned) before closing.
+    public var connectTimeouts = 0
+    /// Outgoing connection attempts answered with a reset.
+    public var connectRefused = 0
+
+    public init() {}
+
+    mutating func add(_ d: SocketCounters, listening: Bool) {
+        bytesReceived &+= d.bytesReceived
+        bytesSent &+= d.bytesSent
+        packetsReceived &+= d.packetsReceived
+        packetsSent &+= d.packetsSent
+        retransmits &+= d.retransmits
+        if listening { listenDrops &+= d.drops } else { drops &+= d.drops }
+    }
+
+    /// Nothing happened.
+    public var isQuiet: Bool { self == PortActivity() }
+}
+
+/// Per-port activity over one window between two samples.
+public struct WindowReport: Sendable {
+    /// Length of the window in seconds.
+    public var seconds: Double
+    public var ports: [PortKey: PortActivity]
+    /// System-wide error counter deltas (snake_case names), in a stable order.
+    public var system: [(String, Int64)]
+    /// Destroy-event overflows in the window: closed connections may be undercounted.
+    public var eventOverflows: Int
+    /// Whether closed connections were counted at all (destroy events subscribed).
+    public var closedConnectionsCounted: Bool
+    public var notes: [String]
+
+    public func activity(_ key: PortKey) -> PortActivity { ports[key] ?? PortActivity() }
+}
+
+/// Turns successive snapshots (plus destroy events) into exact per-port deltas.
+///
+/// Each socket is tracked by its cookie. A live socket contributes its growth since it was last
+/// seen; a closed socket contributes its final counters (from the destroy event) less what was
+/// already counted — so every byte counts once, whether the connection lived across samples or
+/// opened and closed between them. A socket that vanished with no event yet is kept a few samples,
+/// since the kernel sends destroy events from a work queue, slightly after the socket is gone.
+public struct TrafficTracker: Sendable {
+    private struct Seen: Sendable {
+        var key: PortKey
+        var counters: SocketCounters
+        var listening: Bool
+        /// Samples in a row the socket was missing without a destroy event.
+        var missing = 0
+    }
+
+    private var seen: [UInt64: Seen] = [:]
+    private var lastTime: Double = 0
+    private var lastSystem = SystemCounters()
+    private var started = false
+    /// Samples a vanished socket waits for its destroy event before it is given up.
+    public var graceSamples = 3
+
+    public init() {}
+
+    /// Sets the baseline: counters already on the sockets now are not part of any window.
+    public mutating func start(_ snapshot: PortSnapshot, system: SystemCounters, classifier: PortClassifier? = nil) {
+        let classifier = classifier ?? PortClassifier(sockets: snapshot.sockets)
+        seen.removeAll(keepingCapacity: true)
+        for s in snapshot.sockets {
+            guard let c = SocketCounters(s) else { continue }
+            seen[s.cookie] = Seen(key: classifier.key(for: s), counters: c, listening: s.isListening)
+        }
+        lastTime = snapshot.takenAt
+        lastSystem = system
+        started = true
+    }
+
+    /// Folds the next snapshot and the sockets closed since the last one into a window report.
+    public mutating func advance(_ snapshot: PortSnapshot, destroyed: DestroyBatch?, system: SystemCounters,
+                                 classifier: PortClassifier? = nil) -> WindowReport {
+        if !started {
+            start(snapshot, system: system, classifier: classifier)
+            return WindowReport(seconds: 0, ports: [:], system: [], eventOverflows: 0,
+                                closedConnectionsCounted: destroyed != nil, notes: [])
+        }
+        let classifier = classifier ?? PortClassifier(sockets: snapshot.sockets)
+        var ports: [PortKey: PortActivity] = [:]
+        var final: [UInt64: SocketRecord] = [:]
+        for s in destroyed?.sockets ?? [] where s.cookie != 0 { final[s.cookie] = s }
+        var next: [UInt64: Seen] = [:]
+        next.reserveCapacity(seen.count + 16)
+
+        for s in snapshot.sockets {
+            // Closed since the dump saw it: its destroy event below is the later, final word.
+            if final[s.cookie] != nil { continue }
+            guard let counters = SocketCounters(s) else {
+                // No counters (TIME_WAIT, SYN_RECV): keep what we knew, if anything.
+                if var known = seen[s.cookie] {
+                    known.missing = 0
+                    next[s.cookie] = known
+                }
+                continue
+            }
+            let listening = s.isListening
+            let previous = seen[s.cookie]
+            let key = previous?.key ?? classifier.key(for: s)
+            if previous == nil && !listening { ports[key, default: PortActivity()].opened += 1 }
+            ports[key, default: PortActivity()].add(counters.growth(since: previous?.counters ?? SocketCounters()),
+                                                    listening: listening)
+            next[s.cookie] = Seen(key: key, counters: counters, listening: listening)
+        }
+
+        for (cookie, s) in final {
+            let previous = seen[cookie]
+            let key = previous?.key ?? classifier.key(for: s)
+            let counters = SocketCounters(s) ?? SocketCounters()
+            var activity = ports[key, default: PortActivity()]
+            if previous == nil { activity.opened += 1 }
+            activity.closed += 1
+            activity.add(counters.growth(since: previous?.counters ?? SocketCounters()), listening: previous?.listening ?? false)
+            if key.role == .remote, let tcp = s.tcp, tcp.bytesAcked == 0, tcp.bytesReceived == 0, tcp.rttMicros == 0 {
+                // Never completed a handshake: no SYN-ACK was ever acknowledged or timed.
+                if tcp.segmentsIn > 0 { activity.connectRefused += 1 } else { activity.connectTimeouts += 1 }
+            }
+            ports[key] = activity
+            next[cookie] = nil
+        }
+
+        // Sockets that vanished without an event: wait a little for it, then let them go (what
+        // they carried until last seen was already counted).
+        for (cookie, var known) in seen where next[cookie] == nil && final[cookie] == nil {
+            known.missing += 1
+            if known.missing <= graceSamples {
+                next[cookie] = known
+            } else if !known.listening {
+                ports[known.key, default: PortActivity()].closed += 1
+            }
+        }
+        seen = next
+
+        var notes: [String] = []
+        let overflows = destroyed?.overflows ?? 0
+        if overflows > 0 {
+            notes.append("destroy events overflowed \(overflows)× (ENOBUFS): traffic of connections closed in this window is undercounted")
+        }
+        if destroyed == nil {
+            notes.append("connections closed between samples are not counted (destroy events need root or CAP_NET_ADMIN)")
+        }
+        let report = WindowReport(seconds: max(0, snapshot.takenAt - lastTime), ports: ports,
+                                  system: system.errorDeltas(since: lastSystem), eventOverflows: overflows,
+                                  closedConnectionsCounted: destroyed != nil, notes: notes)
+        lastTime = snapshot.takenAt
+        lastSystem = system
+        return report
+    }
+
+    /// Sockets currently tracked (for tests and memory accounting).
+    public var trackedSockets: Int { seen.count }
+}

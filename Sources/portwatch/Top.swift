@@ -1,0 +1,330 @@
+import ArgumentParser
+import PortwatchCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `portwatch top`: the live view — per-port rates, connections, errors and a sparkline.
+struct Top: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Live per-port view: rx/tx rates, packets/s, connections, errors, a one-minute sparkline.",
+        discussion: "Keys: r/t/c/e sort by rx, tx, connections, errors; a toggles outgoing rows; q or Ctrl-C quits.")
+
+    @Argument(help: "Only these ports (default: all).")
+    var ports: String?
+
+    @Option(name: .long, help: "Time between refreshes (default 1s).")
+    var interval: String = "1s"
+
+    @Option(name: .long, help: "Sort by rx, tx, conns or errors (default rx).")
+    var sort: String = "rx"
+
+    @Option(name: .long, help: "Stop after this many refreshes (for scripts and tests).")
+    var iterations: Int?
+
+    @Flag(name: .long, help: "Also show outgoing connections, grouped by remote port.")
+    var all = false
+
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        let seconds = try durationSeconds(interval, option: "--interval")
+        if seconds < 0.05 || seconds > 3600 { throw PortwatchError.usage("--interval: must be between 50ms and 1h") }
+        guard let order = TopSort(rawValue: sort.lowercased()) else {
+            throw PortwatchError.usage("invalid --sort '\(sort)': use rx, tx, conns or errors")
+        }
+        if let iterations, iterations < 1 { throw PortwatchError.usage("--iterations: must be at least 1") }
+        let spec = try ports.map { try parsePorts($0) }
+        var query = SocketQuery()
+        if let spec {
+            query.protocols = spec.protocols(default: [.tcp, .udp])
+            query.ports = portFilters(spec, protocols: query.protocols, matchPeer: true)
+        }
+        var model = TopModel(spec: spec, sort: order, showOutgoing: all, interval: seconds)
+        let sampler = Sampler(options: SnapshotOptions(query: query, includeOutgoing: true, processes: .owners))
+        try sampler.start()
+
+        if output.json || !Terminal.stdout.isTTY || isatty(STDIN_FILENO) != 1 {
+            // Scripts: one JSON document (or one plain table) per refresh.
+            var done = 0
+            var deadline = now() + seconds
+            while iterations.map({ done < $0 }) ?? true {
+                // Deadlines, not sleeps after work: refreshes stay `interval` apart even when a
+                // sample takes a while.
+                sleepSeconds(deadline - now())
+                deadline = max(deadline + seconds, now())
+                let (snapshot, report) = try sampler.sample()
+                model.update(snapshot, report)
+                emit(output.json ? model.json().serialized() : model.render(width: Terminal.stdout.width == Int.max ? 160 : Terminal.stdout.width, height: 1000, color: false))
+                done += 1
+            }
+            return
+        }
+
+        let screen = try ScreenSession()
+        defer { screen.restore() }
+        var done = 0
+        var nextSample = now() + seconds
+        screen.draw(model.render(width: screen.size().width, height: screen.size().height, color: Terminal.stdout.color, waiting: true))
+        while iterations.map({ done < $0 }) ?? true {
+            let wait = max(0, nextSample - now())
+            if let key = screen.readKey(timeout: min(wait, 0.25)) {
+                switch key {
+                case "q", "Q", "\u{03}", "\u{1B}": return
+                case "r": model.sort = .rx
+                case "t": model.sort = .tx
+                case "c": model.sort = .conns
+                case "e": model.sort = .errors
+                case "a": model.showOutgoing.toggle()
+                default: break
+                }
+                let size = screen.size()
+                screen.draw(model.render(width: size.width, height: size.height, color: Terminal.stdout.color))
+                continue
+            }
+            if now() >= nextSample {
+                let (snapshot, report) = try sampler.sample()
+                model.update(snapshot, report)
+                done += 1
+                nextSample += seconds
+                if nextSample < now() { nextSample = now() + seconds }
+            }
+            // Redraw on every tick so a resized terminal is followed within 250 ms.
+            let size = screen.size()
+            screen.draw(model.render(width: size.width, height: size.height, color: Terminal.stdout.color))
+        }
+    }
+}
+
+enum TopSort: String { case rx, tx, conns, errors }
+
+/// What `top` shows: the latest snapshot and window, plus a minute of history per port.
+struct TopModel {
+    var spec: PortSpec?
+    var sort: TopSort
+    var showOutgoing: Bool
+    var interval: Double
+    var snapshot: PortSnapshot?
+    var report: WindowReport?
+    /// Per port, recent rx+tx bit rates for the sparkline (one minute).
+    var history: [PortKey: [Double]] = [:]
+    let services = ServiceDatabase.system
+
+    struct Row {
+        var summary: PortSummary
+        var activity: PortActivity
+        var key: PortKey
+        var errors: UInt64 { activity.listenDrops + activity.drops + activity.retransmits + UInt64(activity.connectTimeouts + activity.connectRefused) }
+    }
+
+    mutating func update(_ snapshot: PortSnapshot, _ report: WindowReport) {
+        self.snapshot = snapshot
+        self.report = report
+        let keep = max(1, Int((60 / interval).rounded()))
+        var next: [PortKey: [Double]] = [:]
+        for row in rows(includeAll: true) {
+            let secs = report.seconds > 0 ? report.seconds : 1
+            var series = history[row.key] ?? []
+            series.append(Double(row.activity.bytesReceived + row.activity.bytesSent) * 8 / secs)
+            if series.count > keep { series.removeFirst(series.count - keep) }
+            next[row.key] = series
+        }
+        history = next
+    }
+
+    func rows(includeAll: Bool = false) -> [Row] {
+        guard let snapshot else { return [] }
+        var out: [Row] = []
+        var present = Set<PortKey>()
+        for summary in snapshot.ports {
+            if summary.role == .remote && !(showOutgoing || includeAll) { continue }
+            if let spec, !spec.contains(port: summary.port, proto: summary.proto) { continue }
+            let key = PortKey(role: summary.role, proto: summary.proto, port: summary.port)
+            present.insert(key)
+            out.append(Row(summary: summary, activity: report?.activity(key) ?? PortActivity(), key: key))
+        }
+        for (key, activity) in report?.ports ?? [:] where !present.contains(key) && !activity.isQuiet {
+            if key.role == .remote && !(showOutgoing || includeAll) { continue }
+            if let spec, !spec.contains(port: key.port, proto: key.proto) { continue }
+            out.append(Row(summary: PortSummary(proto: key.proto, port: key.port, role: key.role), activity: activity, key: key))
+        }
+        out.sort { a, b in
+            let (x, y): (UInt64, UInt64)
+            switch sort {
+            case .rx: (x, y) = (a.activity.bytesReceived, b.activity.bytesReceived)
+            case .tx: (x, y) = (a.activity.bytesSent, b.activity.bytesSent)
+            case .conns: (x, y) = (UInt64(a.summary.connections.total), UInt64(b.summary.connections.total))
+            case .errors: (x, y) = (a.errors, b.errors)
+            }
+            return x != y ? x > y : a.key < b.key
+        }
+        return out
+    }
+
+    func json() -> JSONValue {
+        let seconds = report?.seconds ?? 0
+        return [
+            "taken_at": .double(snapshot?.takenAt ?? 0),
+            "interval_seconds": .double(seconds),
+            "sort": .string(sort.rawValue),
+            "ports": .array(rows().map { row in
+                [
+                    "protocol": .string(row.key.proto.rawValue), "port": .number(row.key.port),
+                    "role": .string(row.key.role.rawValue),
+                    "service": .optional(services.name(port: row.key.port, proto: row.key.proto)),
+                    "listening": .bool(row.summary.listening),
+                    "connections": row.summary.connections.json,
+                    "accept_queue": row.summary.acceptQueue.map { ["current": .number($0.current), "max": .number($0.max)] } ?? .null,
+                    "rates": row.activity.ratesJSON(seconds: seconds),
+                    "window": row.activity.windowJSON(seconds: seconds),
+                    "errors": row.summary.errorsJSON,
+                    "processes": .array(row.summary.processes.map(\.json)),
+                ]
+            }),
+            "system_errors": report?.systemJSON ?? [:],
+            "notes": .array((snapshot?.notes ?? []).map { .string($0) } + (report?.notes ?? []).map { .string($0) }),
+        ]
+    }
+
+    /// The full screen as text lines (no cursor movement; the caller places it).
+    func render(width: Int, height: Int, color: Bool, waiting: Bool = false) -> String {
+        let term = Terminal(isTTY: true, color: color, width: width)
+        var lines: [String] = []
+        let seconds = report?.seconds ?? 0
+        let all = rows()
+        var totalRx: UInt64 = 0, totalTx: UInt64 = 0
+        for r in all { totalRx += r.activity.bytesReceived; totalTx += r.activity.bytesSent }
+        let secs = seconds > 0 ? seconds : 1
+        var header = "portwatch top — \(all.count) ports, every \(formatDuration(.milliseconds(Int64(interval * 1000))))"
+        header += ", sort \(sort.rawValue)  rx \(formatRate(bitsPerSecond: Double(totalRx) * 8 / secs))"
+        header += "  tx \(formatRate(bitsPerSecond: Double(totalTx) * 8 / secs))"
+        lines.append(term.bold(truncateLine(header, width)))
+        if let report, !report.system.isEmpty {
+            let nonzero = report.system.filter { $0.1 > 0 }.map { "\($0.0) \($0.1)" }
+            lines.append(truncateLine("system errors: " + (nonzero.isEmpty ? "none" : nonzero.joined(separator: ", ")), width))
+        } else {
+            lines.append(waiting ? "measuring…" : "")
+        }
+        var table = Table([
+            .init(title: "PROTO"), .init(title: "PORT", align: .right), .init(title: "SERVICE"),
+            .init(title: "RX/s", align: .right), .init(title: "TX/s", align: .right),
+            .init(title: "PKT/s", align: .right), .init(title: "CONNS", align: .right),
+            .init(title: "NEW", align: .right), .init(title: "ERR", align: .right),
+            .init(title: "LAST MINUTE"), .init(title: "PROCESS", flexible: true),
+        ])
+        let room = max(1, height - lines.count - 3)
+        for row in all.prefix(room) {
+            let a = row.activity
+            let port = row.key.role == .remote ? "→\(row.key.port)" : String(row.key.port)
+            table.add([
+                .init(text: row.key.proto.rawValue), .init(text: port),
+                .init(text: services.name(port: row.key.port, proto: row.key.proto) ?? "-"),
+                .init(text: formatRate(bitsPerSecond: Double(a.bytesReceived) * 8 / secs)),
+                .init(text: formatRate(bitsPerSecond: Double(a.bytesSent) * 8 / secs)),
+                .init(text: String(format1: Double(a.packetsReceived + a.packetsSent) / secs)),
+                .init(text: String(row.summary.connections.total)),
+                .init(text: String(a.opened)),
+                .init(text: String(row.errors), paint: row.errors > 0 ? { term.red($0) } : nil),
+                .init(text: sparkline(history[row.key] ?? [], width: 20)),
+                .init(text: processList(row.summary.processes)),
+            ])
+        }
+        lines.append(contentsOf: table.render(term).split(separator: "\n", omittingEmptySubsequences: false).map(String.init))
+        if all.count > room { lines.append(term.dim("… \(all.count - room) more")) }
+        lines.append(term.dim("q quit · r/t/c/e sort rx/tx/conns/errors · a outgoing \(showOutgoing ? "on" : "off")"))
+        return lines.joined(separator: "\n")
+    }
+}
+
+func truncateLine(_ s: String, _ width: Int) -> String {
+    displayWidth(s) > width ? truncate(s, to: width) : s
+}
+
+/// ▁▂▃▄▅▆▇█ over the series, scaled to its maximum; padded on the left to `width`.
+func sparkline(_ series: [Double], width: Int) -> String {
+    let blocks: [Character] = ["▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"]
+    let tail = series.suffix(width)
+    let peak = tail.max() ?? 0
+    var out = String(repeating: " ", count: width - tail.count)
+    for v in tail {
+        if peak <= 0 || v <= 0 { out.append(" ") ; continue }
+        let i = min(blocks.count - 1, Int((v / peak) * Double(blocks.count - 1) + 0.5))
+        out.append(blocks[max(0, i)])
+    }
+    return out
+}
+
+/// Saved terminal state, restored by the signal handler if we are killed mid-draw.
+/// nonisolated(unsafe): written once before the handlers are installed, then only read.
+nonisolated(unsafe) private var savedTermios = termios()
+nonisolated(unsafe) private var termiosSaved = false
+
+private let restoreSequence = "\u{1B}[?25h\u{1B}[?1049l"
+
+/// Full-screen terminal mode: alternate screen, hidden cursor, keys unbuffered; undone by
+/// `restore()`, by SIGTERM/SIGHUP, and on every exit path.
+final class ScreenSession {
+    private var restored = false
+
+    init() throws {
+        if tcgetattr(STDIN_FILENO, &savedTermios) != 0 {
+            throw PortwatchError.system("top needs a terminal on stdin (use --json or --iterations in scripts)")
+        }
+        termiosSaved = true
+        var raw = savedTermios
+        // No line buffering, no echo, and Ctrl-C as a key (so we quit through our own cleanup).
+        raw.c_lflag &= ~tcflag_t(ICANON | ECHO | ISIG)
+        raw.c_cc.6 = 0  // VMIN
+        raw.c_cc.5 = 0  // VTIME
+        tcsetattr(STDIN_FILENO, TCSANOW, &raw)
+        let handler: @convention(c) (Int32) -> Void = { sig in
+            if termiosSaved { tcsetattr(STDIN_FILENO, TCSANOW, &savedTermios) }
+            restoreSequence.withCString { _ = write(STDOUT_FILENO, $0, strlen($0)) }
+            _exit(128 + sig)
+        }
+        signal(SIGTERM, handler)
+        signal(SIGHUP, handler)
+        writeAll(STDOUT_FILENO, "\u{1B}[?1049h\u{1B}[?25l")
+    }
+
+    deinit { restore() }
+
+    func restore() {
+        if restored { return }
+        restored = true
+        writeAll(STDOUT_FILENO, restoreSequence)
+        if termiosSaved { tcsetattr(STDIN_FILENO, TCSANOW, &savedTermios) }
+        signal(SIGTERM, SIG_DFL)
+        signal(SIGHUP, SIG_DFL)
+    }
+
+    func size() -> (width: Int, height: Int) {
+        var ws = winsize()
+        if ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &ws) == 0, ws.ws_col > 0, ws.ws_row > 0 {
+            return (Int(ws.ws_col), Int(ws.ws_row))
+        }
+        return (80, 24)
+    }
+
+    /// Home, draw, clear the rest: no flicker from clearing the whole screen first.
+    func draw(_ text: String) {
+        let body = text.split(separator: "\n", omittingEmptySubsequences: false).map { $0 + "\u{1B}[K" }.joined(separator: "\r\n")
+        writeAll(STDOUT_FILENO, "\u{1B}[H" + body + "\u{1B}[J")
+    }
+
+    /// One key press, or nil after `timeout` seconds.
+    func readKey(timeout: Double) -> Character? {
+        var pfd = pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0)
+        let n = poll(&pfd, 1, Int32(max(0, timeout * 1000)))
+        guard n > 0 else { return nil }
+        var byte: UInt8 = 0
+        guard read(STDIN_FILENO, &byte, 1) == 1 else { return nil }
+        if byte == 0x1B {
+            // An escape sequence (arrow keys...) is not a quit: swallow its tail.
+            var rest = [UInt8](repeating: 0, count: 8)
+            var p2 = pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0)
+            if poll(&p2, 1, 10) > 0 { _ = read(STDIN_FILENO, &rest, rest.count); return " " }
+        }
+        return Character(Unicode.Scalar(byte))
+    }
+}
