@@ -64,4 +64,47 @@ static inline int csd_rta_payload(const struct rtattr *rta) { return (int)RTA_PA
 static inline size_t csd_inet_diag_msg_size(void) { return sizeof(struct inet_diag_msg); }
 static inline size_t csd_inet_diag_req_v2_size(void) { return sizeof(struct inet_diag_req_v2); }
 
+// ---- AF_PACKET capture (TPACKET_V3 ring): layout-dependent pieces for Capture.swift ----
+// <linux/if_packet.h> and <linux/filter.h> stay in shim.c: glibc's <netpacket/packet.h>
+// (pulled in by Glibc) defines the same structs, which would clash once Swift imports both.
+
+/// What portwatch reads of one tpacket3_hdr and the sockaddr_ll behind it.
+typedef struct {
+    uint32_t next_offset;   // tp_next_offset: bytes to the next packet in the block (0 = last)
+    uint32_t snaplen;       // bytes captured (after the filter's snap length)
+    uint32_t wire_len;      // the packet's length on the wire
+    uint32_t net_offset;    // tp_net: offset of the network header from the packet's header
+    uint16_t protocol;      // sll_protocol, host order (ETH_P_IP 0x0800, ETH_P_IPV6 0x86dd)
+    uint16_t hatype;        // sll_hatype (ARPHRD_LOOPBACK = 772)
+    uint8_t pkttype;        // sll_pkttype (PACKET_HOST 0 ... PACKET_OUTGOING 4)
+    int32_t ifindex;        // sll_ifindex
+} csd_tpacket_info;
+
+/// Switches `fd` to TPACKET_V3 and asks for a receive ring of block_count blocks of block_size
+/// bytes (block_size a multiple of the page size); a block is handed to user space when full or
+/// after retire_ms. 0 or -errno.
+int csd_packet_setup_ring(int fd, uint32_t block_size, uint32_t block_count, uint32_t frame_size, uint32_t retire_ms);
+/// Binds an AF_PACKET socket for every protocol (ETH_P_ALL) to one interface, or to all when
+/// ifindex is 0. 0 or -errno.
+int csd_packet_bind(int fd, int ifindex);
+/// Attaches a classic BPF program (`count` 8-byte sock_filter instructions) with SO_ATTACH_FILTER.
+/// 0 or -errno.
+int csd_packet_attach_filter(int fd, const void *instructions, uint16_t count);
+/// Reads PACKET_STATISTICS (TPACKET_V3: packets and drops since the previous read; reading resets
+/// them). 0 or -errno.
+int csd_packet_statistics(int fd, uint64_t *packets, uint64_t *drops);
+/// True when the kernel handed this block to user space (TP_STATUS_USER), with acquire ordering.
+int csd_block_ready(const void *block);
+/// Number of packets in a ready block and the offset of the first from the block's start.
+uint32_t csd_block_packet_count(const void *block);
+uint32_t csd_block_first_offset(const void *block);
+/// Length of the block's used area (offset_to_first_pkt + packets), for bounds checks.
+uint32_t csd_block_length(const void *block);
+/// Gives the block back to the kernel (TP_STATUS_KERNEL), with release ordering.
+void csd_block_release(void *block);
+/// Reads a tpacket3_hdr and its sockaddr_ll.
+void csd_tpacket_read(const void *packet, csd_tpacket_info *out);
+/// sizeof(struct tpacket3_hdr) aligned + sizeof(struct sockaddr_ll): the bytes before tp_net at least.
+size_t csd_tpacket3_header_length(void);
+
 #endif
