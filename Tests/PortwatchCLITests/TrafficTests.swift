@@ -1,0 +1,230 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A listener that accepts every connection and reads it to EOF on a thread of its own, so the
+/// kernel counts every byte as received; it closes each connection after EOF.
+final class SinkServer: @unchecked Sendable {
+    let listener: TestSocket
+    var port: UInt16 { listener.port }
+    private let done = NSCondition()
+    private var stopped = false
+    private(set) var bytes = 0
+    private(set) var connections = 0
+
+    init() throws {
+        listener = try Net.tcpListenerOnFreePort("127.0.0.1", backlog: 4096)
+        let thread = Thread { [self] in self.serve() }
+        thread.start()
+    }
+
+    private func serve() {
+        while true {
+            var pfd = pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&pfd, 1, 100)
+            done.lock()
+            let stop = stopped
+            done.unlock()
+            if stop { return }
+            if ready <= 0 { continue }
+            let fd = Glibc.accept(listener.fd, nil, nil)
+            if fd < 0 { continue }
+            // One reader per connection: a long-lived connection must not hold up the others.
+            Thread { [self] in self.drain(fd) }.start()
+        }
+    }
+
+    private func drain(_ fd: Int32) {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var total = 0
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            total += n
+        }
+        Glibc.close(fd)
+        done.lock()
+        bytes += total
+        connections += 1
+        done.broadcast()
+        done.unlock()
+    }
+
+    /// Waits until `count` connections have been read to the end.
+    func waitForConnections(_ count: Int, timeout: Double = 10) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        done.lock()
+        defer { done.unlock() }
+        while connections < count {
+            if !done.wait(until: deadline) { return false }
+        }
+        return true
+    }
+
+    func stop() {
+        done.lock()
+        stopped = true
+        done.unlock()
+        listener.close()
+    }
+}
+
+/// The port's entry in `check --json` / `ports --json` output.
+private func window(_ json: [String: Any]?) -> [String: Any]? { json?.object("window") }
+
+@Suite(.serialized) struct TrafficTests {
+    /// Counting closed connections needs the destroy-event groups (CAP_NET_ADMIN).
+    static let canSeeDestroyEvents = TestEnv.isRoot
+
+    @Test(.enabled(if: TrafficTests.canSeeDestroyEvents, "needs root: closed connections come from sock_diag destroy events"))
+    func windowTotalsEqualWhatWasSent() throws {
+        let sink = try SinkServer()
+        defer { sink.stop() }
+        // A long-lived connection opened (and used) before the window.
+        let long = try Net.connect("127.0.0.1", port: sink.port)
+        try long.sendAll([UInt8](repeating: 1, count: 7_000))
+        Thread.sleep(forTimeInterval: 0.2)
+
+        let run = try startPortwatch(["check", "\(sink.port)", "--sample", "3s", "--expect", "listening", "--json"])
+        Thread.sleep(forTimeInterval: 1.0)  // the baseline is taken at start
+        try long.sendAll([UInt8](repeating: 2, count: 100_000))
+        for _ in 0..<50 {
+            let c = try Net.connect("127.0.0.1", port: sink.port)
+            try c.sendAll([UInt8](repeating: 3, count: 2_000))
+            c.close()
+        }
+        #expect(sink.waitForConnections(50))
+        let result = run.finish(timeout: 20)
+        #expect(result.status == 0, "\(result)")
+        let w = try #require(window(result.json()))
+        let received = try #require(w.object("bytes")?.int("received"))
+        // Ground truth 200,000 payload bytes; each closed connection may add its FIN's byte.
+        #expect(received >= 200_000 && received <= 200_000 + 50, "received \(received)")
+        #expect(w.int("connections_opened") == 50)
+        #expect(w.int("connections_closed") == 50)
+        long.close()
+        #expect(sink.waitForConnections(51))
+    }
+
+    @Test(.enabled(if: TrafficTests.canSeeDestroyEvents, "needs root: closed connections come from sock_diag destroy events"))
+    func thousandsOfShortConnectionsInOneWindowAreAllCounted() throws {
+        let sink = try SinkServer()
+        defer { sink.stop() }
+        let count = 3_000
+        let run = try startPortwatch(["ports", "\(sink.port)", "--sample", "6s", "--json"])
+        Thread.sleep(forTimeInterval: 1.0)
+        let started = Date()
+        for _ in 0..<count where Date().timeIntervalSince(started) < 4 {
+            let c = try Net.connect("127.0.0.1", port: sink.port)
+            try c.sendAll([UInt8](repeating: 7, count: 100))
+            c.close()
+        }
+        #expect(sink.waitForConnections(count))
+        let result = run.finish(timeout: 20)
+        #expect(result.status == 0, "\(result)")
+        let port = try #require(result.json()?.objects("ports").first { $0.int("port") == Int(sink.port) })
+        let w = try #require(window(port))
+        let received = try #require(w.object("bytes")?.int("received"))
+        #expect(received >= count * 100 && received <= count * 101, "received \(received) from \(count) connections")
+        #expect(w.int("connections_opened") == count)
+        #expect(w.int("connections_closed") == count)
+        #expect(result.json()?.strings("notes")?.contains { $0.contains("ENOBUFS") } == false)
+    }
+
+    @Test func listenerThatNeverAcceptsIsOverloadedWithDropsCounted() throws {
+        let listener = try Net.tcpListenerOnFreePort("127.0.0.1", backlog: 1)
+        defer { listener.close() }
+        var clients: [TestSocket] = []
+        defer { clients.forEach { $0.close() } }
+        for _ in 0..<4 { clients.append(try Net.connect("127.0.0.1", port: listener.port, nonBlocking: true)) }
+        let run = try startPortwatch(["check", "\(listener.port)", "--sample", "2500ms", "--expect", "overloaded", "--json"])
+        Thread.sleep(forTimeInterval: 0.8)
+        // More SYNs into a full queue: the kernel drops them (and their retransmissions).
+        for _ in 0..<6 { clients.append(try Net.connect("127.0.0.1", port: listener.port, nonBlocking: true)) }
+        let result = run.finish(timeout: 20)
+        let json = try #require(result.json())
+        #expect(json.string("verdict") == "overloaded", "\(result)")
+        #expect(result.status == 0)
+        let drops = window(json)?.object("errors")?.int("listen_drops") ?? 0
+        #expect(drops > 0, "listen drops in the window: \(result)")
+        let queue = try #require(json.object("accept_queue"))
+        #expect((queue.int("current") ?? 0) > (queue.int("max") ?? 0))
+    }
+
+    @Test(.enabled(if: TestEnv.canCreateNamespaces, "needs root, ip, nft and python3 for a test host in a network namespace"))
+    func outgoingConnectToADroppingHostIsATimeoutForThatRemotePort() throws {
+        let lab = try NetnsLab()
+        defer { lab.destroy() }
+        let blackhole: UInt16 = 5999
+        try lab.nft(lab.server, """
+            table inet pwtest {
+              chain input { type filter hook input priority 0; tcp dport \(blackhole) drop; }
+            }
+            """)
+        // portwatch watches the client namespace while a python client there gives up on
+        // three connects (SYNs dropped by the server host) after 300 ms each.
+        let run = try startPortwatch(["ports", "--all", "--sample", "4s", "--json", "--no-processes"], netns: lab.client)
+        Thread.sleep(forTimeInterval: 1.0)
+        let script = """
+            import socket
+            for _ in range(3):
+                s = socket.socket(); s.settimeout(0.3)
+                try: s.connect(("\(lab.serverV4)", \(blackhole)))
+                except OSError: pass
+                s.close()
+            """
+        let client = lab.exec(lab.client, [TestEnv.python3 ?? "python3", "-c", script])
+        #expect(client.status == 0, "\(client.stderr)")
+        let result = run.finish(timeout: 20)
+        let rows = result.json()?.objects("ports") ?? []
+        let remote = try #require(rows.first { $0.string("role") == "remote" && $0.int("port") == Int(blackhole) }, "\(result)")
+        #expect(window(remote)?.object("errors")?.int("connect_timeouts") == 3, "\(remote)")
+        #expect(window(remote)?.object("errors")?.int("connect_refused") == 0)
+    }
+
+    @Test func topJSONLinesOnePerRefresh() throws {
+        let listener = try Net.tcpListenerOnFreePort("127.0.0.1")
+        defer { listener.close() }
+        let result = runPortwatch(["top", "\(listener.port)", "--iterations", "2", "--interval", "300ms", "--json"], timeout: 20)
+        #expect(result.status == 0, "\(result)")
+        let lines = result.stdout.split(separator: "\n")
+        #expect(lines.count == 2)
+        for line in lines {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            let ports = object.objects("ports")
+            #expect(ports.contains { $0.int("port") == Int(listener.port) && $0.bool("listening") == true })
+            #expect(ports.allSatisfy { $0.object("rates")?["received_bps"] != nil })
+        }
+    }
+
+    @Test(.enabled(if: TestEnv.which("tmux") != nil, "needs tmux to drive the full-screen view"))
+    func topDrawsSortsAndQuitsRestoringTheTerminal() throws {
+        let tmux = try #require(TestEnv.which("tmux"))
+        let session = "pwtop\(getpid())"
+        let start = runTool(tmux, ["new-session", "-d", "-s", session, "-x", "120", "-y", "30",
+                                   "env", "-i", "PATH=/usr/bin:/bin", "TERM=xterm", "PS1=READY$ ", "bash", "--norc", "--noprofile"])
+        #expect(start.status == 0, "\(start.stderr)")
+        defer { _ = runTool(tmux, ["kill-session", "-t", session]) }
+        func screen() -> String { runTool(tmux, ["capture-pane", "-p", "-t", session]).stdout }
+        func type(_ keys: String...) { _ = runTool(tmux, ["send-keys", "-t", session] + keys) }
+
+        #expect(poll(timeout: 5) { screen().contains("READY$") })
+        type("stty -g > /tmp/\(session).before", "Enter")
+        type("\(TestEnv.portwatchPath) top --interval 300ms", "Enter")
+        #expect(poll(timeout: 10) { screen().contains("portwatch top") && screen().contains("LAST MINUTE") }, "\(screen())")
+        type("c")
+        #expect(poll(timeout: 5) { screen().contains("sort conns") }, "\(screen())")
+        type("q")
+        #expect(poll(timeout: 5) { !screen().contains("LAST MINUTE") && screen().contains("READY$") }, "\(screen())")
+        type("stty -g > /tmp/\(session).after", "Enter")
+        #expect(poll(timeout: 5) { FileManager.default.fileExists(atPath: "/tmp/\(session).after") })
+        Thread.sleep(forTimeInterval: 0.2)
+        let before = try String(contentsOfFile: "/tmp/\(session).before", encoding: .utf8)
+        let after = try String(contentsOfFile: "/tmp/\(session).after", encoding: .utf8)
+        try? FileManager.default.removeItem(atPath: "/tmp/\(session).before")
+        try? FileManager.default.removeItem(atPath: "/tmp/\(session).after")
+        #expect(before == after, "terminal modes changed: \(before) vs \(after)")
+    }
+}
