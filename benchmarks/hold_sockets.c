@@ -4,7 +4,7 @@
  * Usage: hold_sockets [-p PORT] [-n CONNS] [-t LIFETIME_S] [-b BYTES]
  *                     [-a PER_ACCEPTOR] [-c PER_CLIENT]
  *
- *   -p PORT         listener port on 127.0.0.1 (default 47100)
+ *   -p PORT         listener port on 127.0.0.1 (default 29417)
  *   -n CONNS        established connections to hold (default 54000)
  *   -t LIFETIME_S   exit by itself after this many seconds (default 600)
  *   -b BYTES        bytes sent each way on each connection (default 1024, 0 = none)
@@ -51,7 +51,7 @@
 
 #define MAX_WORKERS 64
 
-static int opt_port = 47100;
+static int opt_port = 29417;
 static long opt_conns = 54000;
 static int opt_lifetime = 600;
 static int opt_bytes = 1024;
