@@ -29,9 +29,14 @@ struct Check: ParsableCommand {
     @Flag(name: .long, help: "Unsuffixed ports mean UDP.")
     var udp = false
 
+    @Flag(name: .long, help: "Also capture packets (AF_PACKET, needs root or CAP_NET_RAW): UDP traffic per port and packets hitting closed ports.")
+    var capture = false
+
     @OptionGroup var output: OutputOptions
 
     func run() throws {
+        if capture && sample == nil { throw PortwatchError.usage("--capture measures over a window: add --sample (e.g. --sample 1s)") }
+        if host != nil && sample != nil { throw PortwatchError.usage("--sample measures local ports; it does not combine with --host") }
         let spec = try parsePorts(ports)
         let protos = spec.protocols(default: [udp ? .udp : .tcp])
         var pairs: [(TransportProtocol, UInt16)] = []
@@ -98,7 +103,7 @@ struct Check: ParsableCommand {
             if let sample {
                 let window = try durationSeconds(sample, option: "--sample")
                 if window <= 0 || window > 3600 { throw PortwatchError.usage("--sample: must be between 1ms and 1h") }
-                let sampler = Sampler(options: options)
+                let sampler = try Sampler(options: options, capture: capture)
                 try sampler.start()
                 sleepSeconds(window)
                 (snapshot, report) = try sampler.sample()

@@ -30,6 +30,9 @@ struct Ports: ParsableCommand {
     @Option(name: .long, help: "Measure over this window (e.g. 1s) and add rates, window totals and errors.")
     var sample: String?
 
+    @Flag(name: .long, help: "Also capture packets (AF_PACKET, needs root or CAP_NET_RAW): UDP traffic per port and packets hitting closed ports.")
+    var capture = false
+
     @OptionGroup var output: OutputOptions
 
     func run() throws {
@@ -37,6 +40,7 @@ struct Ports: ParsableCommand {
         if let window, window <= 0 || window > 3600 {
             throw PortwatchError.usage("--sample: must be between 1ms and 1h")
         }
+        if capture && window == nil { throw PortwatchError.usage("--capture measures over a window: add --sample (e.g. --sample 1s)") }
         var query = SocketQuery()
         query.protocols = tcp || udp ? Set([tcp ? .tcp : nil, udp ? .udp : nil].compactMap { $0 }) : [.tcp, .udp]
         if ipv4 != ipv6 { query.families = ipv4 ? [.inet] : [.inet6] }
@@ -53,7 +57,7 @@ struct Ports: ParsableCommand {
         var snapshot: PortSnapshot
         var report: WindowReport? = nil
         if let window {
-            let sampler = Sampler(options: options)
+            let sampler = try Sampler(options: options, capture: capture)
             try sampler.start()
             sleepSeconds(window)
             (snapshot, report) = try sampler.sample()
@@ -91,6 +95,10 @@ struct Ports: ParsableCommand {
             if let report {
                 doc.append(("window_seconds", .double(report.seconds)))
                 doc.append(("system_errors", report.systemJSON))
+                if report.captured {
+                    doc.append(("closed_port_hits", report.closedPortHitsJSON))
+                    doc.append(("capture_kernel_drops", .number(report.captureKernelDrops)))
+                }
             }
             doc.append(("notes", .array(snapshot.notes.map { .string($0) })))
             output.print(.object(doc))

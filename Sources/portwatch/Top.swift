@@ -25,6 +25,9 @@ struct Top: ParsableCommand {
     @Flag(name: .long, help: "Also show outgoing connections, grouped by remote port.")
     var all = false
 
+    @Flag(name: .long, help: "Also capture packets (AF_PACKET, needs root or CAP_NET_RAW): UDP traffic per port and packets hitting closed ports.")
+    var capture = false
+
     @OptionGroup var output: OutputOptions
 
     func run() throws {
@@ -41,7 +44,7 @@ struct Top: ParsableCommand {
             query.ports = portFilters(spec, protocols: query.protocols, matchPeer: true)
         }
         var model = TopModel(spec: spec, sort: order, showOutgoing: all, interval: seconds)
-        let sampler = Sampler(options: SnapshotOptions(query: query, includeOutgoing: true, processes: .owners))
+        let sampler = try Sampler(options: SnapshotOptions(query: query, includeOutgoing: true, processes: .owners), capture: capture)
         try sampler.start()
 
         if output.json || !Terminal.stdout.isTTY || isatty(STDIN_FILENO) != 1 {
@@ -182,6 +185,7 @@ struct TopModel {
                 ]
             }),
             "system_errors": report?.systemJSON ?? [:],
+            "closed_port_hits": report.map { $0.captured ? $0.closedPortHitsJSON : .null } ?? .null,
             "notes": .array((snapshot?.notes ?? []).map { .string($0) } + (report?.notes ?? []).map { .string($0) }),
         ]
     }
@@ -204,6 +208,11 @@ struct TopModel {
             lines.append(truncateLine("system errors: " + (nonzero.isEmpty ? "none" : nonzero.joined(separator: ", ")), width))
         } else {
             lines.append(waiting ? "measuring…" : "")
+        }
+        if let report, report.captured {
+            let hits = report.closedPortHits.sorted { $0.value > $1.value }.prefix(4)
+                .map { "\($0.key.port)/\($0.key.proto.rawValue) from \($0.key.source) ×\($0.value)" }
+            lines.append(truncateLine("closed-port hits: " + (hits.isEmpty ? "none" : hits.joined(separator: ", ")), width))
         }
         var table = Table([
             .init(title: "PROTO"), .init(title: "PORT", align: .right), .init(title: "SERVICE"),

@@ -184,6 +184,43 @@ private func window(_ json: [String: Any]?) -> [String: Any]? { json?.object("wi
         #expect(window(remote)?.object("errors")?.int("connect_refused") == 0)
     }
 
+    @Test(.enabled(if: TestEnv.isRoot, "needs root: packet capture uses an AF_PACKET socket (CAP_NET_RAW)"))
+    func captureCountsUDPPayloadAndClosedPortHits() throws {
+        let (v4, v6) = try Net.udpPair()
+        defer { v4.close(); v6.close() }
+        let closed = try Net.onFreePorts(udp: true) { $0[0] }
+        let run = try startPortwatch(["ports", "\(v4.port)/udp", "--sample", "3s", "--capture", "--json"])
+        Thread.sleep(forTimeInterval: 1.2)
+        let sender = try Net.udpSocket("127.0.0.1")
+        defer { sender.close() }
+        let sender6 = try Net.udpSocket("::1")
+        defer { sender6.close() }
+        let payload = [UInt8](repeating: 9, count: 700)
+        for _ in 0..<400 {
+            try sender.send(payload, to: "127.0.0.1", port: v4.port)
+            try sender6.send(payload, to: "::1", port: v6.port)
+        }
+        for _ in 0..<3 { try sender.send([1], to: "127.0.0.1", port: closed) }
+        let result = run.finish(timeout: 20)
+        #expect(result.status == 0, "\(result)")
+        let json = try #require(result.json())
+        let row = try #require(json.objects("ports").first { $0.int("port") == Int(v4.port) && $0.string("protocol") == "udp" })
+        let received = try #require(window(row)?.object("bytes")?.int("received"))
+        let truth = 800 * 700
+        // Payload bytes within 1% (the kernel may drop a datagram under a receive-buffer squeeze).
+        #expect(abs(received - truth) <= truth / 100, "captured \(received) of \(truth)")
+        #expect(window(row)?.object("packets")?.int("received") ?? 0 <= 800)
+        let hits = json.objects("closed_port_hits").filter { $0.int("port") == Int(closed) && $0.string("protocol") == "udp" }
+        #expect(hits.first?.int("packets") == 3, "\(json.objects("closed_port_hits"))")
+        #expect(hits.first?.string("source") == "127.0.0.1")
+    }
+
+    @Test func captureWithoutSampleIsAUsageError() {
+        let result = runPortwatch(["ports", "--capture"])
+        #expect(result.status == 2)
+        #expect(result.stderrLines.count == 1 && result.stderr.hasPrefix("portwatch: "))
+    }
+
     @Test func topJSONLinesOnePerRefresh() throws {
         let listener = try Net.tcpListenerOnFreePort("127.0.0.1")
         defer { listener.close() }
@@ -226,5 +263,18 @@ private func window(_ json: [String: Any]?) -> [String: Any]? { json?.object("wi
         try? FileManager.default.removeItem(atPath: "/tmp/\(session).before")
         try? FileManager.default.removeItem(atPath: "/tmp/\(session).after")
         #expect(before == after, "terminal modes changed: \(before) vs \(after)")
+    }
+}
+
+extension TestSocket {
+    /// Sends one datagram to address:port.
+    func send(_ bytes: [UInt8], to address: String, port: UInt16) throws {
+        var (storage, length, _) = try makeSockaddr(address, port)
+        let n = withUnsafePointer(to: &storage) { sp in
+            sp.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                bytes.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, 0, sa, length) }
+            }
+        }
+        if n < 0 { throw SupportError.errno("sendto") }
     }
 }

@@ -9,14 +9,26 @@ public final class Sampler {
     private let source: any SocketSource
     private let events: DestroyEventStream?
     private var tracker = TrafficTracker()
+    private let capture: PacketCapture?
+    private var lastCapture = CaptureCounters()
     /// Why closed connections are not counted, when destroy events are unavailable.
     public let eventsUnavailable: String?
 
     /// Opens the destroy-event stream when `closedConnections` is set; without the privilege
     /// sampling still works, and `eventsUnavailable` says what is missing.
+    ///
+    /// With `capture`, an AF_PACKET capture also measures UDP traffic per port and packets that
+    /// hit closed ports; it needs CAP_NET_RAW, and its absence is an error (it was asked for).
     public init(options: SnapshotOptions, source: any SocketSource = defaultSocketSource(),
-                closedConnections: Bool = true) {
+                closedConnections: Bool = true, capture: Bool = false) throws(PortwatchError) {
         self.options = options
+        if capture {
+            let c = try PacketCapture()
+            c.start()
+            self.capture = c
+        } else {
+            self.capture = nil
+        }
         self.source = source
         var stream: DestroyEventStream? = nil
         var reason: String? = nil
@@ -32,7 +44,10 @@ public final class Sampler {
         self.eventsUnavailable = closedConnections ? reason : nil
     }
 
-    deinit { events?.stop() }
+    deinit {
+        events?.stop()
+        capture?.stop()
+    }
 
     /// Takes the baseline snapshot.
     @discardableResult
@@ -40,6 +55,7 @@ public final class Sampler {
         let snapshot = try PortSnapshot.take(options, source: source)
         _ = events?.drain()
         tracker.start(snapshot, system: SystemCounters.read(), classifier: snapshot.classifier)
+        if let capture { lastCapture = capture.snapshot() }
         return snapshot
     }
 
@@ -49,11 +65,37 @@ public final class Sampler {
         let batch = events?.drain()
         var report = tracker.advance(snapshot, destroyed: batch, system: SystemCounters.read(),
                                       classifier: snapshot.classifier)
+        if let capture {
+            let now = capture.snapshot()
+            let delta = now.delta(since: lastCapture)
+            lastCapture = now
+            merge(delta, into: &report, classifier: snapshot.classifier)
+        }
         if let reason = eventsUnavailable {
             report.notes.removeAll { $0.hasPrefix("connections closed between samples") }
             report.notes.append("connections closed between samples are not counted: \(reason)")
         }
         return (snapshot, report)
+    }
+
+    /// Adds captured UDP traffic to the bound ports it belongs to, and closed-port hits.
+    private func merge(_ delta: CaptureCounters, into report: inout WindowReport, classifier: PortClassifier) {
+        report.captured = true
+        report.closedPortHits = delta.closedPortHits
+        report.captureKernelDrops = delta.kernelDrops
+        for (port, count) in delta.udp {
+            // A client's ephemeral port is not a row of its own: only bound service ports are.
+            guard classifier.isListening(.udp, port) || !classifier.ephemeral.range.contains(port) else { continue }
+            var activity = report.ports[PortKey(role: .local, proto: .udp, port: port)] ?? PortActivity()
+            activity.bytesReceived &+= count.bytesReceived
+            activity.bytesSent &+= count.bytesSent
+            activity.packetsReceived &+= count.packetsReceived
+            activity.packetsSent &+= count.packetsSent
+            report.ports[PortKey(role: .local, proto: .udp, port: port)] = activity
+        }
+        if delta.kernelDrops > 0 {
+            report.notes.append("packet capture: the kernel dropped \(delta.kernelDrops) packets before portwatch read them")
+        }
     }
 
     /// Sockets the tracker follows.

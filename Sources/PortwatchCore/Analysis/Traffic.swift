@@ -80,6 +80,12 @@ public struct WindowReport: Sendable {
     /// Whether closed connections were counted at all (destroy events subscribed).
     public var closedConnectionsCounted: Bool
     public var notes: [String]
+    /// With packet capture: packets that hit closed ports in the window, by port and source.
+    public var closedPortHits: [ClosedPortKey: UInt64] = [:]
+    /// With packet capture: packets the kernel dropped before we could read them.
+    public var captureKernelDrops: UInt64 = 0
+    /// Whether UDP traffic and closed-port hits were measured (packet capture on).
+    public var captured = false
 
     public func activity(_ key: PortKey) -> PortActivity { ports[key] ?? PortActivity() }
 }

@@ -208,6 +208,14 @@ extension PortActivity {
 extension WindowReport {
     /// System-wide error deltas as a JSON object.
     public var systemJSON: JSONValue { .object(system.map { ($0.0, .int($0.1)) }) }
+
+    /// Closed-port hits (packet capture), busiest first: the raw material of scan detection.
+    public var closedPortHitsJSON: JSONValue {
+        .array(closedPortHits.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map { key, count in
+            ["protocol": .string(key.proto.rawValue), "port": .number(key.port),
+             "source": .string(key.source.description), "packets": .number(count)]
+        })
+    }
 }
 
 extension SocketRecord {
