@@ -70,6 +70,7 @@ struct Check: ParsableCommand {
 
         if let remoteHost {
             let seconds = try durationSeconds(timeout, option: "--timeout")
+            if seconds <= 0 { throw PortwatchError.usage("--timeout: must be more than 0 (an answer takes time)") }
             let addresses = try resolveHost(remoteHost)
             for (proto, port) in pairs {
                 var best: ConnectResult? = nil
@@ -129,8 +130,9 @@ struct Check: ParsableCommand {
                     ("listening", .bool(s?.listening ?? false)),
                     ("addresses", .array((s?.addresses ?? []).map { .string($0) })),
                     ("connections", (s?.connections ?? ConnectionCounts()).json),
-                    ("accept_queue", s?.acceptQueue.map { ["current": .number($0.current), "max": .number($0.max)] } ?? .null),
+                    ("accept_queue", s?.acceptQueue.map(\.json) ?? .null),
                     ("time_wait", .number(check.timeWait)),
+                    ("bound_sockets", .number(check.boundSockets)),
                     ("errors", s?.errorsJSON ?? .null),
                     ("processes", .array((s?.processes ?? []).map(\.json))),
                 ]
@@ -142,10 +144,11 @@ struct Check: ParsableCommand {
                 var line = "\(check.proto.rawValue)/\(check.port)"
                 if let service { line += " (\(service))" }
                 line += ": \(paint(check.verdict, term))"
-                if let s, s.listening || s.connections.total > 0 {
+                if let s, s.listening || s.connections.total > 0 || s.boundSockets > 0 {
                     var facts: [String] = []
+                    if !s.listening && s.boundSockets > 0 { facts.append("bound but not listening") }
                     if s.listening { facts.append("listening on \(s.addresses.joined(separator: ", "))") }
-                    if let q = s.acceptQueue { facts.append("accept queue \(q.current)/\(q.max)") }
+                    if let q = s.acceptQueue { facts.append("accept queue \(q.current)/\(q.max.map(String.init) ?? "?")") }
                     facts.append("\(s.connections.established) established")
                     if !s.processes.isEmpty { facts.append("held by \(processList(s.processes))") }
                     if let activity, let report {

@@ -135,11 +135,12 @@ func renderPortsTable(_ rows: [PortSummary], services: ServiceDatabase, processe
         case (.remote, _, _): state = .init(text: "outgoing", paint: terminal.dim)
         case (_, true, true): state = .init(text: "overloaded", paint: terminal.red)
         case (_, true, false): state = .init(text: p.proto == .udp ? "bound" : "listen", paint: terminal.green)
+        case (_, false, _) where p.connections.total == 0 && p.boundSockets > 0: state = .init(text: "bound", paint: terminal.yellow)
         default: state = .init(text: "connected", paint: terminal.yellow)
         }
         var addresses = p.addresses
         if addresses.count > 3 { addresses = Array(addresses.prefix(3)) + ["+\(p.addresses.count - 3)"] }
-        let queue = p.acceptQueue.map { "\($0.current)/\($0.max)" } ?? "-"
+        let queue = p.acceptQueue.map { "\($0.current)/\($0.max.map(String.init) ?? "?")" } ?? "-"
         let service: String = services.name(port: p.port, proto: p.proto) ?? "-"
         let shownAddresses: String = addresses.isEmpty ? "-" : addresses.joined(separator: ",")
         let handshakes: Int = p.connections.synRecv + p.connections.synSent

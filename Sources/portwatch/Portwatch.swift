@@ -29,6 +29,14 @@ struct Portwatch: ParsableCommand {
             printError("argument too long (\(long.utf8.count) bytes)")
             Glibc.exit(2)
         }
+        // `check -1` would otherwise read as an unknown option "-1"; say what is really wrong.
+        // (-4 and -6 are real flags.)
+        if let negative = arguments.first(where: { arg in
+            arg.count > 1 && arg.first == "-" && arg.dropFirst().allSatisfy(\.isNumber) && arg != "-4" && arg != "-6"
+        }) {
+            printError("invalid port '\(negative)': ports cannot be negative")
+            Glibc.exit(2)
+        }
         do {
             var command = try parseAsRoot(arguments)
             try command.run()

@@ -177,7 +177,7 @@ struct TopModel {
                     "service": .optional(services.name(port: row.key.port, proto: row.key.proto)),
                     "listening": .bool(row.summary.listening),
                     "connections": row.summary.connections.json,
-                    "accept_queue": row.summary.acceptQueue.map { ["current": .number($0.current), "max": .number($0.max)] } ?? .null,
+                    "accept_queue": row.summary.acceptQueue.map(\.json) ?? .null,
                     "rates": row.activity.ratesJSON(seconds: seconds),
                     "window": row.activity.windowJSON(seconds: seconds),
                     "errors": row.summary.errorsJSON,

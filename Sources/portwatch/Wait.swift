@@ -33,6 +33,7 @@ struct Wait: ParsableCommand {
             throw PortwatchError.usage("invalid --until '\(until)': use \(valid.joined(separator: " or "))\(remoteHost == nil ? " (open/closed need --host)" : "")")
         }
         let limit = try durationSeconds(timeout, option: "--timeout")
+        if limit <= 0 { throw PortwatchError.usage("--timeout: must be more than 0") }
         var pairs: [(TransportProtocol, UInt16)] = []
         for proto in TransportProtocol.allCases where protos.contains(proto) {
             for port in spec.ports(for: proto) { pairs.append((proto, port)) }

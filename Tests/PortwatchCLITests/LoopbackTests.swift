@@ -497,13 +497,8 @@ struct LoopbackTests {
 
         // A zero timeout cannot answer the question: it must be refused (exit 2), not reported
         // as "filtered" for a port that is open.
-        // BUG (Sources): Check accepts --timeout 0s and probeTCP returns .filtered before
-        // polling once, so an open port is reported "filtered" (exit 1).
         let zero = runPortwatch(["check", "\(port)", "--host", "127.0.0.1", "--timeout", "0s", "--json"])
-        #expect(zero.json()?.string("verdict") != "closed")
-        withKnownIssue("--timeout 0s reports an open port as filtered instead of refusing the timeout") {
-            expectOneErrorLine(zero)
-        }
+        expectOneErrorLine(zero)
     }
 
     @Test(.enabled(if: TestEnv.hasPython, "needs python3 for the UDP echo"))
@@ -549,16 +544,11 @@ struct LoopbackTests {
         let check = checkJSON(["\(port)"], environment: procfs, timeout: 0, runTimeout: 60)
         #expect(check.json?.object("connections")?.int("established") == 3, "\(check.result)")
         #expect(check.json?.bool("listening") == true)
-        // Three connections waiting in a queue of 16 are busy, not overloaded, whatever the source.
-        // BUG (Sources): /proc/net/tcp has no backlog for listeners (tx_queue is 0), ProcNetSource
-        // stores 0 as the backlog, and ListenerInfo.acceptQueueFull (queue > backlog) then calls
-        // any queued connection a full queue: verdict "overloaded", accept_queue {"current":3,"max":0}.
-        withKnownIssue("procfs fallback: unknown backlog read as 0, so any queued connection is 'overloaded'") {
-            #expect(check.json?.string("verdict") == "busy", "procfs: \(check.result)")
-            #expect(ports.row?.bool("overloaded") == false, "procfs: \(ports.result)")
-            // The limit is unknown here: it must not be reported as a limit of 0.
-            #expect(ports.row?.object("accept_queue")?.int("max") != 0, "procfs: \(ports.result)")
-        }
+        // Three connections waiting in a queue of 16 are busy, not overloaded, whatever the source:
+        // /proc/net/tcp has no backlog for listeners, so the limit is unknown (null), never 0.
+        #expect(check.json?.string("verdict") == "busy", "procfs: \(check.result)")
+        #expect(ports.row?.bool("overloaded") == false, "procfs: \(ports.result)")
+        #expect(ports.row?.object("accept_queue")?["max"] is NSNull, "procfs: \(ports.result)")
     }
 
     /// A TCP socket that is bound but neither listens nor connects holds its port (a bind fails)
@@ -570,18 +560,15 @@ struct LoopbackTests {
 
         let check = checkJSON(["\(port)"])
         let verdict = check.json?.string("verdict")
-        let live = (check.json?.object("connections")?.int("total") ?? 0) - (check.json?.object("connections")?.int("time_wait") ?? 0)
         #expect(verdict != nil, "\(check.result)")
-        #expect(verdict != "free", "a bind to this port fails, so it is not free: \(check.result)")
-        // BUG (Sources): the kernel (6.x) dumps bound-inactive sockets in state CLOSE for the
-        // all-states mask SocketQuery uses; localChecks counts them as live connections, so the
-        // verdict is "busy" while the JSON shows no connection at all, and `who` finds nobody.
-        withKnownIssue("a bound, non-listening TCP socket makes check say busy with zero connections") {
-            #expect(verdict != "busy" || live > 0, "busy must show a live connection: \(check.result)")
-            let who = runPortwatch(["who", "\(port)", "--json"])
-            #expect(who.status == 0 && who.json()?.pids().contains(getpid()) == true,
-                    "check says the port is held, so who must name the holder: \(who)")
-        }
+        // A bind to this port fails, so it is busy (held), and the JSON says why: a bound
+        // socket, not a phantom connection.
+        #expect(verdict == "busy", "\(check.result)")
+        #expect(check.json?.int("bound_sockets") == 1, "\(check.result)")
+        #expect(check.json?.object("connections")?.int("total") == 0, "\(check.result)")
+        let who = runPortwatch(["who", "\(port)", "--json"])
+        #expect(who.status == 0 && who.json()?.pids().contains(getpid()) == true,
+                "check says the port is held, so who must name the holder: \(who)")
     }
 
     /// A connection from another local address that merely reuses the port number (127.0.0.2:P
@@ -603,17 +590,11 @@ struct LoopbackTests {
             $0.object("local")?.string("address") == "127.0.0.2" && $0.object("local")?.int("port") == Int(port)
         } == true, "\(out)")
 
-        // BUG (Sources): summarizePorts attributes every socket whose local port number has a
-        // listener to that listener, whatever its local address, so the idle listener on
-        // 127.0.0.1:P shows 1 established connection and check says "busy". On a host with many
-        // client sockets (bound to several loopback or interface addresses) most specific-address
-        // listeners on ephemeral-range ports get phantom connections this way.
+        // Only a listener on a wildcard or on the socket's own address could have accepted it.
         let row = portRow("\(port)", port: port).row
         let check = checkJSON(["\(port)"])
-        withKnownIssue("outgoing sockets from another local address are counted as the listener's connections") {
-            #expect(row?.object("connections")?.int("established") == 0, "\(String(describing: row))")
-            #expect(check.json?.string("verdict") == "listening", "\(check.result)")
-        }
+        #expect(row?.object("connections")?.int("established") == 0, "\(String(describing: row))")
+        #expect(check.json?.string("verdict") == "listening", "\(check.result)")
     }
 }
 

@@ -39,19 +39,38 @@ public struct PortKey: Sendable, Hashable, Comparable {
 /// Decides which port a socket is counted under (see `summarizePorts`), so that live sockets
 /// and closed ones (destroy events) land on the same rows.
 public struct PortClassifier: Sendable {
-    private var listening: Set<UInt32>
+    /// Listening addresses per (protocol, port).
+    private var listening: [UInt32: [IPAddress]] = [:]
     public var ephemeral: EphemeralRange
 
     public init(sockets: [SocketRecord], ephemeral: EphemeralRange = .system()) {
-        var keys = Set<UInt32>()
-        for s in sockets where s.isListening { keys.insert(Self.raw(s.proto, s.local.port)) }
-        self.listening = keys
         self.ephemeral = ephemeral
+        addListeners(sockets)
     }
 
     /// Adds the listeners of another dump (e.g. an unfiltered listeners-only query).
     public mutating func addListeners(_ sockets: [SocketRecord]) {
-        for s in sockets where s.isListening { listening.insert(Self.raw(s.proto, s.local.port)) }
+        for s in sockets where s.isListening {
+            let k = Self.raw(s.proto, s.local.port)
+            if !(listening[k]?.contains(s.local.address) ?? false) { listening[k, default: []].append(s.local.address) }
+        }
+    }
+
+    /// Whether a listener on the socket's port could have accepted it: one on a wildcard
+    /// address, or on the socket's own local address. A client that merely reuses the port
+    /// number on another address (127.0.0.2:P) is not that listener's connection.
+    func servedByListener(_ s: SocketRecord) -> Bool {
+        guard let addresses = listening[Self.raw(s.proto, s.local.port)] else { return false }
+        let local = s.local.address
+        let local4 = local.mappedV4 ?? local
+        for a in addresses {
+            switch a {
+            case .v6 where a.isWildcard: return true
+            case .v4 where a.isWildcard: if case .v4 = local4 { return true }
+            default: if a == local || (a.mappedV4 ?? a) == local4 { return true }
+            }
+        }
+        return false
     }
 
     @inline(__always) static func raw(_ proto: TransportProtocol, _ port: UInt16) -> UInt32 {
@@ -60,12 +79,13 @@ public struct PortClassifier: Sendable {
 
     /// Whether something listens on the port.
     public func isListening(_ proto: TransportProtocol, _ port: UInt16) -> Bool {
-        listening.contains(Self.raw(proto, port))
+        listening[Self.raw(proto, port)] != nil
     }
 
-    /// The row of a socket: its local port when that is a server port, else the remote port.
+    /// The row of a socket: its local port when that is a server port (or the socket is not
+    /// connected to anything), else the remote port.
     public func key(for s: SocketRecord) -> PortKey {
-        if s.isListening || listening.contains(Self.raw(s.proto, s.local.port))
+        if s.isListening || s.peer.port == 0 || servedByListener(s)
             || (!ephemeral.range.contains(s.local.port) && ephemeral.range.contains(s.peer.port)) {
             return PortKey(role: .local, proto: s.proto, port: s.local.port)
         }
@@ -94,7 +114,8 @@ public func summarizePorts(_ sockets: [SocketRecord], includeOutgoing: Bool,
         update(&local[k, default: PortSummary(proto: s.proto, port: s.local.port, role: .local)]) { summary in
             summary.listeners.append(ListenerInfo(local: s.local, acceptQueue: s.receiveQueue,
                                                   backlog: s.proto == .tcp ? s.sendQueue : 0,
-                                                  inode: s.inode, uid: s.uid, drops: UInt64(s.drops ?? 0)))
+                                                  inode: s.inode, uid: s.uid, drops: UInt64(s.drops ?? 0),
+                                                  backlogKnown: s.queueLimitKnown))
             if s.inode != 0 { summary.ownerInodes.append(s.inode) }
         }
     }
@@ -106,7 +127,11 @@ public func summarizePorts(_ sockets: [SocketRecord], includeOutgoing: Bool,
         if k.role == .local {
             update(&local[key(s.proto, k.port), default: PortSummary(proto: s.proto, port: k.port, role: .local)]) { summary in
                 if !summary.listening && s.inode != 0 { summary.ownerInodes.append(s.inode) }
-                account(s, into: &summary)
+                if s.isBoundOnly {
+                    summary.boundSockets += 1
+                } else {
+                    account(s, into: &summary)
+                }
             }
         } else if includeOutgoing {
             update(&remote[key(s.proto, k.port), default: PortSummary(proto: s.proto, port: k.port, role: .remote)]) { summary in

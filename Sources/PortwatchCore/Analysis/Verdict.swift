@@ -38,6 +38,9 @@ public struct LocalCheck: Sendable {
     public var summary: PortSummary?
     /// Sockets lingering in TIME_WAIT, which do not make the port busy.
     public var timeWait: Int
+    /// TCP sockets bound to the port without listening or connecting: they make it busy (a
+    /// bind would fail) though nothing is served.
+    public var boundSockets: Int
 }
 
 /// Judges each (protocol, port): free, listening, busy or overloaded, from one snapshot's sockets.
@@ -51,7 +54,11 @@ public func localChecks(ports: [(TransportProtocol, UInt16)], snapshot: PortSnap
     }
     // Sockets whose local port is the port but that aggregation put elsewhere (outgoing).
     var held: [UInt32: ConnectionCounts] = [:]
-    for s in snapshot.sockets where !s.isListening {
+    var bound: [UInt32: Int] = [:]
+    for s in snapshot.sockets where s.isBoundOnly {
+        bound[(s.proto == .tcp ? 0 : 0x1_0000) | UInt32(s.local.port), default: 0] += 1
+    }
+    for s in snapshot.sockets where !s.isListening && !s.isBoundOnly {
         held[(s.proto == .tcp ? 0 : 0x1_0000) | UInt32(s.local.port), default: ConnectionCounts()].add(s.state)
     }
     return ports.map { proto, port in
@@ -68,11 +75,12 @@ public func localChecks(ports: [(TransportProtocol, UInt16)], snapshot: PortSnap
             } else {
                 verdict = .listening
             }
-        } else if live > 0 {
+        } else if live > 0 || bound[key, default: 0] > 0 {
             verdict = .busy
         } else {
             verdict = .free
         }
-        return LocalCheck(proto: proto, port: port, verdict: verdict, summary: summary, timeWait: counts.timeWait)
+        return LocalCheck(proto: proto, port: port, verdict: verdict, summary: summary, timeWait: counts.timeWait,
+                          boundSockets: bound[key, default: 0])
     }
 }

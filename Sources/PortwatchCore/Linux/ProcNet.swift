@@ -47,6 +47,8 @@ public func parseProcNet(_ text: String, proto: TransportProtocol) -> [SocketRec
               let uid = UInt32(fields[7]), let inode = UInt64(fields[9]) else { continue }
         var record = SocketRecord(proto: proto, state: SocketState(rawValue: state), local: local, peer: peer,
                                   uid: uid, inode: inode, receiveQueue: rx, sendQueue: tx)
+        // /proc/net/tcp shows a listener's queue length but not its limit.
+        if proto == .tcp && state == SocketState.listen.rawValue { record.queueLimitKnown = false }
         if proto == .udp, fields.count >= 13, let drops = UInt32(fields[12]) {
             record.drops = drops
         }

@@ -112,6 +112,11 @@ extension JSONValue {
 
 // MARK: - Shapes shared by every view (PRODUCT.md "JSON shapes")
 
+extension QueueDepth {
+    /// `{"current": n, "max": n}` (max null when unknown).
+    public var json: JSONValue { ["current": .number(current), "max": max.map { .number($0) } ?? .null] }
+}
+
 extension ConnectionCounts {
     public var json: JSONValue {
         [
@@ -146,7 +151,8 @@ extension PortSummary {
             ("listening", .bool(listening)),
             ("addresses", .array(addresses.map { .string($0) })),
             ("connections", connections.json),
-            ("accept_queue", acceptQueue.map { ["current": .number($0.current), "max": .number($0.max)] } ?? .null),
+            ("bound_sockets", .number(boundSockets)),
+            ("accept_queue", acceptQueue.map(\.json) ?? .null),
             ("bytes", ["received": .number(bytesReceived), "sent": .number(bytesSent)]),
             ("packets", ["received": .number(packetsReceived), "sent": .number(packetsSent)]),
             ("retransmits", .number(retransmits)),
@@ -159,7 +165,7 @@ extension PortSummary {
             pairs.append(("listeners", .array(listeners.map { l in
                 [
                     "address": .string(l.local.address.description), "port": .number(l.local.port),
-                    "accept_queue": .number(l.acceptQueue), "backlog": .number(l.backlog),
+                    "accept_queue": .number(l.acceptQueue), "backlog": l.backlogKnown ? .number(l.backlog) : .null,
                     "drops": .number(l.drops), "inode": .number(l.inode), "uid": .number(l.uid),
                 ]
             })))

@@ -67,15 +67,18 @@ public struct ListenerInfo: Sendable, Hashable {
     public var drops: UInt64
 
     /// The kernel refuses new connections once the queue exceeds its limit (sk_acceptq_is_full).
-    public var acceptQueueFull: Bool { acceptQueue > backlog }
+    public var acceptQueueFull: Bool { backlogKnown && acceptQueue > backlog }
+    /// False when the source could not tell the limit (the /proc/net fallback).
+    public var backlogKnown = true
 }
 
 /// Current and maximum depth of a port's accept queue (summed over its listeners).
 public struct QueueDepth: Sendable, Hashable, Codable {
     public var current: Int
-    public var max: Int
+    /// nil when unknown (the /proc/net fallback).
+    public var max: Int?
 
-    public init(current: Int, max: Int) {
+    public init(current: Int, max: Int?) {
         self.current = current
         self.max = max
     }
@@ -105,6 +108,8 @@ public struct PortSummary: Sendable, Hashable {
     public var retransmits: UInt64 = 0
     /// Drops on the port's connections (receive-buffer drops for UDP sockets).
     public var drops: UInt64 = 0
+    /// TCP sockets bound to the port that neither listen nor connect (bind() before listen()).
+    public var boundSockets = 0
     /// Socket inodes whose owners are this port's processes (listeners, or the connections).
     public var ownerInodes: [UInt64] = []
     public var processes: [ProcessRecord] = []
@@ -139,13 +144,14 @@ public struct PortSummary: Sendable, Hashable {
     public var acceptQueue: QueueDepth? {
         guard proto == .tcp, listening else { return nil }
         return QueueDepth(current: listeners.reduce(0) { $0 + Int($1.acceptQueue) },
-                          max: listeners.reduce(0) { $0 + Int($1.backlog) })
+                          max: listeners.allSatisfy(\.backlogKnown) ? listeners.reduce(0) { $0 + Int($1.backlog) } : nil)
     }
 
     /// True when any listener's accept queue is full, or half-open connections reach the backlog.
     public var overloaded: Bool {
         guard proto == .tcp, listening else { return false }
         if listeners.contains(where: \.acceptQueueFull) { return true }
+        guard listeners.allSatisfy(\.backlogKnown) else { return false }
         let backlog = listeners.reduce(0) { $0 + Int($1.backlog) }
         return backlog > 0 && connections.synRecv >= backlog
     }

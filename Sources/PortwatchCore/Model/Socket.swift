@@ -244,6 +244,8 @@ public struct SocketRecord: Sendable, Hashable {
     public var tcp: TCPStats?
     /// Packets the socket dropped (sk_drops: receive buffer full, filter...).
     public var drops: UInt32?
+    /// False when the source cannot tell a listener's accept-queue limit (/proc/net fallback).
+    public var queueLimitKnown = true
 
     public init(proto: TransportProtocol, state: SocketState, local: Endpoint, peer: Endpoint,
                 uid: UInt32 = 0, inode: UInt64 = 0, cookie: UInt64 = 0, receiveQueue: UInt32 = 0,
@@ -277,6 +279,10 @@ public struct SocketRecord: Sendable, Hashable {
         if !t.hasBytesSent { return t.bytesAcked }
         return t.bytesSent - min(t.bytesRetransmitted, t.bytesSent)
     }
+
+    /// A socket bound to a port but neither listening nor connected (TCP after bind(), before
+    /// listen() or connect()): it holds the port, so a bind would fail, yet nothing is served.
+    public var isBoundOnly: Bool { proto == .tcp && state == .close && peer.port == 0 }
 
     /// A TCP listener, or an unconnected bound UDP socket: something that waits on its port.
     public var isListening: Bool {

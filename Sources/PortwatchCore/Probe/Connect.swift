@@ -1,6 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+// sys/socket.h through the shim: the SOCK_* and MSG_* constants in every build mode.
+import CSockDiag
 
 /// What a remote port looks like from here.
 public enum RemoteState: String, Sendable, Hashable, Codable {
