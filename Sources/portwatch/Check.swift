@@ -96,7 +96,8 @@ struct Check: ParsableCommand {
                 lines.append("\(proto.rawValue)/\(port) on \(remoteHost) (\(result.address)): \(paint(verdict, term)) in \(ms) ms")
             }
         } else {
-            var query = SocketQuery(protocols: protos)
+            // Counts and queues need no tcp_info: skip it unless a window measures traffic.
+            var query = SocketQuery(protocols: protos, withCounters: sample != nil)
             query.ports = portFilters(spec, protocols: protos)
             let options = SnapshotOptions(query: query, processes: .owners)
             var snapshot: PortSnapshot

@@ -26,7 +26,8 @@ struct Kill: ParsableCommand {
         let protos = spec.protocols(default: [.tcp, .udp])
         var query = SocketQuery(protocols: protos, withCounters: false)
         query.ports = portFilters(spec, protocols: protos)
-        let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .owners))
+        query.listenersOnly = true
+        let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .ownersThorough))
         var targets: [Int32: (ProcessRecord, [String])] = [:]
         for row in snapshot.ports where row.listening && spec.contains(port: row.port, proto: row.proto) {
             for p in row.processes { targets[p.pid, default: (p, [])].1.append("\(row.proto.rawValue)/\(row.port)") }

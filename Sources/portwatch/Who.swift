@@ -14,10 +14,22 @@ struct Who: ParsableCommand {
     func run() throws {
         let spec = try parsePorts(ports)
         let protos = spec.protocols(default: [.tcp, .udp])
-        var query = SocketQuery(protocols: protos)
+        var query = SocketQuery(protocols: protos, withCounters: false)
         query.ports = portFilters(spec, protocols: protos)
-        // Listeners hold a port; without one, whoever holds connections on it.
-        let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .owners))
+        // Listeners hold a port; without one, whoever holds connections on it. For one port,
+        // ask for listeners first: a busy server's tens of thousands of connections need not be
+        // dumped to name it.
+        var snapshot: PortSnapshot
+        if spec.isSinglePort {
+            var listeners = query
+            listeners.listenersOnly = true
+            snapshot = try PortSnapshot.take(SnapshotOptions(query: listeners, processes: .ownersThorough))
+            if !snapshot.ports.contains(where: { $0.listening }) {
+                snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .ownersThorough))
+            }
+        } else {
+            snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .ownersThorough))
+        }
         let rows = snapshot.ports.filter { $0.role == .local && spec.contains(port: $0.port, proto: $0.proto) }
 
         var results: [JSONValue] = []

@@ -1,13 +1,18 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
+import Synchronization
 
 /// How much process attribution a snapshot needs.
 public enum ProcessAttribution: Sendable, Hashable {
     /// None (`--no-processes`): the fastest answer.
     case none
-    /// Owners of the sockets the summaries name: a targeted scan that stops when all are found.
+    /// Owners of the sockets the summaries name: a targeted scan that stops when all are found,
+    /// reading no fd above 1023 (listeners live low; connection fds can number tens of thousands).
     case owners
+    /// The same, searching every fd until each owner is found (`who`, `kill`).
+    case ownersThorough
     /// Every socket of every process (used when most sockets are wanted anyway).
     case full
 }
@@ -49,19 +54,50 @@ public struct PortSnapshot: Sendable {
                             source: any SocketSource = defaultSocketSource()) throws(PortwatchError) -> PortSnapshot {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
-        let sockets = try source.sockets(options.query)
-        var classifier = PortClassifier(sockets: sockets)
-        if options.query.ports != nil {
-            // A port-filtered dump misses the listeners of other ports, and with them the
-            // knowledge of which side of a connection is the server: ask for all listeners
-            // (a short list, without counters).
-            var listeners = options.query
-            listeners.ports = nil
-            listeners.withCounters = false
-            listeners.states = SocketQuery.stateMask([.listen, .close])
-            classifier.addListeners(try source.sockets(listeners))
+        // Dump, classify and fold: the part that only needs the kernel's socket tables.
+        @Sendable func collect() throws(PortwatchError) -> ([SocketRecord], PortClassifier, [PortSummary]) {
+            let sockets = try source.sockets(options.query)
+            var classifier = PortClassifier(sockets: sockets)
+            if options.query.ports != nil {
+                // A port-filtered dump misses the listeners of other ports, and with them the
+                // knowledge of which side of a connection is the server: ask for all listeners
+                // (a short list, without counters).
+                var listeners = options.query
+                listeners.ports = nil
+                listeners.withCounters = false
+                listeners.listenersOnly = true
+                classifier.addListeners(try source.sockets(listeners))
+            }
+            let ports = summarizePorts(sockets, includeOutgoing: options.includeOutgoing, classifier: classifier)
+            return (sockets, classifier, ports)
         }
-        var ports = summarizePorts(sockets, includeOutgoing: options.includeOutgoing, classifier: classifier)
+
+        var fullScan: ProcessScan? = nil
+        let sockets: [SocketRecord]
+        let classifier: PortClassifier
+        var ports: [PortSummary]
+        if options.processes == .full {
+            // A full process walk does not depend on the dump: walk beside it. The walk is cut
+            // in several parts so the two cores stay busy until the end (whichever thread is
+            // free takes the next part), and the fold runs while the walk goes on.
+            let walkParts = 6
+            let parts = Mutex<[ProcessScanner.FullScanPart]>([])
+            let collected = Mutex<Result<([SocketRecord], PortClassifier, [PortSummary]), PortwatchError>?>(nil)
+            DispatchQueue.concurrentPerform(iterations: 1 + walkParts) { i in
+                if i == 0 {
+                    let r = Result { () throws(PortwatchError) in try collect() }
+                    collected.withLock { $0 = r }
+                } else {
+                    let part = ProcessScanner.fullScanPart(i - 1, of: walkParts)
+                    parts.withLock { $0.append(part) }
+                }
+            }
+            guard let result = collected.withLock({ $0 }) else { throw PortwatchError.system("socket dump did not run") }
+            (sockets, classifier, ports) = try result.get()
+            fullScan = ProcessScanner.finishFullScan(parts.withLock { $0 })
+        } else {
+            (sockets, classifier, ports) = try collect()
+        }
         var notes: [String] = []
         if source.name != "sock_diag" {
             notes.append("sock_diag unavailable: read /proc/net instead (no byte counters, no accept-queue limit)")
@@ -70,12 +106,12 @@ public struct PortSnapshot: Sendable {
         var processes: [Int32: ProcessRecord] = [:]
         if options.processes != .none && !ports.isEmpty {
             let scan: ProcessScan
-            if options.processes == .full {
-                scan = ProcessScanner.scan(inodes: nil)
+            if let fullScan {
+                scan = fullScan
             } else {
                 var wanted = Set<UInt64>()
                 for p in ports { wanted.formUnion(p.ownerInodes) }
-                scan = ProcessScanner.scan(inodes: wanted)
+                scan = ProcessScanner.scan(inodes: wanted, thorough: options.processes == .ownersThorough)
             }
             owners = scan.owners
             processes = scan.processes

@@ -18,6 +18,7 @@ public struct ProcNetSource: SocketSource {
                 anyRead = true
                 for record in parseProcNet(text, proto: proto) {
                     guard query.states & (1 << UInt32(record.state.rawValue)) != 0 else { continue }
+                    if query.listenersOnly && !record.isListening { continue }
                     if let filters = query.ports {
                         guard let f = filters[proto] else { continue }
                         let keep = f.local.contains { $0.contains(record.local.port) } ||

@@ -3,6 +3,8 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import Dispatch
+import Synchronization
 
 /// Socket inode → owning processes, as read from /proc/PID/fd, with the owners' details.
 public struct ProcessScan: Sendable {
@@ -35,6 +37,8 @@ public enum ProcessScanner {
     /// fds below this are tried by number in the targeted first pass: listeners are usually opened
     /// early in a process's life, and a readlink of a known name is cheaper than listing the directory.
     static let lowFdLimit: Int32 = 16
+    /// The bounded (not thorough) targeted walk reads no fd at or above this.
+    static let midFdLimit: Int32 = 1024
 
     /// Maps socket inodes to the processes holding them; `wanted == nil` maps every socket of every
     /// process, otherwise the walk stops as soon as each wanted inode has one owner.
@@ -42,8 +46,13 @@ public enum ProcessScanner {
     /// A targeted scan reports every process holding a wanted socket on a low fd (a pre-forking
     /// server's workers), but only the first owner found of a socket shared on high fds; a full
     /// scan reports all of them.
-    public static func scan(inodes wanted: Set<UInt64>?, procRoot: String = "/proc") -> ProcessScan {
+    ///
+    /// A targeted scan that is not `thorough` reads only fds below 1024 beyond pass 1: enough for
+    /// listeners (opened early in a process's life), and it never walks the tens of thousands of
+    /// connection fds a busy server or client holds. `who` and `kill` scan thoroughly.
+    public static func scan(inodes wanted: Set<UInt64>?, procRoot: String = "/proc", thorough: Bool = true) -> ProcessScan {
         if let wanted, wanted.isEmpty { return ProcessScan() }
+        if wanted == nil { return fullScan(procRoot: procRoot, parts: 2) }
         let procfd = open(procRoot, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if procfd < 0 {
             let code = errno
@@ -53,21 +62,74 @@ public enum ProcessScanner {
 
         var walk = FdWalk(procfd: procfd, wanted: wanted)
         let pids = listPids(procfd: procfd)
-        if wanted == nil {
-            walk.fullScan(pids)
-        } else {
-            walk.targetedScan(pids)
+        walk.targetedScan(pids, thorough: thorough)
+        var scan = finish(owners: walk.owners, ownerPids: walk.ownerPids, unreadable: walk.unreadable, procfd: procfd)
+        if !thorough && walk.remaining > 0 && walk.truncated && scan.note == nil {
+            scan.note = "some owners were not found among file descriptors below 1024 (portwatch who PORT searches all)"
         }
+        return scan
+    }
 
-        var scan = ProcessScan(owners: walk.owners, unreadableProcesses: walk.unreadable)
+    /// What one part of a full scan found.
+    public struct FullScanPart: Sendable {
+        var owners: [UInt64: [Int32]] = [:]
+        var ownerPids: [Int32] = []
+        var unreadable = 0
+    }
+
+    /// Every fd of the processes whose position in the pid list is `index` modulo `parts`:
+    /// parts run on threads of their own and are merged by `finishFullScan`.
+    public static func fullScanPart(_ index: Int, of parts: Int, procRoot: String = "/proc") -> FullScanPart {
+        let procfd = open(procRoot, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if procfd < 0 { return FullScanPart() }
+        defer { close(procfd) }
+        var walk = FdWalk(procfd: procfd, wanted: nil)
+        let pids = listPids(procfd: procfd)
+        walk.fullScan(pids.enumerated().filter { $0.offset % parts == index }.map(\.element))
+        return FullScanPart(owners: walk.owners, ownerPids: walk.ownerPids, unreadable: walk.unreadable)
+    }
+
+    /// Merges the parts of a full scan and reads the owners' details.
+    public static func finishFullScan(_ parts: [FullScanPart], procRoot: String = "/proc") -> ProcessScan {
+        var owners: [UInt64: [Int32]] = [:]
+        var pids: [Int32] = []
+        var unreadable = 0
+        for part in parts {
+            if owners.isEmpty {
+                owners = part.owners
+            } else {
+                owners.merge(part.owners) { a, b in a + b.filter { !a.contains($0) } }
+            }
+            pids.append(contentsOf: part.ownerPids)
+            unreadable += part.unreadable
+        }
+        let procfd = open(procRoot, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if procfd < 0 { return ProcessScan(owners: owners, note: "cannot read \(procRoot)") }
+        defer { close(procfd) }
+        return finish(owners: owners, ownerPids: pids, unreadable: unreadable, procfd: procfd)
+    }
+
+    /// A full scan split over `parts` threads (the walk is all system calls: on two cores two
+    /// walkers take about half the time).
+    static func fullScan(procRoot: String, parts: Int) -> ProcessScan {
+        let results = Mutex<[FullScanPart]>([])
+        DispatchQueue.concurrentPerform(iterations: parts) { i in
+            let part = fullScanPart(i, of: parts, procRoot: procRoot)
+            results.withLock { $0.append(part) }
+        }
+        return finishFullScan(results.withLock { $0 }, procRoot: procRoot)
+    }
+
+    private static func finish(owners: [UInt64: [Int32]], ownerPids: [Int32], unreadable: Int, procfd: Int32) -> ProcessScan {
+        var scan = ProcessScan(owners: owners, unreadableProcesses: unreadable)
         var users: [UInt32: String] = [:]
-        for pid in walk.ownerPids where scan.processes[pid] == nil {
+        for pid in ownerPids where scan.processes[pid] == nil {
             if let record = readRecord(pid: pid, procfd: procfd, users: &users) {
                 scan.processes[pid] = record
             }
         }
-        if walk.unreadable > 0 {
-            scan.note = "processes of other users are hidden — needs root or CAP_SYS_PTRACE"
+        if unreadable > 0 {
+            scan.note = "\(unreadable) process\(unreadable == 1 ? "" : "es") could not be inspected (other users' or protected) — needs root or CAP_SYS_PTRACE"
         }
         return scan
     }
@@ -351,6 +413,8 @@ private struct FdWalk: ~Copyable {
     /// Every pid that owns a recorded socket, once: whose details to read.
     var ownerPids: [Int32] = []
     var unreadable = 0
+    /// A bounded walk stopped before the highest fds of some processes.
+    var truncated = false
     /// Whether fd directories report their fd count as st_size, letting pass 1 skip listing them.
     let sizeIsFdCount: Bool
 
@@ -404,28 +468,105 @@ private struct FdWalk: ~Copyable {
     mutating func fullScan(_ pids: [Int32]) {
         for pid in pids {
             let dfd = openFdDir(pid)
-            if dfd >= 0 { listFds(dfd, pid: pid, from: 0) }
+            if dfd < 0 { continue }
+            var st = stat()
+            if sizeIsFdCount && fstat(dfd, &st) == 0 && st.st_size > 0 {
+                probeDense(dfd, pid: pid, count: Int(st.st_size))
+            } else {
+                listFds(dfd, pid: pid, from: 0)
+            }
         }
+    }
+
+    /// Reads a process's links by number from 0 until all `count` open fds are seen, skipping
+    /// the directory listing (a tenth of a full walk's cost). fd tables are dense (the kernel
+    /// hands out the lowest free number); when holes pile up, the rest is listed instead.
+    /// Consumes `dfd`.
+    mutating func probeDense(_ dfd: Int32, pid: Int32, count: Int) {
+        var present = 0
+        var misses = 0
+        let allowedMisses = max(64, count / 4)
+        var fd: Int32 = 0
+        while present < count {
+            if misses > allowedMisses {
+                listFds(dfd, pid: pid, from: fd)
+                return
+            }
+            let n = ProcessScanner.writeDecimal(fd, path)
+            path[n] = 0
+            let got = readlinkat(dfd, path, link, Self.linkCapacity)
+            fd += 1
+            if got <= 0 {
+                if got < 0 && (errno == EACCES || errno == EPERM) {
+                    unreadable += 1
+                    break
+                }
+                misses += 1
+                continue
+            }
+            present += 1
+            if got >= Self.linkCapacity { continue }
+            if let inode = ProcessScanner.socketInode(UnsafeRawBufferPointer(start: link, count: got)) {
+                found(inode, pid: pid)
+            }
+        }
+        close(dfd)
     }
 
     /// Pass 1 tries the low fds of every process by name, all of them: it is cheap, and a
     /// pre-forking server's workers share the master's low-fd listener, so `who` names them all.
-    /// Pass 2 lists the rest of the processes that may have more, and ends as soon as every
-    /// wanted inode has an owner.
-    mutating func targetedScan(_ pids: [Int32]) {
-        var needListing: [Int32] = []
+    /// Pass 2 reads fds 16..<1024 of the processes that may have more, smallest fd tables first;
+    /// pass 3 (thorough only) the rest. Both end as soon as every wanted inode has an owner.
+    mutating func targetedScan(_ pids: [Int32], thorough: Bool) {
+        var needListing: [(pid: Int32, fds: Int)] = []
         for pid in pids {
             let dfd = openFdDir(pid)
             if dfd < 0 { continue }
             let more = probeLowFds(dfd, pid: pid)
+            var st = stat()
+            let fds = sizeIsFdCount && fstat(dfd, &st) == 0 ? Int(st.st_size) : 0
             close(dfd)
-            if more { needListing.append(pid) }
+            if more { needListing.append((pid, fds)) }
         }
         if remaining == 0 { return }
-        for pid in needListing {
+        needListing.sort { $0.fds < $1.fds }
+        var big: [Int32] = []
+        for (pid, fds) in needListing {
             let dfd = openFdDir(pid)
-            if dfd >= 0 { listFds(dfd, pid: pid, from: ProcessScanner.lowFdLimit) }
+            if dfd < 0 { continue }
+            if fds > Int(ProcessScanner.midFdLimit) {
+                // A huge fd table: read the middle range by name instead of listing it all.
+                probeRange(dfd, pid: pid, ProcessScanner.lowFdLimit..<ProcessScanner.midFdLimit)
+                close(dfd)
+                big.append(pid)
+            } else {
+                listFds(dfd, pid: pid, from: ProcessScanner.lowFdLimit)
+            }
             if remaining == 0 { return }
+        }
+        if big.isEmpty { return }
+        guard thorough else {
+            truncated = true
+            return
+        }
+        for pid in big {
+            let dfd = openFdDir(pid)
+            if dfd >= 0 { listFds(dfd, pid: pid, from: ProcessScanner.midFdLimit) }
+            if remaining == 0 { return }
+        }
+    }
+
+    /// Reads the links numbered in `range` by name (absent fds fail fast with ENOENT).
+    mutating func probeRange(_ dfd: Int32, pid: Int32, _ range: Range<Int32>) {
+        for fd in range {
+            let n = ProcessScanner.writeDecimal(fd, path)
+            path[n] = 0
+            let got = readlinkat(dfd, path, link, Self.linkCapacity)
+            if got <= 0 || got >= Self.linkCapacity { continue }
+            if let inode = ProcessScanner.socketInode(UnsafeRawBufferPointer(start: link, count: got)) {
+                found(inode, pid: pid)
+                if remaining == 0 { return }
+            }
         }
     }
 
@@ -454,7 +595,15 @@ private struct FdWalk: ~Copyable {
             let n = ProcessScanner.writeDecimal(fd, path)
             path[n] = 0
             let got = readlinkat(dfd, path, link, Self.linkCapacity)
-            if got <= 0 { continue }  // no such fd (ENOENT), or the process just exited
+            if got <= 0 {
+                // EACCES: the directory lists but its links are closed to us (a protected
+                // process, PID 1 in some sandboxes): say so, and do not list it again.
+                if got < 0 && (errno == EACCES || errno == EPERM) {
+                    unreadable += 1
+                    return false
+                }
+                continue  // no such fd (ENOENT), or the process just exited
+            }
             present += 1
             if got >= Self.linkCapacity { continue }  // truncated: a long path, not a socket
             if let inode = ProcessScanner.socketInode(UnsafeRawBufferPointer(start: link, count: got)) {

@@ -13,6 +13,9 @@ public struct SocketQuery: Sendable, Hashable {
     public var ports: [TransportProtocol: PortFilter]?
     /// Ask for tcp_info and memory info (bytes, segments, rtt, drops).
     public var withCounters: Bool
+    /// Only listeners: TCP in LISTEN and unconnected UDP. The kernel then walks only its
+    /// listening tables for TCP, not the (possibly huge) established one.
+    public var listenersOnly = false
 
     public init(protocols: Set<TransportProtocol> = [.tcp, .udp],
                 families: Set<AddressFamily> = [.inet, .inet6],
@@ -102,10 +105,16 @@ public struct SockDiagSource: SocketSource {
                 if bytecode == nil { userFilter = filter }
             }
             for family in AddressFamily.allCases where query.families.contains(family) {
+                // The kernel walks its whole established table for each family asked; when
+                // /proc/net/sockstat6 says no IPv6 socket of this protocol exists (and, for TCP,
+                // no TIME_WAIT socket of either family lingers), the IPv6 pass would find nothing.
+                if family == .inet6 && Self.noIPv6Sockets(proto) { continue }
                 let ext: UInt8 = query.withCounters
                     ? UInt8(1 << (INET_DIAG_INFO - 1) | 1 << (INET_DIAG_SKMEMINFO - 1))
                     : 0
-                let request = buildInetDiagRequest(family: family, proto: proto, states: query.states,
+                let states: UInt32 = query.listenersOnly
+                    ? SocketQuery.stateMask([proto == .tcp ? .listen : .close]) : query.states
+                let request = buildInetDiagRequest(family: family, proto: proto, states: states,
                                                    extensions: ext, bytecode: bytecode, sequence: sequence)
                 let start = records.count
                 var attempts = 0
@@ -134,7 +143,32 @@ public struct SockDiagSource: SocketSource {
                 }
             }
         }
+        if query.listenersOnly { records.removeAll { !$0.isListening } }
         return records
+    }
+
+    /// True when /proc/net/sockstat6 reports no IPv6 socket of the protocol in use (and, for
+    /// TCP, /proc/net/sockstat no TIME_WAIT socket, which inuse does not count). Unreadable
+    /// files mean "don't know": false.
+    static func noIPv6Sockets(_ proto: TransportProtocol) -> Bool {
+        guard let v6 = readFileString("/proc/net/sockstat6", limit: 4096) else { return false }
+        let tag = proto == .tcp ? "TCP6:" : "UDP6:"
+        guard let inuse = sockstatValue(v6, line: tag, field: "inuse"), inuse == 0 else { return false }
+        if proto == .udp { return true }
+        guard let v4 = readFileString("/proc/net/sockstat", limit: 4096),
+              let tw = sockstatValue(v4, line: "TCP:", field: "tw") else { return false }
+        return tw == 0
+    }
+
+    /// The number after `field` on the line starting with `line` (`TCP6: inuse 3`).
+    static func sockstatValue(_ text: String, line tag: String, field: String) -> Int? {
+        for line in text.split(separator: "\n") where line.hasPrefix(tag) {
+            let words = line.split(separator: " ")
+            for (i, word) in words.enumerated() where word == field && i + 1 < words.count {
+                return Int(words[i + 1])
+            }
+        }
+        return nil
     }
 
     private func send(fd: Int32, _ request: [UInt8]) throws {
