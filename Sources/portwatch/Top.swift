@@ -169,6 +169,7 @@ struct TopModel {
         return [
             "taken_at": .double(snapshot?.takenAt ?? 0),
             "interval_seconds": .double(seconds),
+            "sample_seconds": .double(report?.sampleSeconds ?? 0),
             "sort": .string(sort.rawValue),
             "ports": .array(rows().map { row in
                 [

@@ -61,6 +61,8 @@ public final class Sampler {
 
     /// Takes the next snapshot and the activity since the previous one.
     public func sample() throws(PortwatchError) -> (PortSnapshot, WindowReport) {
+        var t0 = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t0)
         let snapshot = try PortSnapshot.take(options, source: source)
         let batch = events?.drain()
         var report = tracker.advance(snapshot, destroyed: batch, system: SystemCounters.read(),
@@ -71,6 +73,9 @@ public final class Sampler {
             lastCapture = now
             merge(delta, into: &report, classifier: snapshot.classifier)
         }
+        var t1 = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t1)
+        report.sampleSeconds = Double(t1.tv_sec - t0.tv_sec) + Double(t1.tv_nsec - t0.tv_nsec) / 1e9
         if let reason = eventsUnavailable {
             report.notes.removeAll { $0.hasPrefix("connections closed between samples") }
             report.notes.append("connections closed between samples are not counted: \(reason)")

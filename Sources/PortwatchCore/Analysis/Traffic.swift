@@ -86,6 +86,8 @@ public struct WindowReport: Sendable {
     public var captureKernelDrops: UInt64 = 0
     /// Whether UDP traffic and closed-port hits were measured (packet capture on).
     public var captured = false
+    /// How long taking the sample itself took (dump, deltas, process attribution), in seconds.
+    public var sampleSeconds: Double = 0
 
     public func activity(_ key: PortKey) -> PortActivity { ports[key] ?? PortActivity() }
 }
