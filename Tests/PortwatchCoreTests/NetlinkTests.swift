@@ -197,3 +197,47 @@ func replay(_ datagrams: [[UInt8]]) throws -> [SocketRecord] {
         #expect(records[0].drops == 42)
     }
 }
+
+/// A TCP listener of the test process on a loopback address (port chosen by the kernel).
+private func listenOn(_ address: String) throws -> (fd: Int32, port: UInt16) {
+    let v6 = address.contains(":")
+    let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    try #require(fd >= 0)
+    var storage = sockaddr_storage()
+    var length: socklen_t
+    if v6 {
+        var sin6 = sockaddr_in6()
+        sin6.sin6_family = sa_family_t(AF_INET6)
+        _ = inet_pton(AF_INET6, address, &sin6.sin6_addr)
+        withUnsafeMutableBytes(of: &storage) { raw in withUnsafeBytes(of: sin6) { raw.copyMemory(from: $0) } }
+        length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+    } else {
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        _ = inet_pton(AF_INET, address, &sin.sin_addr)
+        withUnsafeMutableBytes(of: &storage) { raw in withUnsafeBytes(of: sin) { raw.copyMemory(from: $0) } }
+        length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    }
+    let rc = withUnsafeMutablePointer(to: &storage) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 3) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    try #require(rc)
+    let port = withUnsafeBytes(of: storage) { raw in UInt16(bigEndian: raw.loadUnaligned(fromByteOffset: 2, as: UInt16.self)) }
+    return (fd, port)
+}
+
+@Suite(.serialized) struct OneWalkTCPRequest {
+    @Test func oneWalkAndPerFamilyDumpsAgree() throws {
+        let v4 = try listenOn("127.0.0.1")
+        let v6 = try listenOn("::1")
+        defer { close(v4.fd); close(v6.fd) }
+        let query = SocketQuery(protocols: [.tcp], ports: [.tcp: PortFilter(local: [v4.port...v4.port, v6.port...v6.port])])
+        let oneWalk = try SockDiagSource().sockets(query)
+        SockDiagSource.compatUnsupported = true
+        defer { SockDiagSource.compatUnsupported = false }
+        let perFamily = try SockDiagSource().sockets(query)
+        #expect(Set(oneWalk.map(\.cookie)) == Set(perFamily.map(\.cookie)))
+        #expect(oneWalk.contains { $0.local == Endpoint(address: IPAddress("127.0.0.1")!, port: v4.port) && $0.state == .listen })
+        #expect(oneWalk.contains { $0.local == Endpoint(address: IPAddress("::1")!, port: v6.port) && $0.state == .listen })
+    }
+}

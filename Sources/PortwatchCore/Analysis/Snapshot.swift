@@ -42,7 +42,7 @@ public struct PortSnapshot: Sendable {
     public var sockets: [SocketRecord]
     public var ports: [PortSummary]
     /// Socket inode → owning pids (empty without process attribution).
-    public var owners: [UInt64: [Int32]]
+    public var owners: OwnerTable
     public var processes: [Int32: ProcessRecord]
     /// Things the reader should know: what could not be seen, and why.
     public var notes: [String]
@@ -102,7 +102,7 @@ public struct PortSnapshot: Sendable {
         if source.name != "sock_diag" {
             notes.append("sock_diag unavailable: read /proc/net instead (no byte counters, no accept-queue limit)")
         }
-        var owners: [UInt64: [Int32]] = [:]
+        var owners = OwnerTable()
         var processes: [Int32: ProcessRecord] = [:]
         if options.processes != .none && !ports.isEmpty {
             let scan: ProcessScan
@@ -130,7 +130,7 @@ public struct PortSnapshot: Sendable {
 }
 
 /// Fills each summary's process list from a scan (distinct pids, in pid order).
-func attach(owners: [UInt64: [Int32]], processes: [Int32: ProcessRecord], to ports: inout [PortSummary]) {
+func attach(owners: OwnerTable, processes: [Int32: ProcessRecord], to ports: inout [PortSummary]) {
     for i in ports.indices {
         var pids = Set<Int32>()
         for inode in ports[i].ownerInodes {

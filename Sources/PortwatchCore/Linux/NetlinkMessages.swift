@@ -39,6 +39,9 @@ public enum NetlinkError: Error, Sendable, Equatable, CustomStringConvertible {
 let NLMSG_ERROR_TYPE: UInt16 = 2
 let NLMSG_DONE_TYPE: UInt16 = 3
 let SOCK_DIAG_BY_FAMILY_TYPE: UInt16 = 20
+/// The original TCP-only request (struct inet_diag_req), still served by the kernel: it dumps
+/// IPv4 and IPv6 sockets in one walk of the socket tables (the family is AF_UNSPEC inside).
+let TCPDIAG_GETSOCK_TYPE: UInt16 = 18
 let NLM_F_DUMP_INTR_FLAG: UInt16 = 0x10
 
 /// Parses one datagram of an inet_diag dump reply, appending a record per socket.
@@ -64,7 +67,7 @@ public func parseInetDiagDatagram(_ buffer: UnsafeRawBufferPointer, proto: Trans
             guard length >= 20 else { throw .truncated(offset: offset, claimed: length, available: total - offset) }
             let code = buffer.loadUnaligned(fromByteOffset: offset + 16, as: Int32.self)
             if code != 0 { throw .kernel(errno: -code) }
-        case SOCK_DIAG_BY_FAMILY_TYPE:
+        case SOCK_DIAG_BY_FAMILY_TYPE, TCPDIAG_GETSOCK_TYPE:
             let body = UnsafeRawBufferPointer(rebasing: buffer[(offset + 16)..<(offset + length)])
             if let record = try parseInetDiagMessage(body, proto: proto, messageOffset: offset) {
                 records.append(record)
@@ -178,6 +181,38 @@ public func buildInetDiagRequest(family: AddressFamily, proto: TransportProtocol
     out.append(contentsOf: [UInt8](repeating: 0, count: 40))
     put32(0xffff_ffff)
     put32(0xffff_ffff)
+    if let bytecode {
+        put16(UInt16(4 + bytecode.count))
+        put16(UInt16(INET_DIAG_REQ_BYTECODE))
+        out.append(contentsOf: bytecode)
+    }
+    return out
+}
+
+/// Builds a TCPDIAG_GETSOCK dump request (nlmsghdr + inet_diag_req [+ bytecode]): TCP sockets
+/// of both families in one walk, where SOCK_DIAG_BY_FAMILY needs one walk per family.
+public func buildTCPDiagRequest(states: UInt32, extensions: UInt8, bytecode: [UInt8]?, sequence: UInt32) -> [UInt8] {
+    var out: [UInt8] = []
+    let bcAttrLength = bytecode.map { 4 + $0.count } ?? 0
+    let total = 16 + 60 + bcAttrLength
+    out.reserveCapacity(total)
+    func put32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+    func put16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+    put32(UInt32(total))
+    put16(TCPDIAG_GETSOCK_TYPE)
+    put16(UInt16(NLM_F_REQUEST | NLM_F_DUMP))
+    put32(sequence)
+    put32(0)
+    // inet_diag_req: family (ignored by the dump), src/dst prefix lengths, extensions.
+    out.append(0)
+    out.append(0)
+    out.append(0)
+    out.append(extensions)
+    out.append(contentsOf: [UInt8](repeating: 0, count: 40))
+    put32(0xffff_ffff)
+    put32(0xffff_ffff)
+    put32(states)
+    put32(0)  // idiag_dbs
     if let bytecode {
         put16(UInt16(4 + bytecode.count))
         put16(UInt16(INET_DIAG_REQ_BYTECODE))

@@ -9,7 +9,7 @@ import Synchronization
 /// Socket inode → owning processes, as read from /proc/PID/fd, with the owners' details.
 public struct ProcessScan: Sendable {
     /// Socket inode → pids holding it, each once, in the order found (ascending in a full scan).
-    public var owners: [UInt64: [Int32]]
+    public var owners: OwnerTable
     /// Details of the pids in `owners`; a pid that exited before its details were read has none.
     public var processes: [Int32: ProcessRecord]
     /// Processes whose /proc/PID/fd could not be opened (EACCES): their sockets stay unattributed.
@@ -17,7 +17,7 @@ public struct ProcessScan: Sendable {
     /// Why the answer may be incomplete, in words for the user; nil when nothing was hidden.
     public var note: String?
 
-    public init(owners: [UInt64: [Int32]] = [:], processes: [Int32: ProcessRecord] = [:],
+    public init(owners: OwnerTable = [:], processes: [Int32: ProcessRecord] = [:],
                 unreadableProcesses: Int = 0, note: String? = nil) {
         self.owners = owners
         self.processes = processes
@@ -72,7 +72,7 @@ public enum ProcessScanner {
 
     /// What one part of a full scan found.
     public struct FullScanPart: Sendable {
-        var owners: [UInt64: [Int32]] = [:]
+        var owners = OwnerTable()
         var ownerPids: [Int32] = []
         var unreadable = 0
     }
@@ -91,15 +91,12 @@ public enum ProcessScanner {
 
     /// Merges the parts of a full scan and reads the owners' details.
     public static func finishFullScan(_ parts: [FullScanPart], procRoot: String = "/proc") -> ProcessScan {
-        var owners: [UInt64: [Int32]] = [:]
+        var owners = OwnerTable()
         var pids: [Int32] = []
         var unreadable = 0
-        for part in parts {
-            if owners.isEmpty {
-                owners = part.owners
-            } else {
-                owners.merge(part.owners) { a, b in a + b.filter { !a.contains($0) } }
-            }
+        // Largest first: merging into it moves the fewest entries.
+        for part in parts.sorted(by: { $0.owners.count > $1.owners.count }) {
+            owners.merge(part.owners)
             pids.append(contentsOf: part.ownerPids)
             unreadable += part.unreadable
         }
@@ -120,7 +117,7 @@ public enum ProcessScanner {
         return finishFullScan(results.withLock { $0 }, procRoot: procRoot)
     }
 
-    private static func finish(owners: [UInt64: [Int32]], ownerPids: [Int32], unreadable: Int, procfd: Int32) -> ProcessScan {
+    private static func finish(owners: OwnerTable, ownerPids: [Int32], unreadable: Int, procfd: Int32) -> ProcessScan {
         var scan = ProcessScan(owners: owners, unreadableProcesses: unreadable)
         var users: [UInt32: String] = [:]
         for pid in ownerPids where scan.processes[pid] == nil {
@@ -409,7 +406,7 @@ private struct FdWalk: ~Copyable {
     let wanted: Set<UInt64>
     /// Wanted inodes without an owner yet; the targeted walk ends at zero.
     var remaining: Int
-    var owners: [UInt64: [Int32]] = [:]
+    var owners = OwnerTable()
     /// Every pid that owns a recorded socket, once: whose details to read.
     var ownerPids: [Int32] = []
     var unreadable = 0
@@ -643,18 +640,9 @@ private struct FdWalk: ~Copyable {
     @inline(__always)
     mutating func found(_ inode: UInt64, pid: Int32) {
         if targeted && !wanted.contains(inode) { return }
-        if Self.appendOwner(&owners[inode, default: []], pid) && targeted { remaining -= 1 }
+        if owners.add(inode, pid) && targeted { remaining -= 1 }
         // Processes are walked one at a time, so within a pass a pid already seen is the last one
         // added; a pid met again in pass 2 is deduplicated when details are read.
         if ownerPids.last != pid { ownerPids.append(pid) }
-    }
-
-    /// Adds `pid` unless already there (a socket on several fds of one process, or met again in
-    /// pass 2); true when the socket had no owner before. Lists are short: one pid, rarely a few.
-    @inline(__always)
-    static func appendOwner(_ list: inout [Int32], _ pid: Int32) -> Bool {
-        if list.contains(pid) { return false }
-        list.append(pid)
-        return list.count == 1
     }
 }

@@ -76,6 +76,9 @@ public struct SockDiagSource: SocketSource {
         }
     }
 
+    /// Set for tests that check the per-family path against the one-walk TCP request.
+    nonisolated(unsafe) static var compatUnsupported = false
+
     private func dump(_ query: SocketQuery) throws -> [SocketRecord] {
         let fd = try syscallRetrying("socket(AF_NETLINK)") {
             socket(AF_NETLINK, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NETLINK_SOCK_DIAG)
@@ -104,18 +107,21 @@ public struct SockDiagSource: SocketSource {
                 bytecode = compilePortFilter(filter)
                 if bytecode == nil { userFilter = filter }
             }
-            for family in AddressFamily.allCases where query.families.contains(family) {
-                // The kernel walks its whole established table for each family asked; when
-                // /proc/net/sockstat6 says no IPv6 socket of this protocol exists (and, for TCP,
-                // no TIME_WAIT socket of either family lingers), the IPv6 pass would find nothing.
-                if family == .inet6 && Self.noIPv6Sockets(proto) { continue }
+            // TCP over both families: one TCPDIAG_GETSOCK walk instead of one walk per family
+            // (the kernel walks the whole established table each time). nil = both families.
+            let bothFamilies = query.families.contains(.inet) && query.families.contains(.inet6)
+            let passes: [AddressFamily?] = proto == .tcp && bothFamilies && !Self.compatUnsupported
+                ? [nil] : AddressFamily.allCases.filter { query.families.contains($0) }
+            for family in passes {
                 let ext: UInt8 = query.withCounters
                     ? UInt8(1 << (INET_DIAG_INFO - 1) | 1 << (INET_DIAG_SKMEMINFO - 1))
                     : 0
                 let states: UInt32 = query.listenersOnly
                     ? SocketQuery.stateMask([proto == .tcp ? .listen : .close]) : query.states
-                let request = buildInetDiagRequest(family: family, proto: proto, states: states,
-                                                   extensions: ext, bytecode: bytecode, sequence: sequence)
+                let request = family.map {
+                    buildInetDiagRequest(family: $0, proto: proto, states: states,
+                                         extensions: ext, bytecode: bytecode, sequence: sequence)
+                } ?? buildTCPDiagRequest(states: states, extensions: ext, bytecode: bytecode, sequence: sequence)
                 let start = records.count
                 var attempts = 0
                 while true {
@@ -145,30 +151,6 @@ public struct SockDiagSource: SocketSource {
         }
         if query.listenersOnly { records.removeAll { !$0.isListening } }
         return records
-    }
-
-    /// True when /proc/net/sockstat6 reports no IPv6 socket of the protocol in use (and, for
-    /// TCP, /proc/net/sockstat no TIME_WAIT socket, which inuse does not count). Unreadable
-    /// files mean "don't know": false.
-    static func noIPv6Sockets(_ proto: TransportProtocol) -> Bool {
-        guard let v6 = readFileString("/proc/net/sockstat6", limit: 4096) else { return false }
-        let tag = proto == .tcp ? "TCP6:" : "UDP6:"
-        guard let inuse = sockstatValue(v6, line: tag, field: "inuse"), inuse == 0 else { return false }
-        if proto == .udp { return true }
-        guard let v4 = readFileString("/proc/net/sockstat", limit: 4096),
-              let tw = sockstatValue(v4, line: "TCP:", field: "tw") else { return false }
-        return tw == 0
-    }
-
-    /// The number after `field` on the line starting with `line` (`TCP6: inuse 3`).
-    static func sockstatValue(_ text: String, line tag: String, field: String) -> Int? {
-        for line in text.split(separator: "\n") where line.hasPrefix(tag) {
-            let words = line.split(separator: " ")
-            for (i, word) in words.enumerated() where word == field && i + 1 < words.count {
-                return Int(words[i + 1])
-            }
-        }
-        return nil
     }
 
     private func send(fd: Int32, _ request: [UInt8]) throws {
