@@ -110,9 +110,10 @@ public struct SockDiagSource: SocketSource {
             // TCP over both families: one TCPDIAG_GETSOCK walk instead of one walk per family
             // (the kernel walks the whole established table each time). nil = both families.
             let bothFamilies = query.families.contains(.inet) && query.families.contains(.inet6)
-            let passes: [AddressFamily?] = proto == .tcp && bothFamilies && !Self.compatUnsupported
+            var passes: [AddressFamily?] = proto == .tcp && bothFamilies && !Self.compatUnsupported
                 ? [nil] : AddressFamily.allCases.filter { query.families.contains($0) }
-            for family in passes {
+            while let family = passes.first {
+                passes.removeFirst()
                 let ext: UInt8 = query.withCounters
                     ? UInt8(1 << (INET_DIAG_INFO - 1) | 1 << (INET_DIAG_SKMEMINFO - 1))
                     : 0
@@ -124,11 +125,19 @@ public struct SockDiagSource: SocketSource {
                 } ?? buildTCPDiagRequest(states: states, extensions: ext, bytecode: bytecode, sequence: sequence)
                 let start = records.count
                 var attempts = 0
+                var refused = false
                 while true {
                     attempts += 1
                     do {
                         try send(fd: fd, request)
                         try receiveDump(fd: fd, proto: proto, buffer: &buffer, recorder: recorder, into: &records)
+                        break
+                    } catch let error as NetlinkError where family == nil && error != .interrupted {
+                        // A kernel without the one-walk TCP request: ask per family instead.
+                        if case .kernel = error {} else { throw error }
+                        records.removeSubrange(start...)
+                        try drain(fd: fd, buffer: &buffer)
+                        refused = true
                         break
                     } catch let error as NetlinkError where error == .interrupted && attempts < 3 {
                         records.removeSubrange(start...)
@@ -140,6 +149,10 @@ public struct SockDiagSource: SocketSource {
                     }
                 }
                 sequence &+= 1
+                if refused {
+                    passes = AddressFamily.allCases.filter { query.families.contains($0) }
+                    continue
+                }
                 if let userFilter {
                     let kept = records[start...].filter { r in
                         userFilter.local.contains { $0.contains(r.local.port) } ||
