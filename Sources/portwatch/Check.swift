@@ -115,8 +115,10 @@ struct Check: ParsableCommand {
             }
             for var check in localChecks(ports: pairs, snapshot: snapshot) {
                 let activity = report?.activity(PortKey(role: .local, proto: check.proto, port: check.port))
-                // Listen drops rising during the window: the port is refusing work now.
-                if let activity, activity.listenDrops > 0, check.summary?.listening == true {
+                // Drops rising during the window (a TCP listener's, or a UDP socket's receive
+                // buffer): the port is refusing work now.
+                if let activity, activity.listenDrops > 0 || (check.proto == .udp && activity.drops > 0),
+                   check.summary?.listening == true {
                     check.verdict = .overloaded
                 }
                 let matched = localMatches(check.verdict, expected)
@@ -138,7 +140,7 @@ struct Check: ParsableCommand {
                     ("processes", .array((s?.processes ?? []).map(\.json))),
                 ]
                 if let activity, let report {
-                    pairs.append(("window", activity.windowJSON(seconds: report.seconds)))
+                    pairs.append(("window", activity.windowJSON(seconds: report.seconds, captured: report.captured)))
                     pairs.append(("rates", activity.ratesJSON(seconds: report.seconds)))
                 }
                 results.append(.object(pairs))

@@ -85,7 +85,7 @@ struct Ports: ParsableCommand {
                     let json = row.json(service: services.name(port: row.port, proto: row.proto))
                     guard let report, case .object(var pairs) = json else { return json }
                     let activity = report.activity(PortKey(role: row.role, proto: row.proto, port: row.port))
-                    pairs.append(("window", activity.windowJSON(seconds: report.seconds)))
+                    pairs.append(("window", activity.windowJSON(seconds: report.seconds, captured: report.captured)))
                     pairs.append(("rates", activity.ratesJSON(seconds: report.seconds)))
                     return .object(pairs)
                 })),
@@ -152,8 +152,7 @@ func renderPortsTable(_ rows: [PortSummary], services: ServiceDatabase, processe
             let seconds = window.seconds > 0 ? window.seconds : 1
             rx = formatRate(bitsPerSecond: Double(a.bytesReceived) * 8 / seconds)
             tx = formatRate(bitsPerSecond: Double(a.bytesSent) * 8 / seconds)
-            let count = a.listenDrops + a.drops + a.retransmits + UInt64(a.connectTimeouts + a.connectRefused)
-            errors = String(count)
+            errors = String(a.errorCount)
         }
         var cells: [Table.Cell] = [.init(text: p.proto.rawValue), .init(text: String(p.port)), .init(text: service)]
         cells.append(state)

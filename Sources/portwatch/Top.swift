@@ -117,7 +117,7 @@ struct TopModel {
         var summary: PortSummary
         var activity: PortActivity
         var key: PortKey
-        var errors: UInt64 { activity.listenDrops + activity.drops + activity.retransmits + UInt64(activity.connectTimeouts + activity.connectRefused) }
+        var errors: UInt64 { activity.errorCount }
     }
 
     mutating func update(_ snapshot: PortSnapshot, _ report: WindowReport) {
@@ -180,7 +180,7 @@ struct TopModel {
                     "connections": row.summary.connections.json,
                     "accept_queue": row.summary.acceptQueue.map(\.json) ?? .null,
                     "rates": row.activity.ratesJSON(seconds: seconds),
-                    "window": row.activity.windowJSON(seconds: seconds),
+                    "window": row.activity.windowJSON(seconds: seconds, captured: report?.captured ?? false),
                     "errors": row.summary.errorsJSON,
                     "processes": .array(row.summary.processes.map(\.json)),
                 ]

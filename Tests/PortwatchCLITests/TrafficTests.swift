@@ -215,6 +215,26 @@ private func window(_ json: [String: Any]?) -> [String: Any]? { json?.object("wi
         #expect(hits.first?.string("source") == "127.0.0.1")
     }
 
+    @Test(.enabled(if: TestEnv.isRoot, "needs root: packet capture uses an AF_PACKET socket (CAP_NET_RAW)"))
+    func captureCountsResetsOnTheServerPort() throws {
+        let sink = try SinkServer()
+        defer { sink.stop() }
+        let run = try startPortwatch(["ports", "\(sink.port)", "--sample", "3s", "--capture", "--json"])
+        Thread.sleep(forTimeInterval: 1.2)
+        // Three clients abort (SO_LINGER 0: close sends a reset instead of a FIN).
+        for _ in 0..<3 {
+            let c = try Net.connect("127.0.0.1", port: sink.port)
+            try c.sendAll([1, 2, 3])
+            var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+            setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+            c.close()
+        }
+        let result = run.finish(timeout: 20)
+        let row = try #require(result.json()?.objects("ports").first { $0.int("port") == Int(sink.port) }, "\(result)")
+        #expect(window(row)?.object("errors")?.int("resets_received") == 3, "\(row)")
+        #expect(window(row)?.object("errors")?.int("resets_sent") == 0)
+    }
+
     @Test func captureWithoutSampleIsAUsageError() {
         let result = runPortwatch(["ports", "--capture"])
         #expect(result.status == 2)

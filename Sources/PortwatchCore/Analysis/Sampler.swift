@@ -98,6 +98,11 @@ public final class Sampler {
             activity.packetsSent &+= count.packetsSent
             report.ports[PortKey(role: .local, proto: .udp, port: port)] = activity
         }
+        for (port, count) in delta.resets {
+            guard classifier.isListening(.tcp, port) || !classifier.ephemeral.range.contains(port) else { continue }
+            report.ports[PortKey(role: .local, proto: .tcp, port: port), default: PortActivity()].resetsSent &+= count.sent
+            report.ports[PortKey(role: .local, proto: .tcp, port: port), default: PortActivity()].resetsReceived &+= count.received
+        }
         if delta.kernelDrops > 0 {
             report.notes.append("packet capture: the kernel dropped \(delta.kernelDrops) packets before portwatch read them")
         }

@@ -52,9 +52,14 @@ public struct PortActivity: Sendable, Hashable {
     public var connectTimeouts = 0
     /// Outgoing connection attempts answered with a reset.
     public var connectRefused = 0
+    /// With packet capture: TCP resets this port sent and received (aborted connections).
+    public var resetsSent: UInt64 = 0
+    public var resetsReceived: UInt64 = 0
 
     public init() {}
 
+    /// Adds a socket's growth; a TCP listener's drops are listen drops, a UDP socket's are
+    /// receive-buffer drops (`drops`).
     mutating func add(_ d: SocketCounters, listening: Bool) {
         bytesReceived &+= d.bytesReceived
         bytesSent &+= d.bytesSent
@@ -62,6 +67,11 @@ public struct PortActivity: Sendable, Hashable {
         packetsSent &+= d.packetsSent
         retransmits &+= d.retransmits
         if listening { listenDrops &+= d.drops } else { drops &+= d.drops }
+    }
+
+    /// Every error counted in the window, summed (for tables and sorting).
+    public var errorCount: UInt64 {
+        listenDrops &+ drops &+ retransmits &+ UInt64(connectTimeouts + connectRefused) &+ resetsSent &+ resetsReceived
     }
 
     /// Nothing happened.
@@ -157,11 +167,13 @@ public struct TrafficTracker: Sendable {
                 continue
             }
             let listening = s.isListening
+            // For the drop bucket only: a bound UDP socket's drops are receive-buffer drops.
+            let tcpListener = listening && s.proto == .tcp
             let previous = seen[s.cookie]
             let key = previous?.key ?? classifier.key(for: s)
             if previous == nil && !listening { ports[key, default: PortActivity()].opened += 1 }
             ports[key, default: PortActivity()].add(counters.growth(since: previous?.counters ?? SocketCounters()),
-                                                    listening: listening)
+                                                    listening: tcpListener)
             next[s.cookie] = Seen(key: key, counters: counters, listening: listening)
         }
 

@@ -95,12 +95,26 @@ public enum PacketDirection: Sendable, Equatable {
     }
 }
 
+/// TCP resets counted on one local port.
+public struct ResetCount: Sendable, Hashable {
+    public var sent: UInt64 = 0
+    public var received: UInt64 = 0
+
+    public init(sent: UInt64 = 0, received: UInt64 = 0) {
+        self.sent = sent
+        self.received = received
+    }
+}
+
 /// Cumulative capture totals (a snapshot); `delta(since:)` gives the change between two.
 public struct CaptureCounters: Sendable, Equatable {
     /// UDP traffic per local port.
     public var udp: [UInt16: TrafficCount] = [:]
     /// Closed-port hits per (protocol, port, source address).
     public var closedPortHits: [ClosedPortKey: UInt64] = [:]
+    /// TCP resets of real connections (not answers to a SYN on a closed port) per local port:
+    /// `.sent` counts resets this host sent from the port, `.received` those that arrived at it.
+    public var resets: [UInt16: ResetCount] = [:]
     /// Hits not given their own key because `closedPortHits` reached its size limit (a scan from
     /// very many addresses); they still count here so nothing vanishes silently.
     public var closedPortHitsUntracked: UInt64 = 0
@@ -136,6 +150,12 @@ public struct CaptureCounters: Sendable, Equatable {
             let change = now.saturatingMinus(earlier.closedPortHits[key] ?? 0)
             if change > 0 { out.closedPortHits[key] = change }
         }
+        for (port, now) in resets {
+            let before = earlier.resets[port] ?? ResetCount()
+            let change = ResetCount(sent: now.sent.saturatingMinus(before.sent),
+                                    received: now.received.saturatingMinus(before.received))
+            if change.sent > 0 || change.received > 0 { out.resets[port] = change }
+        }
         out.closedPortHitsUntracked = closedPortHitsUntracked.saturatingMinus(earlier.closedPortHitsUntracked)
         out.packetsSeen = packetsSeen.saturatingMinus(earlier.packetsSeen)
         out.kernelDrops = kernelDrops.saturatingMinus(earlier.kernelDrops)
@@ -165,9 +185,14 @@ public struct CaptureCounters: Sendable, Equatable {
                 udp[destination.port, default: TrafficCount()].packetsReceived &+= 1
             }
         case .tcp(let source, let destination, let flags, let sequence, _):
-            guard direction != .received, flags.contains(.rst), flags.contains(.ack), !flags.contains(.syn),
-                  sequence == 0 else { return }
-            hit(ClosedPortKey(proto: .tcp, port: source.port, source: destination.address))
+            guard flags.contains(.rst), !flags.contains(.syn) else { return }
+            if direction != .received, flags.contains(.ack), sequence == 0 {
+                hit(ClosedPortKey(proto: .tcp, port: source.port, source: destination.address))
+                return
+            }
+            // A reset of a connection: an abort, or an answer to a stray segment.
+            if direction != .received { resets[source.port, default: ResetCount()].sent &+= 1 }
+            if direction != .sent { resets[destination.port, default: ResetCount()].received &+= 1 }
         case .portUnreachable(let proto, let original, _):
             guard direction != .received else { return }
             hit(ClosedPortKey(proto: proto, port: original.destination.port, source: original.source.address))

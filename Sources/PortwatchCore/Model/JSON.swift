@@ -177,25 +177,33 @@ extension PortSummary {
 extension PortSummary {
     /// Named error counters of a port, as its sockets carry them now (lifetime totals).
     public var errorsJSON: JSONValue {
-        [
-            "listen_drops": .number(listenDrops), "drops": .number(drops), "retransmits": .number(retransmits),
+        // A bound UDP socket's drops are receive-buffer drops, not listen drops.
+        let listen: UInt64 = proto == .tcp ? listenDrops : 0
+        let other: UInt64 = proto == .tcp ? drops : drops &+ listenDrops
+        return [
+            "listen_drops": .number(listen), "drops": .number(other), "retransmits": .number(retransmits),
             "syn_backlog": .number(connections.synRecv), "accept_queue_full": .bool(acceptQueueFull),
         ]
     }
 }
 
 extension PortActivity {
-    /// The `window` object of `--sample` output.
-    public func windowJSON(seconds: Double) -> JSONValue {
-        [
+    /// The `window` object of `--sample` output (`resets_*` only when packets were captured).
+    public func windowJSON(seconds: Double, captured: Bool = false) -> JSONValue {
+        var errors: [(String, JSONValue)] = [
+            ("listen_drops", .number(listenDrops)), ("drops", .number(drops)), ("retransmits", .number(retransmits)),
+            ("connect_timeouts", .number(connectTimeouts)), ("connect_refused", .number(connectRefused)),
+        ]
+        if captured {
+            errors.append(("resets_sent", .number(resetsSent)))
+            errors.append(("resets_received", .number(resetsReceived)))
+        }
+        return [
             "seconds": .double(seconds),
             "bytes": ["received": .number(bytesReceived), "sent": .number(bytesSent)],
             "packets": ["received": .number(packetsReceived), "sent": .number(packetsSent)],
             "connections_opened": .number(opened), "connections_closed": .number(closed),
-            "errors": [
-                "listen_drops": .number(listenDrops), "drops": .number(drops), "retransmits": .number(retransmits),
-                "connect_timeouts": .number(connectTimeouts), "connect_refused": .number(connectRefused),
-            ],
+            "errors": .object(errors),
         ]
     }
 
