@@ -100,19 +100,8 @@ struct Check: ParsableCommand {
             var query = SocketQuery(protocols: protos, withCounters: sample != nil)
             query.ports = portFilters(spec, protocols: protos)
             let options = SnapshotOptions(query: query, processes: .owners)
-            var snapshot: PortSnapshot
-            var report: WindowReport? = nil
-            if let sample {
-                let window = try durationSeconds(sample, option: "--sample")
-                if window <= 0 || window > 3600 { throw PortwatchError.usage("--sample: must be between 1ms and 1h") }
-                let sampler = try Sampler(options: options, capture: capture)
-                try sampler.start()
-                sleepSeconds(window)
-                (snapshot, report) = try sampler.sample()
-                snapshot.notes.append(contentsOf: report?.notes ?? [])
-            } else {
-                snapshot = try PortSnapshot.take(options)
-            }
+            let window = try sample.map { try sampleWindow($0) }
+            let (snapshot, report) = try snapshotOrWindow(options, window: window, capture: capture)
             for var check in localChecks(ports: pairs, snapshot: snapshot) {
                 let activity = report?.activity(PortKey(role: .local, proto: check.proto, port: check.port))
                 // Drops rising during the window (a TCP listener's, or a UDP socket's receive

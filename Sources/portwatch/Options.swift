@@ -64,6 +64,25 @@ func durationSeconds(_ text: String, option: String) throws -> Double {
     }
 }
 
+/// Parses `--sample`: a window between 1 ms and 1 h.
+func sampleWindow(_ text: String) throws -> Double {
+    let window = try durationSeconds(text, option: "--sample")
+    if window <= 0 || window > 3600 { throw PortwatchError.usage("--sample: must be between 1ms and 1h") }
+    return window
+}
+
+/// One snapshot, or (with a window) two snapshots `window` seconds apart and what happened
+/// between them; the window's notes join the snapshot's.
+func snapshotOrWindow(_ options: SnapshotOptions, window: Double?, capture: Bool) throws -> (PortSnapshot, WindowReport?) {
+    guard let window else { return (try PortSnapshot.take(options), nil) }
+    let sampler = try Sampler(options: options, capture: capture)
+    try sampler.start()
+    sleepSeconds(window)
+    var (snapshot, report) = try sampler.sample()
+    snapshot.notes.append(contentsOf: report.notes)
+    return (snapshot, report)
+}
+
 /// Round-trip time for tables: microseconds below 1 ms, else milliseconds.
 func formatRTT(micros: UInt32) -> String {
     micros < 1000 ? "\(micros)us" : String(format1: Double(micros) / 1000) + "ms"

@@ -36,10 +36,7 @@ struct Ports: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let window = try sample.map { try durationSeconds($0, option: "--sample") }
-        if let window, window <= 0 || window > 3600 {
-            throw PortwatchError.usage("--sample: must be between 1ms and 1h")
-        }
+        let window = try sample.map { try sampleWindow($0) }
         if capture && window == nil { throw PortwatchError.usage("--capture measures over a window: add --sample (e.g. --sample 1s)") }
         var query = SocketQuery()
         query.protocols = tcp || udp ? Set([tcp ? .tcp : nil, udp ? .udp : nil].compactMap { $0 }) : [.tcp, .udp]
@@ -54,17 +51,7 @@ struct Ports: ParsableCommand {
         }
         let options = SnapshotOptions(query: query, includeOutgoing: all,
                                       processes: noProcesses ? .none : (all ? .full : .owners))
-        var snapshot: PortSnapshot
-        var report: WindowReport? = nil
-        if let window {
-            let sampler = try Sampler(options: options, capture: capture)
-            try sampler.start()
-            sleepSeconds(window)
-            (snapshot, report) = try sampler.sample()
-            snapshot.notes.append(contentsOf: report?.notes ?? [])
-        } else {
-            snapshot = try PortSnapshot.take(options)
-        }
+        let (snapshot, report) = try snapshotOrWindow(options, window: window, capture: capture)
         var rows = snapshot.ports
         if let report {
             // Ports whose connections all came and went inside the window still get a row.

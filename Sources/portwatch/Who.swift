@@ -69,7 +69,7 @@ struct Who: ParsableCommand {
                 if case .object(var pairs) = doc { pairs.append(("notes", .array(snapshot.notes.map { .string($0) }))); doc = .object(pairs) }
                 output.print(doc)
             } else if results.isEmpty && spec.isSinglePort {
-                let proto = protos.count == 1 ? protos.first!.rawValue : "tcp"
+                let proto = protos.count == 1 ? (protos.first?.rawValue ?? "tcp") : "tcp"
                 output.print(["port": .number(spec.ports(for: protos.first ?? .tcp).first ?? 0), "protocol": .string(proto),
                               "processes": [], "notes": .array(snapshot.notes.map { .string($0) })])
             } else {

@@ -98,6 +98,29 @@ private func makeTempDir() throws -> String {
     #expect(ProcessScanner.record(pid: Int32.max) == nil)
 }
 
+/// Runs a python3 script that prints "PID INODE" once it holds its socket; returns both.
+private func spawnSocketHolder(_ script: String) throws -> (Process, Int32, UInt64) {
+    let child = Process()
+    child.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    child.arguments = ["python3", "-c", script]
+    let output = Pipe()
+    child.standardOutput = output
+    try child.run()
+    var line = Data()
+    while !line.contains(UInt8(ascii: "\n")) {
+        let chunk = output.fileHandleForReading.availableData
+        if chunk.isEmpty { break }  // the child died before printing
+        line.append(chunk)
+    }
+    let fields = String(decoding: line, as: UTF8.self).split(whereSeparator: \.isWhitespace)
+    guard fields.count == 2, let pid = Int32(fields[0]), let inode = UInt64(fields[1]) else {
+        kill(child.processIdentifier, SIGKILL)
+        child.waitUntilExit()
+        throw CocoaError(.fileReadCorruptFile)
+    }
+    return (child, pid, inode)
+}
+
 /// A child process holding a listener only on fd 500: pass 1 (fds 0..<16) cannot see it, so
 /// finding it proves the pass-2 listing works.
 @Test func childListenerOnHighFdIsFoundByListing() throws {
@@ -108,27 +131,11 @@ private func makeTempDir() throws -> String {
     print(os.getpid(), os.fstat(500).st_ino, flush=True)
     time.sleep(30)
     """
-    let child = Process()
-    child.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    child.arguments = ["python3", "-c", script]
-    let output = Pipe()
-    child.standardOutput = output
-    try child.run()
+    let (child, pid, inode) = try spawnSocketHolder(script)
     defer {
         kill(child.processIdentifier, SIGKILL)
         child.waitUntilExit()
     }
-
-    var line = Data()
-    while !line.contains(UInt8(ascii: "\n")) {
-        let chunk = output.fileHandleForReading.availableData
-        if chunk.isEmpty { break }  // the child died before printing
-        line.append(chunk)
-    }
-    let fields = String(decoding: line, as: UTF8.self).split(whereSeparator: \.isWhitespace)
-    try #require(fields.count == 2)
-    let pid = try #require(Int32(fields[0]))
-    let inode = try #require(UInt64(fields[1]))
 
     let targeted = ProcessScanner.scan(inodes: [inode])
     #expect(targeted.owners[inode] == [pid])
@@ -152,26 +159,11 @@ private func makeTempDir() throws -> String {
     print(os.getpid(), os.fstat(3000).st_ino, flush=True)
     time.sleep(30)
     """
-    let child = Process()
-    child.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    child.arguments = ["python3", "-c", script]
-    let output = Pipe()
-    child.standardOutput = output
-    try child.run()
+    let (child, pid, inode) = try spawnSocketHolder(script)
     defer {
         kill(child.processIdentifier, SIGKILL)
         child.waitUntilExit()
     }
-    var line = Data()
-    while !line.contains(UInt8(ascii: "\n")) {
-        let chunk = output.fileHandleForReading.availableData
-        if chunk.isEmpty { break }
-        line.append(chunk)
-    }
-    let fields = String(decoding: line, as: UTF8.self).split(whereSeparator: \.isWhitespace)
-    try #require(fields.count == 2)
-    let pid = try #require(Int32(fields[0]))
-    let inode = try #require(UInt64(fields[1]))
 
     let bounded = ProcessScanner.scan(inodes: [inode], thorough: false)
     #expect(bounded.owners[inode] == nil)

@@ -159,66 +159,64 @@ func parseInetDiagMessage(_ body: UnsafeRawBufferPointer, proto: TransportProtoc
 /// Builds an inet_diag dump request (nlmsghdr + inet_diag_req_v2 [+ bytecode attribute]).
 public func buildInetDiagRequest(family: AddressFamily, proto: TransportProtocol, states: UInt32,
                                  extensions: UInt8, bytecode: [UInt8]?, sequence: UInt32) -> [UInt8] {
-    var out: [UInt8] = []
-    let bcAttrLength = bytecode.map { 4 + $0.count } ?? 0
-    let total = 16 + 56 + bcAttrLength
-    out.reserveCapacity(total)
-    func put32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
-    func put16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
-    // nlmsghdr
-    put32(UInt32(total))
-    put16(SOCK_DIAG_BY_FAMILY_TYPE)
-    put16(UInt16(NLM_F_REQUEST | NLM_F_DUMP))
-    put32(sequence)
-    put32(0)
+    var request = DumpRequest(type: SOCK_DIAG_BY_FAMILY_TYPE, bodyLength: 56, bytecode: bytecode, sequence: sequence)
     // inet_diag_req_v2
-    out.append(family.rawValue)
-    out.append(proto.ipProto)
-    out.append(extensions)
-    out.append(0)
-    put32(states)
-    // inet_diag_sockid: ports, addresses, ifindex all zero; cookie "none".
-    out.append(contentsOf: [UInt8](repeating: 0, count: 40))
-    put32(0xffff_ffff)
-    put32(0xffff_ffff)
-    if let bytecode {
-        put16(UInt16(4 + bytecode.count))
-        put16(UInt16(INET_DIAG_REQ_BYTECODE))
-        out.append(contentsOf: bytecode)
+    request.out.append(family.rawValue)
+    request.out.append(proto.ipProto)
+    request.out.append(extensions)
+    request.out.append(0)
+    request.put32(states)
+    request.putAnySocket()
+    return request.finish()
+}
+
+/// The parts every dump request shares: the netlink header, a socket id matching any socket,
+/// and the optional bytecode attribute.
+private struct DumpRequest {
+    var out: [UInt8] = []
+    let bytecode: [UInt8]?
+
+    init(type: UInt16, bodyLength: Int, bytecode: [UInt8]?, sequence: UInt32) {
+        self.bytecode = bytecode
+        let total = 16 + bodyLength + (bytecode.map { 4 + $0.count } ?? 0)
+        out.reserveCapacity(total)
+        put32(UInt32(total))
+        put16(type)
+        put16(UInt16(NLM_F_REQUEST | NLM_F_DUMP))
+        put32(sequence)
+        put32(0)
     }
-    return out
+
+    mutating func put32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+    mutating func put16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+
+    /// inet_diag_sockid: ports, addresses, ifindex all zero; cookie "none".
+    mutating func putAnySocket() {
+        out.append(contentsOf: [UInt8](repeating: 0, count: 40))
+        put32(0xffff_ffff)
+        put32(0xffff_ffff)
+    }
+
+    mutating func finish() -> [UInt8] {
+        if let bytecode {
+            put16(UInt16(4 + bytecode.count))
+            put16(UInt16(INET_DIAG_REQ_BYTECODE))
+            out.append(contentsOf: bytecode)
+        }
+        return out
+    }
 }
 
 /// Builds a TCPDIAG_GETSOCK dump request (nlmsghdr + inet_diag_req [+ bytecode]): TCP sockets
 /// of both families in one walk, where SOCK_DIAG_BY_FAMILY needs one walk per family.
 public func buildTCPDiagRequest(states: UInt32, extensions: UInt8, bytecode: [UInt8]?, sequence: UInt32) -> [UInt8] {
-    var out: [UInt8] = []
-    let bcAttrLength = bytecode.map { 4 + $0.count } ?? 0
-    let total = 16 + 60 + bcAttrLength
-    out.reserveCapacity(total)
-    func put32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
-    func put16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
-    put32(UInt32(total))
-    put16(TCPDIAG_GETSOCK_TYPE)
-    put16(UInt16(NLM_F_REQUEST | NLM_F_DUMP))
-    put32(sequence)
-    put32(0)
+    var request = DumpRequest(type: TCPDIAG_GETSOCK_TYPE, bodyLength: 60, bytecode: bytecode, sequence: sequence)
     // inet_diag_req: family (ignored by the dump), src/dst prefix lengths, extensions.
-    out.append(0)
-    out.append(0)
-    out.append(0)
-    out.append(extensions)
-    out.append(contentsOf: [UInt8](repeating: 0, count: 40))
-    put32(0xffff_ffff)
-    put32(0xffff_ffff)
-    put32(states)
-    put32(0)  // idiag_dbs
-    if let bytecode {
-        put16(UInt16(4 + bytecode.count))
-        put16(UInt16(INET_DIAG_REQ_BYTECODE))
-        out.append(contentsOf: bytecode)
-    }
-    return out
+    request.out.append(contentsOf: [0, 0, 0, extensions])
+    request.putAnySocket()
+    request.put32(states)
+    request.put32(0)  // idiag_dbs
+    return request.finish()
 }
 
 /// Which ports a kernel-side filter keeps.
