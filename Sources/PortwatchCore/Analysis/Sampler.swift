@@ -9,6 +9,7 @@ public final class Sampler {
     private let source: any SocketSource
     private let events: DestroyEventStream?
     private var tracker = TrafficTracker()
+    private var ownerCache: OwnerCache? = OwnerCache()
     private let capture: PacketCapture?
     private var lastCapture = CaptureCounters()
     /// Why closed connections are not counted, when destroy events are unavailable.
@@ -52,7 +53,7 @@ public final class Sampler {
     /// Takes the baseline snapshot.
     @discardableResult
     public func start() throws(PortwatchError) -> PortSnapshot {
-        let snapshot = try PortSnapshot.take(options, source: source)
+        let snapshot = try PortSnapshot.take(options, source: source, ownerCache: &ownerCache)
         _ = events?.drain()
         tracker.start(snapshot, system: SystemCounters.read(), classifier: snapshot.classifier)
         if let capture { lastCapture = capture.snapshot() }
@@ -63,7 +64,7 @@ public final class Sampler {
     public func sample() throws(PortwatchError) -> (PortSnapshot, WindowReport) {
         var t0 = timespec()
         clock_gettime(CLOCK_MONOTONIC, &t0)
-        let snapshot = try PortSnapshot.take(options, source: source)
+        let snapshot = try PortSnapshot.take(options, source: source, ownerCache: &ownerCache)
         let batch = events?.drain()
         var report = tracker.advance(snapshot, destroyed: batch, system: SystemCounters.read(),
                                       classifier: snapshot.classifier)

@@ -52,6 +52,14 @@ public struct PortSnapshot: Sendable {
     /// Takes a snapshot: one dump, one aggregation, and (if asked) one process scan.
     public static func take(_ options: SnapshotOptions,
                             source: any SocketSource = defaultSocketSource()) throws(PortwatchError) -> PortSnapshot {
+        var cache: OwnerCache? = nil
+        return try take(options, source: source, ownerCache: &cache)
+    }
+
+    /// Takes a snapshot, reusing what `ownerCache` already knows of socket owners (for repeated
+    /// samples: listeners and their processes rarely change, so only new sockets are searched).
+    public static func take(_ options: SnapshotOptions, source: any SocketSource,
+                            ownerCache: inout OwnerCache?) throws(PortwatchError) -> PortSnapshot {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         // Dump, classify and fold: the part that only needs the kernel's socket tables.
@@ -109,9 +117,18 @@ public struct PortSnapshot: Sendable {
             if let fullScan {
                 scan = fullScan
             } else {
+                // Owners of local ports (listeners, server sockets); outgoing rows' owners need
+                // the full walk (`ports --all`).
                 var wanted = Set<UInt64>()
-                for p in ports { wanted.formUnion(p.ownerInodes) }
-                scan = ProcessScanner.scan(inodes: wanted, thorough: options.processes == .ownersThorough)
+                for p in ports where p.role == .local || options.processes == .ownersThorough {
+                    wanted.formUnion(p.ownerInodes)
+                }
+                if ownerCache != nil {
+                    scan = ownerCache!.lookup(wanted, now: Double(ts.tv_sec),
+                                              thorough: options.processes == .ownersThorough)
+                } else {
+                    scan = ProcessScanner.scan(inodes: wanted, thorough: options.processes == .ownersThorough)
+                }
             }
             owners = scan.owners
             processes = scan.processes
@@ -126,6 +143,40 @@ public struct PortSnapshot: Sendable {
     /// The processes holding a socket, in pid order.
     public func processes(holding inode: UInt64) -> [ProcessRecord] {
         (owners[inode] ?? []).sorted().compactMap { processes[$0] }
+    }
+}
+
+/// What earlier samples learnt of socket owners: searched inodes (found or not) are not
+/// searched again until the cache is refreshed, every `lifetime` seconds.
+public struct OwnerCache: Sendable {
+    var owners = OwnerTable()
+    var processes: [Int32: ProcessRecord] = [:]
+    var searched = Set<UInt64>()
+    var note: String?
+    var since: Double = 0
+    public var lifetime: Double
+
+    public init(lifetime: Double = 30) { self.lifetime = lifetime }
+
+    /// The owners of `wanted`, searching /proc only for inodes not searched before.
+    mutating func lookup(_ wanted: Set<UInt64>, now: Double, thorough: Bool) -> ProcessScan {
+        if now - since >= lifetime {
+            self = OwnerCache(lifetime: lifetime)
+            since = now
+        }
+        let missing = wanted.subtracting(searched)
+        if !missing.isEmpty {
+            let scan = ProcessScanner.scan(inodes: missing, thorough: thorough)
+            for inode in missing {
+                for pid in scan.owners[inode] ?? [] { owners.add(inode, pid) }
+            }
+            processes.merge(scan.processes) { a, _ in a }
+            searched.formUnion(missing)
+            if let n = scan.note { note = n }
+        }
+        var result = ProcessScan(owners: owners, processes: processes, unreadableProcesses: 0)
+        result.note = note
+        return result
     }
 }
 
