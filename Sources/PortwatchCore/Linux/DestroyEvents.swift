@@ -42,7 +42,10 @@ public final class DestroyEventStream: @unchecked Sendable {
         }
         var address = sockaddr_nl()
         address.nl_family = sa_family_t(AF_NETLINK)
-        address.nl_groups = UInt32(1) << (SKNLGRP_INET_TCP_DESTROY.rawValue - 1) | UInt32(1) << (SKNLGRP_INET6_TCP_DESTROY.rawValue - 1)
+        // TCP only: a closed TCP socket's event carries its final tcp_info. A UDP socket's
+        // carries nothing but its protocol (no drop count), so its groups would only add noise.
+        address.nl_groups = [SKNLGRP_INET_TCP_DESTROY, SKNLGRP_INET6_TCP_DESTROY]
+            .reduce(UInt32(0)) { $0 | UInt32(1) << ($1.rawValue - 1) }
         let rc = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 bind(fd, $0, socklen_t(MemoryLayout<sockaddr_nl>.size))

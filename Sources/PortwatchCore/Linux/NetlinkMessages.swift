@@ -148,11 +148,21 @@ func parseInetDiagMessage(_ body: UnsafeRawBufferPointer, proto: TransportProtoc
             if payload.count >= (index + 1) * 4 {
                 record.drops = payload.loadUnaligned(fromByteOffset: index * 4, as: UInt32.self)
             }
+        case UInt16(INET_DIAG_PROTOCOL):
+            // Destroy events carry their protocol (TCP and UDP share one subscription).
+            if payload.count >= 1 {
+                if payload[0] == TransportProtocol.udp.ipProto {
+                    record.proto = .udp
+                } else if payload[0] == TransportProtocol.tcp.ipProto {
+                    record.proto = .tcp
+                }
+            }
         default:
             break
         }
         offset += (alen + 3) & ~3
     }
+    if record.proto == .udp { record.tcp = nil }
     return record
 }
 
