@@ -116,9 +116,12 @@ public struct TrafficTracker: Sendable {
         var listening: Bool
         /// Samples in a row the socket was missing without a destroy event.
         var missing = 0
+        /// The sample that last saw the socket.
+        var generation: UInt32 = 0
     }
 
     private var seen: [UInt64: Seen] = [:]
+    private var generation: UInt32 = 0
     private var lastTime: Double = 0
     private var lastSystem = SystemCounters()
     private var started = false
@@ -131,13 +134,36 @@ public struct TrafficTracker: Sendable {
     public mutating func start(_ snapshot: PortSnapshot, system: SystemCounters, classifier: PortClassifier? = nil) {
         let classifier = classifier ?? PortClassifier(sockets: snapshot.sockets)
         seen.removeAll(keepingCapacity: true)
+        seen.reserveCapacity(snapshot.sockets.count)
+        generation &+= 1
         for s in snapshot.sockets {
             guard let c = SocketCounters(s) else { continue }
-            seen[s.cookie] = Seen(key: classifier.key(for: s), counters: c, listening: s.isListening)
+            seen[s.cookie] = Seen(key: classifier.key(for: s), counters: c, listening: s.isListening, generation: generation)
         }
         lastTime = snapshot.takenAt
         lastSystem = system
         started = true
+    }
+
+    /// Per-port activity while a window is being folded: one dictionary lookup per port, not
+    /// per socket (sockets with no growth are skipped altogether).
+    private struct Accumulator {
+        var index: [PortKey: Int] = [:]
+        var activity: [PortActivity] = []
+
+        mutating func slot(_ key: PortKey) -> Int {
+            if let i = index[key] { return i }
+            activity.append(PortActivity())
+            index[key] = activity.count - 1
+            return activity.count - 1
+        }
+
+        var ports: [PortKey: PortActivity] {
+            var out: [PortKey: PortActivity] = [:]
+            out.reserveCapacity(index.count)
+            for (key, i) in index { out[key] = activity[i] }
+            return out
+        }
     }
 
     /// Folds the next snapshot and the sockets closed since the last one into a window report.
@@ -149,61 +175,74 @@ public struct TrafficTracker: Sendable {
                                 closedConnectionsCounted: destroyed != nil, notes: [])
         }
         let classifier = classifier ?? PortClassifier(sockets: snapshot.sockets)
-        var ports: [PortKey: PortActivity] = [:]
+        generation &+= 1
+        var acc = Accumulator()
         var final: [UInt64: SocketRecord] = [:]
         for s in destroyed?.sockets ?? [] where s.cookie != 0 { final[s.cookie] = s }
-        var next: [UInt64: Seen] = [:]
-        next.reserveCapacity(seen.count + 16)
+        let anyFinal = !final.isEmpty
 
         for s in snapshot.sockets {
             // Closed since the dump saw it: its destroy event below is the later, final word.
-            if final[s.cookie] != nil { continue }
+            if anyFinal && final[s.cookie] != nil { continue }
+            let index = seen.index(forKey: s.cookie)
             guard let counters = SocketCounters(s) else {
                 // No counters (TIME_WAIT, SYN_RECV): keep what we knew, if anything.
-                if var known = seen[s.cookie] {
-                    known.missing = 0
-                    next[s.cookie] = known
+                if let index {
+                    seen.values[index].missing = 0
+                    seen.values[index].generation = generation
                 }
                 continue
             }
             let listening = s.isListening
             // For the drop bucket only: a bound UDP socket's drops are receive-buffer drops.
             let tcpListener = listening && s.proto == .tcp
-            let previous = seen[s.cookie]
-            let key = previous?.key ?? classifier.key(for: s)
-            if previous == nil && !listening { ports[key, default: PortActivity()].opened += 1 }
-            ports[key, default: PortActivity()].add(counters.growth(since: previous?.counters ?? SocketCounters()),
-                                                    listening: tcpListener)
-            next[s.cookie] = Seen(key: key, counters: counters, listening: listening)
+            if let index {
+                let growth = counters.growth(since: seen.values[index].counters)
+                if growth != SocketCounters() {
+                    acc.activity[acc.slot(seen.values[index].key)].add(growth, listening: tcpListener)
+                }
+                seen.values[index].counters = counters
+                seen.values[index].missing = 0
+                seen.values[index].generation = generation
+            } else {
+                let key = classifier.key(for: s)
+                let slot = acc.slot(key)
+                if !listening { acc.activity[slot].opened += 1 }
+                acc.activity[slot].add(counters, listening: tcpListener)
+                seen[s.cookie] = Seen(key: key, counters: counters, listening: listening, generation: generation)
+            }
         }
 
         for (cookie, s) in final {
-            let previous = seen[cookie]
+            let previous = seen.removeValue(forKey: cookie)
             let key = previous?.key ?? classifier.key(for: s)
             let counters = SocketCounters(s) ?? SocketCounters()
-            var activity = ports[key, default: PortActivity()]
-            if previous == nil { activity.opened += 1 }
-            activity.closed += 1
-            activity.add(counters.growth(since: previous?.counters ?? SocketCounters()), listening: previous?.listening ?? false)
+            let slot = acc.slot(key)
+            if previous == nil { acc.activity[slot].opened += 1 }
+            acc.activity[slot].closed += 1
+            acc.activity[slot].add(counters.growth(since: previous?.counters ?? SocketCounters()),
+                                   listening: previous?.listening ?? false)
             if key.role == .remote, let tcp = s.tcp, tcp.bytesAcked == 0, tcp.bytesReceived == 0, tcp.rttMicros == 0 {
                 // Never completed a handshake: no SYN-ACK was ever acknowledged or timed.
-                if tcp.segmentsIn > 0 { activity.connectRefused += 1 } else { activity.connectTimeouts += 1 }
+                if tcp.segmentsIn > 0 { acc.activity[slot].connectRefused += 1 } else { acc.activity[slot].connectTimeouts += 1 }
             }
-            ports[key] = activity
-            next[cookie] = nil
         }
 
         // Sockets that vanished without an event: wait a little for it, then let them go (what
         // they carried until last seen was already counted).
-        for (cookie, var known) in seen where next[cookie] == nil && final[cookie] == nil {
-            known.missing += 1
-            if known.missing <= graceSamples {
-                next[cookie] = known
-            } else if !known.listening {
-                ports[known.key, default: PortActivity()].closed += 1
+        var gone: [UInt64] = []
+        var i = seen.values.startIndex
+        while i != seen.values.endIndex {
+            if seen.values[i].generation != generation {
+                seen.values[i].missing += 1
+                if seen.values[i].missing > graceSamples {
+                    gone.append(seen.keys[i])
+                    if !seen.values[i].listening { acc.activity[acc.slot(seen.values[i].key)].closed += 1 }
+                }
             }
+            i = seen.values.index(after: i)
         }
-        seen = next
+        for cookie in gone { seen.removeValue(forKey: cookie) }
 
         var notes: [String] = []
         let overflows = destroyed?.overflows ?? 0
@@ -213,7 +252,7 @@ public struct TrafficTracker: Sendable {
         if destroyed == nil {
             notes.append("connections closed between samples are not counted (destroy events need root or CAP_NET_ADMIN)")
         }
-        let report = WindowReport(seconds: max(0, snapshot.takenAt - lastTime), ports: ports,
+        let report = WindowReport(seconds: max(0, snapshot.takenAt - lastTime), ports: acc.ports,
                                   system: system.errorDeltas(since: lastSystem), eventOverflows: overflows,
                                   closedConnectionsCounted: destroyed != nil, notes: notes)
         lastTime = snapshot.takenAt
