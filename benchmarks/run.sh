@@ -13,6 +13,7 @@
 #   BENCH_LIFETIME  holder exits by itself after N seconds  (default 900)
 #   BENCH_READY_TIMEOUT  seconds to wait for "ready"        (default 180)
 #   BENCH_MEM_RUNS  /usr/bin/time -v repetitions            (default 3)
+#   BENCH_SETTLE    seconds to let the kernel settle after the holder is ready (default 20)
 #   BENCH_FLOOR     1 = also time the C floor (bin/floor)   (default 1)
 #   PORTWATCH       use this binary and skip the swift build
 #   BENCH_OUT       where results go                        (default benchmarks/out)
@@ -122,6 +123,11 @@ else
 fi
 cat "$HOLDER_LOG" >&2
 ss -s >&2
+# Creating 108,000 sockets leaves the kernel busy for a while (memory reclaim, RCU frees):
+# timings taken at once are slower for every tool, by a different amount each.
+SETTLE=${BENCH_SETTLE:-20}
+log "letting the kernel settle for ${SETTLE}s"
+sleep "$SETTLE"
 
 # ---------------------------------------------------------------- agreement
 log "agreement: established connections on :$PORT"
