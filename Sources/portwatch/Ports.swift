@@ -153,7 +153,11 @@ func renderPortsTable(_ rows: [PortSummary], services: ServiceDatabase, processe
         cells.append(.init(text: rx))
         cells.append(.init(text: tx))
         if window != nil { cells.append(.init(text: errors, paint: errors != "0" ? { terminal.red($0) } : nil)) }
-        if processes { cells.append(.init(text: processList(p.processes))) }
+        if processes {
+            // Sockets whose owner could not be seen say so (the note on stderr says why).
+            let owner = p.processes.isEmpty && !p.ownerInodes.isEmpty ? "unknown" : processList(p.processes)
+            cells.append(.init(text: owner, paint: owner == "unknown" ? { terminal.dim($0) } : nil))
+        }
         table.add(cells)
     }
     return table.render(terminal)
