@@ -123,6 +123,8 @@ func renderPortsTable(_ rows: [PortSummary], services: ServiceDatabase, processe
         case (_, true, true): state = .init(text: "overloaded", paint: terminal.red)
         case (_, true, false): state = .init(text: p.proto == .udp ? "bound" : "listen", paint: terminal.green)
         case (_, false, _) where p.connections.total == 0 && p.boundSockets > 0: state = .init(text: "bound", paint: terminal.yellow)
+        case (_, false, _) where p.connections.total > 0 && p.connections.total == p.connections.timeWait:
+            state = .init(text: "time-wait", paint: terminal.dim)
         default: state = .init(text: "connected", paint: terminal.yellow)
         }
         var addresses = p.addresses
