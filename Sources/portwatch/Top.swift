@@ -200,7 +200,7 @@ struct TopModel {
         var totalRx: UInt64 = 0, totalTx: UInt64 = 0
         for r in all { totalRx += r.activity.bytesReceived; totalTx += r.activity.bytesSent }
         let secs = seconds > 0 ? seconds : 1
-        var header = "portwatch top — \(all.count) ports, every \(formatDuration(.milliseconds(Int64(interval * 1000))))"
+        var header = "portwatch top — \(all.count) port\(all.count == 1 ? "" : "s"), every \(formatDuration(.milliseconds(Int64(interval * 1000))))"
         header += ", sort \(sort.rawValue)  rx \(formatRate(bitsPerSecond: Double(totalRx) * 8 / secs))"
         header += "  tx \(formatRate(bitsPerSecond: Double(totalTx) * 8 / secs))"
         lines.append(term.bold(truncateLine(header, width)))
@@ -269,7 +269,8 @@ func sparkline(_ series: [Double], width: Int) -> String {
 nonisolated(unsafe) private var savedTermios = termios()
 nonisolated(unsafe) private var termiosSaved = false
 
-private let restoreSequence = "\u{1B}[?25h\u{1B}[?1049l"
+/// Show the cursor, wrap lines again, leave the alternate screen.
+private let restoreSequence = "\u{1B}[?25h\u{1B}[?7h\u{1B}[?1049l"
 
 /// Full-screen terminal mode: alternate screen, hidden cursor, keys unbuffered; undone by
 /// `restore()`, by SIGTERM/SIGHUP, and on every exit path.
@@ -294,7 +295,9 @@ final class ScreenSession {
         }
         signal(SIGTERM, handler)
         signal(SIGHUP, handler)
-        writeAll(STDOUT_FILENO, "\u{1B}[?1049h\u{1B}[?25l")
+        // Alternate screen, hidden cursor, and no auto-wrap: a line wider than a narrowed
+        // terminal is clipped at the edge instead of spilling onto the next row.
+        writeAll(STDOUT_FILENO, "\u{1B}[?1049h\u{1B}[?25l\u{1B}[?7l")
     }
 
     deinit { restore() }

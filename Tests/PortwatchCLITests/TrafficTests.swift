@@ -273,6 +273,15 @@ private func window(_ json: [String: Any]?) -> [String: Any]? { json?.object("wi
         #expect(poll(timeout: 10) { screen().contains("portwatch top") && screen().contains("LAST MINUTE") }, "\(screen())")
         type("c")
         #expect(poll(timeout: 5) { screen().contains("sort conns") }, "\(screen())")
+        // A narrower terminal: the view follows (no line wider than the window).
+        _ = runTool(tmux, ["resize-window", "-t", session, "-x", "70", "-y", "20"])
+        // Rows are clipped at the edge, not wrapped: the header row is followed by a port row.
+        #expect(poll(timeout: 5) {
+            let lines = screen().split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            guard let header = lines.firstIndex(where: { $0.hasPrefix("PROTO") }), header + 1 < lines.count else { return false }
+            return lines.allSatisfy { $0.count <= 70 } && !lines[header].contains("LAST MINUTE")
+                && (lines[header + 1].hasPrefix("tcp") || lines[header + 1].hasPrefix("udp"))
+        }, "\(screen())")
         type("q")
         #expect(poll(timeout: 5) { !screen().contains("LAST MINUTE") && screen().contains("READY$") }, "\(screen())")
         type("stty -g > /tmp/\(session).after", "Enter")
