@@ -37,6 +37,8 @@ public struct SnapshotOptions: Sendable, Hashable {
 public struct PortSnapshot: Sendable {
     /// Wall-clock time of the sample, seconds since the epoch.
     public var takenAt: Double
+    /// Monotonic time of the sample (seconds), for window lengths that a clock step cannot bend.
+    public var monotonicAt: Double = 0
     /// Where the sockets came from ("sock_diag" or "procfs").
     public var source: String
     public var sockets: [SocketRecord]
@@ -135,7 +137,10 @@ public struct PortSnapshot: Sendable {
             if let note = scan.note { notes.append(note) }
             attach(owners: owners, processes: processes, to: &ports)
         }
-        return PortSnapshot(takenAt: Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9, source: source.name,
+        var mono = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &mono)
+        return PortSnapshot(takenAt: Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9,
+                            monotonicAt: Double(mono.tv_sec) + Double(mono.tv_nsec) / 1e9, source: source.name,
                             sockets: sockets, ports: ports, owners: owners, processes: processes, notes: notes,
                             classifier: classifier)
     }

@@ -140,7 +140,7 @@ public struct TrafficTracker: Sendable {
             guard let c = SocketCounters(s) else { continue }
             seen[s.cookie] = Seen(key: classifier.key(for: s), counters: c, listening: s.isListening, generation: generation)
         }
-        lastTime = snapshot.takenAt
+        lastTime = Self.time(of: snapshot)
         lastSystem = system
         started = true
     }
@@ -252,12 +252,18 @@ public struct TrafficTracker: Sendable {
         if destroyed == nil {
             notes.append("connections closed between samples are not counted (destroy events need root or CAP_NET_ADMIN)")
         }
-        let report = WindowReport(seconds: max(0, snapshot.takenAt - lastTime), ports: acc.ports,
+        let now = Self.time(of: snapshot)
+        let report = WindowReport(seconds: max(0, now - lastTime), ports: acc.ports,
                                   system: system.errorDeltas(since: lastSystem), eventOverflows: overflows,
                                   closedConnectionsCounted: destroyed != nil, notes: notes)
-        lastTime = snapshot.takenAt
+        lastTime = now
         lastSystem = system
         return report
+    }
+
+    /// The monotonic time of a snapshot (wall time for snapshots built without one, in tests).
+    private static func time(of snapshot: PortSnapshot) -> Double {
+        snapshot.monotonicAt > 0 ? snapshot.monotonicAt : snapshot.takenAt
     }
 
     /// Sockets currently tracked (for tests and memory accounting).
