@@ -59,11 +59,12 @@ struct Kill: ParsableCommand {
         var done: [JSONValue] = []
         var failures: [String] = []
         for (p, held) in ordered {
-            if Glibc.kill(p.pid, signo) == 0 {
+            do {
+                try sendSignal(signo, to: p.pid)
                 done.append(["pid": .number(p.pid), "name": .string(p.name), "ports": .array(held.map { .string($0) })])
                 if !output.json { emit("sent SIG\(signame) to \(p.name)[\(p.pid)] (\(held.joined(separator: ", ")))") }
-            } else {
-                failures.append("\(p.name)[\(p.pid)]: \(SystemCallError("kill", errno: errno).description)")
+            } catch {
+                failures.append("\(p.name)[\(p.pid)]: \(error.description)")
             }
         }
         if output.json {
@@ -72,18 +73,4 @@ struct Kill: ParsableCommand {
         }
         if !failures.isEmpty { throw PortwatchError.permission("could not signal " + failures.joined(separator: "; ")) }
     }
-}
-
-/// `TERM`, `SIGTERM`, `term` or `15` → (15, "TERM").
-func parseSignal(_ text: String) throws -> (Int32, String) {
-    let names: [(String, Int32)] = [("HUP", SIGHUP), ("INT", SIGINT), ("QUIT", SIGQUIT), ("KILL", SIGKILL),
-                                    ("USR1", SIGUSR1), ("USR2", SIGUSR2), ("TERM", SIGTERM), ("STOP", SIGSTOP),
-                                    ("CONT", SIGCONT)]
-    var upper = text.uppercased()
-    if upper.hasPrefix("SIG") { upper.removeFirst(3) }
-    if let match = names.first(where: { $0.0 == upper }) { return (match.1, match.0) }
-    if let n = Int32(text), n > 0, n < 65 {
-        return (n, names.first(where: { $0.1 == n })?.0 ?? String(n))
-    }
-    throw PortwatchError.usage("invalid --signal '\(text)': use TERM, KILL, HUP, INT, QUIT, USR1, USR2 or a number 1-64")
 }
