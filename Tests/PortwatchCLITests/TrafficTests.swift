@@ -235,6 +235,27 @@ private func window(_ json: [String: Any]?) -> [String: Any]? { json?.object("wi
         #expect(window(row)?.object("errors")?.int("resets_sent") == 0)
     }
 
+    @Test(.enabled(if: TestEnv.isRoot, "needs root: packet capture uses an AF_PACKET socket (CAP_NET_RAW)"))
+    func topWithCaptureReportsUDPRatesAndClosedPortHits() throws {
+        let (v4, v6) = try Net.udpPair()
+        defer { v4.close(); v6.close() }
+        let closed = try Net.onFreePorts(udp: true) { $0[0] }
+        let run = try startPortwatch(["top", "\(v4.port)/udp", "--iterations", "2", "--interval", "1s", "--capture", "--json"])
+        Thread.sleep(forTimeInterval: 1.3)  // inside the second refresh's window
+        let sender = try Net.udpSocket("127.0.0.1")
+        defer { sender.close() }
+        for _ in 0..<100 { try sender.send([UInt8](repeating: 4, count: 250), to: "127.0.0.1", port: v4.port) }
+        try sender.send([0], to: "127.0.0.1", port: closed)
+        let result = run.finish(timeout: 20)
+        #expect(result.status == 0, "\(result)")
+        let lines = result.stdout.split(separator: "\n")
+        let last = try #require(lines.last.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] })
+        let row = try #require(last.objects("ports").first { $0.int("port") == Int(v4.port) })
+        #expect(window(row)?.object("bytes")?.int("received") == 25_000, "\(row)")
+        let hits = last.objects("closed_port_hits").filter { $0.int("port") == Int(closed) }
+        #expect(hits.first?.int("packets") == 1, "\(last)")
+    }
+
     @Test func captureWithoutSampleIsAUsageError() {
         let result = runPortwatch(["ports", "--capture"])
         #expect(result.status == 2)
