@@ -87,8 +87,8 @@ private func window(_ json: [String: Any]?) -> [String: Any]? { json?.object("wi
         try long.sendAll([UInt8](repeating: 1, count: 7_000))
         Thread.sleep(forTimeInterval: 0.2)
 
-        let run = try startPortwatch(["check", "\(sink.port)", "--sample", "3s", "--expect", "listening", "--json"])
-        Thread.sleep(forTimeInterval: 1.0)  // the baseline is taken at start
+        let run = try startPortwatch(["check", "\(sink.port)", "--sample", "4s", "--expect", "listening", "--json"])
+        Thread.sleep(forTimeInterval: 1.5)  // the baseline is taken at start (slow on a loaded machine)
         try long.sendAll([UInt8](repeating: 2, count: 100_000))
         for _ in 0..<50 {
             let c = try Net.connect("127.0.0.1", port: sink.port)
@@ -113,8 +113,8 @@ private func window(_ json: [String: Any]?) -> [String: Any]? { json?.object("wi
         let sink = try SinkServer()
         defer { sink.stop() }
         let count = 3_000
-        let run = try startPortwatch(["ports", "\(sink.port)", "--sample", "6s", "--json"])
-        Thread.sleep(forTimeInterval: 1.0)
+        let run = try startPortwatch(["ports", "\(sink.port)", "--sample", "7s", "--json"])
+        Thread.sleep(forTimeInterval: 1.5)
         let started = Date()
         for _ in 0..<count where Date().timeIntervalSince(started) < 4 {
             let c = try Net.connect("127.0.0.1", port: sink.port)
