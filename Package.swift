@@ -3,13 +3,22 @@ import PackageDescription
 
 let package = Package(
     name: "portwatch",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "portwatch", targets: ["portwatch"]),
+        .executable(name: "portwatch-bench", targets: ["portwatch-bench"]),
         .library(name: "PortwatchCore", targets: ["PortwatchCore"]),
+        .library(name: "PortwatchMonitor", targets: ["PortwatchMonitor"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // Kernel headers and netlink macros as real C functions, with layout asserts.
@@ -19,11 +28,36 @@ let package = Package(
             name: "PortwatchCore",
             dependencies: ["CSockDiag"]
         ),
+        // The monitor daemon: config, sampler service, history store, rules, alerting, HTTP.
+        .target(
+            name: "PortwatchMonitor",
+            dependencies: [
+                "PortwatchCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
         // The command-line interface: one file per subcommand, rendering.
         .executableTarget(
             name: "portwatch",
             dependencies: [
                 "PortwatchCore",
+                "PortwatchMonitor",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // Benchmark tool (a separate product, not part of the CLI): fills a history database.
+        .executableTarget(
+            name: "portwatch-bench",
+            dependencies: [
+                "PortwatchCore",
+                "PortwatchMonitor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -31,6 +65,13 @@ let package = Package(
             name: "PortwatchCoreTests",
             dependencies: ["PortwatchCore", "CSockDiag"],
             resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "PortwatchMonitorTests",
+            dependencies: [
+                "PortwatchMonitor", "PortwatchCore",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
         ),
         .testTarget(
             name: "PortwatchCLITests",
