@@ -1,0 +1,58 @@
+import PortwatchCore
+
+/// Stored samples of one port at one resolution (`history` and `/api/v1/ports/{p}/{n}/history`).
+///
+/// Each point is a `PortSample`: for roll-ups, `time` is the step's start, `windowSeconds` the
+/// time the step covers, window counters are sums, and connections / accept queue are the
+/// step's mean (rounded) — so rates read the same at every resolution.
+public struct HistorySeries: Sendable, Hashable {
+    public var proto: TransportProtocol
+    public var port: UInt16
+    public var stepSeconds: Double
+    public var samples: [PortSample]
+
+    public init(proto: TransportProtocol, port: UInt16, stepSeconds: Double, samples: [PortSample]) {
+        self.proto = proto
+        self.port = port
+        self.stepSeconds = stepSeconds
+        self.samples = samples
+    }
+}
+
+/// The daemon's latest sample: the snapshot, the window that ended with it, and its rows.
+public struct LatestSample: Sendable {
+    public var snapshot: PortSnapshot
+    /// nil for the first (baseline) sample.
+    public var report: WindowReport?
+    public var samples: [PortSample]
+
+    public init(snapshot: PortSnapshot, report: WindowReport?, samples: [PortSample]) {
+        self.snapshot = snapshot
+        self.report = report
+        self.samples = samples
+    }
+}
+
+/// One message of `/api/v1/stream` (Server-Sent Events `sample` and `event`).
+public enum StreamMessage: Sendable {
+    case sample(LatestSample)
+    case event(MonitorEvent)
+}
+
+/// What the HTTP layer reads: the daemon's live state and its history. The daemon implements it
+/// over the sampler and the history store; router tests implement it over fixed values.
+public protocol MonitorDataSource: Sendable {
+    /// The sampling interval (for `/healthz`: stale after three intervals).
+    var interval: Duration { get }
+    /// The latest sample, nil before the first one.
+    func latest() async -> LatestSample?
+    /// Stored history of a port since `since` (epoch seconds); `step` nil means the finest stored
+    /// resolution that covers the span.
+    func history(_ port: MonitoredPort, since: Double, step: Double?) async throws -> HistorySeries
+    /// Events since `since`, optionally of one port, oldest first, at most `limit`.
+    func events(since: Double, port: UInt16?, limit: Int) async throws -> [MonitorEvent]
+    /// Alerts pending or firing now.
+    func alerts() async -> [Alert]
+    /// A stream of samples and events from now on; ends when the subscriber stops iterating.
+    func subscribe() async -> AsyncStream<StreamMessage>
+}
