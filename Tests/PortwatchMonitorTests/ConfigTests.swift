@@ -103,6 +103,11 @@ private let badConfigs: [BadConfig] = [
               line: 4, column: 1, phrase: "YAML syntax error: did not find expected ',' or '}'"),
     BadConfig(name: "YAML syntax: tab indentation", yaml: "database:\n\tmax_size: 5MB\n",
               line: 2, column: 1, phrase: "YAML syntax error: found character that cannot start any token"),
+    // libyaml stops at its nesting limit and marks the place it was parsing from, not the 1001st '['.
+    BadConfig(name: "YAML nested beyond any config", yaml: "interval: 5s\nrules: " + String(repeating: "[", count: 2000) + "\n",
+              line: 2, column: 9, phrase: "YAML syntax error: nested too deeply"),
+    BadConfig(name: "rule name with a newline", yaml: "rules:\n  - {name: \"web\\nfront\", metric: connections, above: 1}\n",
+              line: 2, column: 12, phrase: "rules[0].name: must not contain control characters"),
     BadConfig(name: "database path with a tilde", yaml: "database: {path: ~/history.sqlite}\n",
               line: 1, column: 18, phrase: "'~' is not expanded here"),
 ]

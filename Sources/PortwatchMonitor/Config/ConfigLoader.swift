@@ -75,6 +75,9 @@ public enum ConfigLoader {
         }
         switch yamlError {
         case .scanner(let context, let text, let mark, _), .parser(let context, let text, let mark, _):
+            if text.hasPrefix("Maximum nesting level reached") {
+                return problem(at(mark), "YAML syntax error: nested too deeply (more than 1000 levels)")
+            }
             return syntax(context, text, mark)
         case .composer(let context, let text, let mark, _):
             // "expected a single document" carries a context mark of 1:1 that only adds noise.

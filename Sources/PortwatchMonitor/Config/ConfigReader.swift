@@ -136,6 +136,11 @@ struct ConfigReader {
             report(at: node.mark, path, "must not be empty")
             return nil
         }
+        // Names end up in logs, label values and JSON, where a newline or escape breaks a line.
+        if value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+            report(at: node.mark, path, "must not contain control characters (newlines, tabs, escapes)")
+            return nil
+        }
         return value
     }
 
