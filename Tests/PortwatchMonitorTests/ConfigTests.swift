@@ -379,3 +379,27 @@ final class TempDir {
         return file
     }
 }
+
+@Test func listenAddressesForTheDaemonFlag() throws {
+    #expect(try ListenAddress(parsing: "127.0.0.1:9910") == ListenAddress(host: "127.0.0.1", port: 9910))
+    #expect(try ListenAddress(parsing: "[::1]:9910").isLoopback)
+    #expect(try ListenAddress(parsing: "localhost:9910").isLoopback)
+    #expect(try !ListenAddress(parsing: "0.0.0.0:9910").isLoopback)
+    #expect(try ListenAddress(parsing: "[::]:9910").description == "[::]:9910")
+    for bad in ["127.0.0.1", "::1:9910", "127.0.0.1:0", "300.1.1.1:80", ":9910"] {
+        #expect(throws: PortwatchError.self, "\(bad)") { try ListenAddress(parsing: bad) }
+    }
+
+    var config = MonitorConfig()
+    #expect(config.missingTokenProblem == nil)
+    config.listen = ListenAddress(host: "192.0.2.1", port: 9910)
+    #expect(config.missingTokenProblem?.contains("token_file is required") == true)
+    config.tokenFile = "/etc/portwatch/token"
+    #expect(config.missingTokenProblem == nil)
+}
+
+@Test func channelShorthands() throws {
+    let config = try ConfigLoader.parse("channels:\n  - log\n  - {type: exec, command: /bin/true}\n", file: "c.yml")
+    #expect(config.channels == [.log, .exec(command: ["/bin/true"], timeout: .seconds(10))])
+    #expect(try ConfigLoader.parse("channels: []\n", file: "c.yml").channels.isEmpty)
+}
