@@ -7,7 +7,7 @@ import PortwatchCore
 // configs become the values the daemon runs with, and an empty file is the defaults.
 
 /// A bad config and the one problem it must produce.
-struct BadConfig: CustomStringConvertible, Sendable {
+struct BadConfigCase: CustomStringConvertible, Sendable {
     var name: String
     var yaml: String
     var line: Int
@@ -17,103 +17,103 @@ struct BadConfig: CustomStringConvertible, Sendable {
     var description: String { name }
 }
 
-private let badConfigs: [BadConfig] = [
-    BadConfig(name: "misspelt top-level key", yaml: "interval: 5s\nintervall: 10s\n",
+private let badConfigs: [BadConfigCase] = [
+    BadConfigCase(name: "misspelt top-level key", yaml: "interval: 5s\nintervall: 10s\n",
               line: 2, column: 1, phrase: "unknown key 'intervall' (did you mean 'interval'?)"),
-    BadConfig(name: "unknown key far from any", yaml: "frobnicate: 1\n",
+    BadConfigCase(name: "unknown key far from any", yaml: "frobnicate: 1\n",
               line: 1, column: 1, phrase: "unknown key 'frobnicate' (known keys: interval, listen"),
-    BadConfig(name: "nested key at the top level", yaml: "interval: 5s\nmax_size: 1GB\n",
+    BadConfigCase(name: "nested key at the top level", yaml: "interval: 5s\nmax_size: 1GB\n",
               line: 2, column: 1, phrase: "unknown key 'max_size' at the top level (it belongs under 'database')"),
-    BadConfig(name: "dash instead of underscore", yaml: "token-file: /etc/portwatch/token\n",
+    BadConfigCase(name: "dash instead of underscore", yaml: "token-file: /etc/portwatch/token\n",
               line: 1, column: 1, phrase: "did you mean 'token_file'?"),
-    BadConfig(name: "unknown key in a nested mapping", yaml: "database:\n  retension: {raw: 6h}\n",
+    BadConfigCase(name: "unknown key in a nested mapping", yaml: "database:\n  retension: {raw: 6h}\n",
               line: 2, column: 3, phrase: "database: unknown key 'retension' (did you mean 'retention'?)"),
-    BadConfig(name: "interval of the wrong type", yaml: "interval: [5s]\n",
+    BadConfigCase(name: "interval of the wrong type", yaml: "interval: [5s]\n",
               line: 1, column: 11, phrase: "interval: expected a duration"),
-    BadConfig(name: "duration with an unknown unit", yaml: "interval: 5x\n",
+    BadConfigCase(name: "duration with an unknown unit", yaml: "interval: 5x\n",
               line: 1, column: 11, phrase: "unknown unit 'x'"),
-    BadConfig(name: "interval too short", yaml: "interval: 10ms\n",
+    BadConfigCase(name: "interval too short", yaml: "interval: 10ms\n",
               line: 1, column: 11, phrase: "interval: must be at least 100ms"),
-    BadConfig(name: "bad size", yaml: "database:\n  max_size: 5XB\n",
+    BadConfigCase(name: "bad size", yaml: "database:\n  max_size: 5XB\n",
               line: 2, column: 13, phrase: "database.max_size: invalid size '5XB'"),
-    BadConfig(name: "retention minute shorter than raw", yaml: "database:\n  retention: {raw: 2d, minute: 1d}\n",
+    BadConfigCase(name: "retention minute shorter than raw", yaml: "database:\n  retention: {raw: 2d, minute: 1d}\n",
               line: 2, column: 32, phrase: "is shorter than raw retention"),
-    BadConfig(name: "misspelt metric", yaml: "rules:\n  - {name: a, metric: conections, above: 1}\n",
+    BadConfigCase(name: "misspelt metric", yaml: "rules:\n  - {name: a, metric: conections, above: 1}\n",
               line: 2, column: 23, phrase: "unknown metric 'conections' (did you mean 'connections'?); valid metrics: connections,"),
-    BadConfig(name: "unknown connection state", yaml: "rules:\n  - name: a\n    metric: connections.bogus\n    above: 1\n",
+    BadConfigCase(name: "unknown connection state", yaml: "rules:\n  - name: a\n    metric: connections.bogus\n    above: 1\n",
               line: 3, column: 13, phrase: "rules[0].metric: unknown metric 'connections.bogus'"),
-    BadConfig(name: "rule port out of range", yaml: "rules:\n  - {name: a, ports: \"70000\", metric: connections, above: 1}\n",
+    BadConfigCase(name: "rule port out of range", yaml: "rules:\n  - {name: a, ports: \"70000\", metric: connections, above: 1}\n",
               line: 2, column: 22, phrase: "must be 1-65535"),
-    BadConfig(name: "rule without a condition", yaml: "rules:\n  - name: a\n    metric: connections\n",
+    BadConfigCase(name: "rule without a condition", yaml: "rules:\n  - name: a\n    metric: connections\n",
               line: 2, column: 5, phrase: "rules[0]: needs one of above, below or anomaly"),
-    BadConfig(name: "rule with above and below", yaml: "rules:\n  - name: a\n    metric: connections\n    above: 5\n    below: 1\n",
+    BadConfigCase(name: "rule with above and below", yaml: "rules:\n  - name: a\n    metric: connections\n    above: 5\n    below: 1\n",
               line: 5, column: 5, phrase: "'below' cannot be combined with 'above'"),
-    BadConfig(name: "rule without a metric", yaml: "rules:\n  - {name: a, above: 1}\n",
+    BadConfigCase(name: "rule without a metric", yaml: "rules:\n  - {name: a, above: 1}\n",
               line: 2, column: 5, phrase: "rules[0]: missing key 'metric'"),
-    BadConfig(name: "threshold that is not a number", yaml: "rules:\n  - {name: a, metric: connections, above: lots}\n",
+    BadConfigCase(name: "threshold that is not a number", yaml: "rules:\n  - {name: a, metric: connections, above: lots}\n",
               line: 2, column: 43, phrase: "rules[0].above: expected a number, found 'lots'"),
-    BadConfig(name: "anomaly sigma of zero", yaml: "rules:\n  - name: a\n    metric: received_bps\n    anomaly: {sigma: 0}\n",
+    BadConfigCase(name: "anomaly sigma of zero", yaml: "rules:\n  - name: a\n    metric: received_bps\n    anomaly: {sigma: 0}\n",
               line: 4, column: 22, phrase: "rules[0].anomaly.sigma: must be above 0"),
-    BadConfig(name: "duplicate rule names",
+    BadConfigCase(name: "duplicate rule names",
               yaml: "rules:\n  - {name: a, metric: connections, above: 1}\n  - {name: a, metric: accept_queue, above: 1}\n",
               line: 3, column: 12, phrase: "duplicate rule name 'a' (first at line 2)"),
-    BadConfig(name: "unknown channel type", yaml: "channels:\n  - {type: webhok, url: \"http://127.0.0.1:9000/\"}\n",
+    BadConfigCase(name: "unknown channel type", yaml: "channels:\n  - {type: webhok, url: \"http://127.0.0.1:9000/\"}\n",
               line: 2, column: 12, phrase: "unknown channel type 'webhok' (did you mean 'webhook'?)"),
-    BadConfig(name: "webhook url that is not http", yaml: "channels:\n  - {type: webhook, url: \"ftp://example.com/x\"}\n",
+    BadConfigCase(name: "webhook url that is not http", yaml: "channels:\n  - {type: webhook, url: \"ftp://example.com/x\"}\n",
               line: 2, column: 26, phrase: "is not an http:// or https:// URL"),
-    BadConfig(name: "webhook without url", yaml: "channels:\n  - type: webhook\n",
+    BadConfigCase(name: "webhook without url", yaml: "channels:\n  - type: webhook\n",
               line: 2, column: 5, phrase: "channels[0]: missing key 'url'"),
-    BadConfig(name: "empty exec command", yaml: "channels:\n  - {type: exec, command: []}\n",
+    BadConfigCase(name: "empty exec command", yaml: "channels:\n  - {type: exec, command: []}\n",
               line: 2, column: 27, phrase: "channels[0].command: is empty"),
-    BadConfig(name: "exec program that does not exist", yaml: "channels:\n  - {type: exec, command: [/nonexistent/notify]}\n",
+    BadConfigCase(name: "exec program that does not exist", yaml: "channels:\n  - {type: exec, command: [/nonexistent/notify]}\n",
               line: 2, column: 27, phrase: "'/nonexistent/notify' is not an executable file"),
-    BadConfig(name: "zero channel timeout", yaml: "channels:\n  - {type: alertmanager, url: \"http://127.0.0.1:9093\", timeout: 0s}\n",
+    BadConfigCase(name: "zero channel timeout", yaml: "channels:\n  - {type: alertmanager, url: \"http://127.0.0.1:9093\", timeout: 0s}\n",
               line: 2, column: 65, phrase: "channels[0].timeout: must be at least 10ms"),
-    BadConfig(name: "key that does not apply to the channel type", yaml: "channels:\n  - {type: log, url: \"http://127.0.0.1/\"}\n",
+    BadConfigCase(name: "key that does not apply to the channel type", yaml: "channels:\n  - {type: log, url: \"http://127.0.0.1/\"}\n",
               line: 2, column: 17, phrase: "'url' does not apply to a log channel"),
-    BadConfig(name: "listen port out of range", yaml: "listen: \"127.0.0.1:70000\"\n",
+    BadConfigCase(name: "listen port out of range", yaml: "listen: \"127.0.0.1:70000\"\n",
               line: 1, column: 9, phrase: "bad listen address: invalid port '70000'"),
-    BadConfig(name: "listen without port", yaml: "listen: localhost\n",
+    BadConfigCase(name: "listen without port", yaml: "listen: localhost\n",
               line: 1, column: 9, phrase: "bad listen address: missing port"),
-    BadConfig(name: "public listen without a token file", yaml: "interval: 5s\nlisten: 0.0.0.0:9910\n",
+    BadConfigCase(name: "public listen without a token file", yaml: "interval: 5s\nlisten: 0.0.0.0:9910\n",
               line: 2, column: 9, phrase: "0.0.0.0:9910 is not a loopback address, so token_file is required"),
-    BadConfig(name: "token file that does not exist", yaml: "listen: \"[::]:9910\"\ntoken_file: /nonexistent/portwatch-token\n",
+    BadConfigCase(name: "token file that does not exist", yaml: "listen: \"[::]:9910\"\ntoken_file: /nonexistent/portwatch-token\n",
               line: 2, column: 13, phrase: "token_file: /nonexistent/portwatch-token cannot be read: No such file or directory"),
-    BadConfig(name: "unknown expectation", yaml: "ports:\n  - {port: 443, expect: listen}\n",
+    BadConfigCase(name: "unknown expectation", yaml: "ports:\n  - {port: 443, expect: listen}\n",
               line: 2, column: 25, phrase: "unknown expectation 'listen' (did you mean 'listening'?)"),
-    BadConfig(name: "port range where one port is expected", yaml: "ports:\n  - {port: 8000-8100, expect: listening}\n",
+    BadConfigCase(name: "port range where one port is expected", yaml: "ports:\n  - {port: 8000-8100, expect: listening}\n",
               line: 2, column: 12, phrase: "'8000-8100' is more than one port"),
-    BadConfig(name: "protocol that contradicts the port", yaml: "ports:\n  - port: 53/udp\n    protocol: tcp\n",
+    BadConfigCase(name: "protocol that contradicts the port", yaml: "ports:\n  - port: 53/udp\n    protocol: tcp\n",
               line: 3, column: 15, phrase: "tcp contradicts port '53/udp'"),
-    BadConfig(name: "same port twice", yaml: "ports:\n  - {port: 53, protocol: udp}\n  - {port: \"53/udp\"}\n",
+    BadConfigCase(name: "same port twice", yaml: "ports:\n  - {port: 53, protocol: udp}\n  - {port: \"53/udp\"}\n",
               line: 3, column: 12, phrase: "53/udp is already listed at line 2"),
-    BadConfig(name: "bool that is not a bool", yaml: "capture: maybe\n",
+    BadConfigCase(name: "bool that is not a bool", yaml: "capture: maybe\n",
               line: 1, column: 10, phrase: "capture: expected true or false, found 'maybe'"),
-    BadConfig(name: "max_ports of zero", yaml: "metrics: {max_ports: 0}\n",
+    BadConfigCase(name: "max_ports of zero", yaml: "metrics: {max_ports: 0}\n",
               line: 1, column: 22, phrase: "metrics.max_ports: must be between 1 and 100000, found 0"),
-    BadConfig(name: "packet detector without capture", yaml: "detectors:\n  port_scan: true\n",
+    BadConfigCase(name: "packet detector without capture", yaml: "detectors:\n  port_scan: true\n",
               line: 2, column: 14, phrase: "detectors.port_scan: needs capture: true"),
-    BadConfig(name: "rules that are not a list", yaml: "rules: {name: a}\n",
+    BadConfigCase(name: "rules that are not a list", yaml: "rules: {name: a}\n",
               line: 1, column: 8, phrase: "rules: expected a list, found a mapping"),
-    BadConfig(name: "a list at the top level", yaml: "- interval\n- 5s\n",
+    BadConfigCase(name: "a list at the top level", yaml: "- interval\n- 5s\n",
               line: 1, column: 1, phrase: "expected a mapping of settings (key: value) at the top level"),
-    BadConfig(name: "duplicate key", yaml: "interval: 5s\nlisten: 127.0.0.1:9910\ninterval: 6s\n",
+    BadConfigCase(name: "duplicate key", yaml: "interval: 5s\nlisten: 127.0.0.1:9910\ninterval: 6s\n",
               line: 3, column: 1, phrase: "duplicate key 'interval' (first at line 1)"),
-    BadConfig(name: "YAML syntax: unclosed flow mapping", yaml: "interval: 5s\nrules:\n  - {name: a, metric: connections\n",
+    BadConfigCase(name: "YAML syntax: unclosed flow mapping", yaml: "interval: 5s\nrules:\n  - {name: a, metric: connections\n",
               line: 4, column: 1, phrase: "YAML syntax error: did not find expected ',' or '}'"),
-    BadConfig(name: "YAML syntax: tab indentation", yaml: "database:\n\tmax_size: 5MB\n",
+    BadConfigCase(name: "YAML syntax: tab indentation", yaml: "database:\n\tmax_size: 5MB\n",
               line: 2, column: 1, phrase: "YAML syntax error: found character that cannot start any token"),
     // libyaml stops at its nesting limit and marks the place it was parsing from, not the 1001st '['.
-    BadConfig(name: "YAML nested beyond any config", yaml: "interval: 5s\nrules: " + String(repeating: "[", count: 2000) + "\n",
+    BadConfigCase(name: "YAML nested beyond any config", yaml: "interval: 5s\nrules: " + String(repeating: "[", count: 2000) + "\n",
               line: 2, column: 9, phrase: "YAML syntax error: nested too deeply"),
-    BadConfig(name: "rule name with a newline", yaml: "rules:\n  - {name: \"web\\nfront\", metric: connections, above: 1}\n",
+    BadConfigCase(name: "rule name with a newline", yaml: "rules:\n  - {name: \"web\\nfront\", metric: connections, above: 1}\n",
               line: 2, column: 12, phrase: "rules[0].name: must not contain control characters"),
-    BadConfig(name: "database path with a tilde", yaml: "database: {path: ~/history.sqlite}\n",
+    BadConfigCase(name: "database path with a tilde", yaml: "database: {path: ~/history.sqlite}\n",
               line: 1, column: 18, phrase: "'~' is not expanded here"),
 ]
 
 @Test(arguments: badConfigs)
-func badConfigNamesLineColumnAndProblem(_ bad: BadConfig) {
+func badConfigNamesLineColumnAndProblem(_ bad: BadConfigCase) {
     do throws(ConfigError) {
         let config = try ConfigLoader.parse(bad.yaml, file: "bad.yml")
         Issue.record("accepted: \(config)")
@@ -163,7 +163,7 @@ func badConfigNamesLineColumnAndProblem(_ bad: BadConfig) {
 
 @Test func productExampleParsesToItsValues() throws {
     // The shape in PRODUCT.md (its token file and exec program replaced by ones that exist here).
-    let dir = try TempDir()
+    let dir = try ConfigTempDir()
     let token = dir.write("token", "s3cret-token\n")
     let yaml = """
         interval: 2s
@@ -265,7 +265,7 @@ func badConfigNamesLineColumnAndProblem(_ bad: BadConfig) {
 }
 
 @Test func relativePathsStartAtTheConfigFilesDirectory() throws {
-    let dir = try TempDir()
+    let dir = try ConfigTempDir()
     _ = dir.write("token", "  abc123 \n")
     let yaml = "listen: 0.0.0.0:9910\ntoken_file: token\ndatabase: {path: state/history.sqlite}\n"
     let config = try ConfigLoader.parse(yaml, file: dir.path + "/portwatch.yml")
@@ -275,7 +275,7 @@ func badConfigNamesLineColumnAndProblem(_ bad: BadConfig) {
 }
 
 @Test func tokenFilesThatCannotServe() throws {
-    let dir = try TempDir()
+    let dir = try ConfigTempDir()
     let empty = dir.write("empty", " \n\n")
     let twoWords = dir.write("two", "abc def\n")
     for (path, phrase) in [(empty, "is empty"), (twoWords, "more than one word"), (dir.path, "is a directory"),
@@ -300,7 +300,7 @@ func badConfigNamesLineColumnAndProblem(_ bad: BadConfig) {
 }
 
 @Test func loadReportsFilesItCannotRead() throws {
-    let dir = try TempDir()
+    let dir = try ConfigTempDir()
     for (path, expected) in [(dir.path + "/none.yml", "cannot read: No such file or directory"),
                              (dir.path, "is a directory, not a file")] {
         do throws(ConfigError) {
@@ -360,7 +360,7 @@ func badConfigNamesLineColumnAndProblem(_ bad: BadConfig) {
 }
 
 /// A temporary directory removed when the test ends.
-final class TempDir {
+private final class ConfigTempDir {
     let path: String
 
     init() throws {
