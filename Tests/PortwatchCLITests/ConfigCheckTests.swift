@@ -18,7 +18,7 @@ private final class ConfigDir {
 
     func write(_ name: String, _ text: String) -> String {
         let file = path + "/" + name
-        FileManager.default.createFile(atPath: file, contents: Data(text.utf8))
+        #expect(FileManager.default.createFile(atPath: file, contents: Data(text.utf8)), "cannot write \(file)")
         return file
     }
 }

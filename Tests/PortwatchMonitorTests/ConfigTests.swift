@@ -314,7 +314,7 @@ func badConfigNamesLineColumnAndProblem(_ bad: BadConfigCase) {
     }
     // Line 2 is `a: ` and then a byte that is not UTF-8.
     let binary = dir.path + "/binary.yml"
-    FileManager.default.createFile(atPath: binary, contents: Data([0x69, 0x3a, 0x20, 0x31, 0x0a, 0x61, 0x3a, 0x20, 0xff, 0x0a]))
+    #expect(FileManager.default.createFile(atPath: binary, contents: Data([0x69, 0x3a, 0x20, 0x31, 0x0a, 0x61, 0x3a, 0x20, 0xff, 0x0a])))
     do throws(ConfigError) {
         _ = try ConfigLoader.load(file: binary)
         Issue.record("loaded a file that is not UTF-8")
@@ -375,7 +375,7 @@ private final class ConfigTempDir {
     @discardableResult
     func write(_ name: String, _ text: String) -> String {
         let file = path + "/" + name
-        FileManager.default.createFile(atPath: file, contents: Data(text.utf8))
+        #expect(FileManager.default.createFile(atPath: file, contents: Data(text.utf8)), "cannot write \(file)")
         return file
     }
 }
