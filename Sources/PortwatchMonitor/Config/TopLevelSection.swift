@@ -1,0 +1,136 @@
+import PortwatchCore
+import Yams
+
+// The top level of the config and its small sections (database, detectors, metrics). Ports, rules
+// and channels have files of their own.
+
+extension ConfigReader {
+    static let topLevelKeys = ["interval", "listen", "token_file", "database", "ports", "rules", "detectors",
+                               "channels", "capture", "metrics", "instance"]
+    static let databaseKeys = ["path", "retention", "max_size"]
+    static let retentionKeys = ["raw", "minute", "hour"]
+    static let detectorKeys = ["new_listener", "owner_changed", "port_scan", "syn_flood", "connection_storm"]
+    static let metricsKeys = ["max_ports"]
+
+    /// Shortest and longest sampling interval: below 100 ms a sample costs more than it tells, above
+    /// an hour rates are meaningless for alerting.
+    static let intervalRange: (Duration, Duration) = (.milliseconds(100), .seconds(3600))
+
+    /// The whole config from the document's root (nil for an empty file: every default).
+    mutating func readConfig(_ root: Node?) -> MonitorConfig {
+        var config = MonitorConfig()
+        guard let root, let top = settings(root, path: "", keys: Self.topLevelKeys) else { return config }
+
+        if let node = top["interval"],
+           let value = duration(node, "interval", minimum: Self.intervalRange.0, maximum: Self.intervalRange.1) {
+            config.interval = value
+        }
+        var listenMark: Mark?
+        if let node = top["listen"], let value = listenAddress(node, "listen") {
+            config.listen = value
+            listenMark = node.mark
+        }
+        var tokenFileWritten = false
+        if let node = top["token_file"] {
+            tokenFileWritten = true
+            if let path = string(node, "token_file") {
+                let resolved = resolvePath(path)
+                if let problem = tokenFileProblem(resolved) {
+                    report(at: node.mark, "token_file", problem)
+                } else {
+                    config.tokenFile = resolved
+                }
+            }
+        }
+        if let node = top["database"] { config.database = readDatabase(node) }
+        if let node = top["ports"] { config.ports = readPorts(node) }
+        if let node = top["rules"] { config.rules = readRules(node) }
+        if let node = top["channels"] { config.channels = readChannels(node) }
+        if let node = top["capture"], let value = bool(node, "capture") { config.capture = value }
+        if let node = top["detectors"] { config.detectors = readDetectors(node, capture: config.capture) }
+        if let node = top["metrics"], let metrics = settings(node, path: "metrics", keys: Self.metricsKeys),
+           let value = metrics["max_ports"].flatMap({ integer($0, "metrics.max_ports", in: 1...100_000) }) {
+            config.metrics.maxPorts = value
+        }
+        if let node = top["instance"], let value = string(node, "instance") { config.instance = value }
+
+        // Checked once `listen` is known; a token_file that was written but is bad has been reported.
+        if !tokenFileWritten, let problem = config.missingTokenProblem {
+            report(at: listenMark, "listen", problem)
+        }
+        return config
+    }
+
+    /// `host:port` or `[v6]:port`; the host a loopback or interface address, a wildcard or a name.
+    mutating func listenAddress(_ node: Node, _ path: String) -> ListenAddress? {
+        guard let text = text(node, path, expected: "ADDRESS:PORT (e.g. 127.0.0.1:9910)") else { return nil }
+        do {
+            return try ListenAddress(parsing: text)
+        } catch {
+            report(at: node.mark, path, error.message)
+            return nil
+        }
+    }
+
+    private mutating func readDatabase(_ node: Node) -> DatabaseConfig {
+        var database = DatabaseConfig()
+        guard let section = settings(node, path: "database", keys: Self.databaseKeys) else { return database }
+        if let node = section["path"], let path = string(node, "database.path") {
+            if path.hasPrefix("~") {
+                report(at: node.mark, "database.path", "'~' is not expanded here; write the full path")
+            } else if path.hasSuffix("/") {
+                report(at: node.mark, "database.path", "names a directory; give the database file, e.g. \(path)history.sqlite")
+            } else {
+                database.path = resolvePath(path)
+            }
+        }
+        if let node = section["max_size"], let value = size(node, "database.max_size", minimum: 1_000_000) {
+            database.maxSize = value
+        }
+        if let node = section["retention"],
+           let retention = settings(node, path: "database.retention", keys: Self.retentionKeys) {
+            var marks: [String: Mark?] = [:]
+            for key in Self.retentionKeys {
+                guard let value = retention[key],
+                      let d = duration(value, retention.path(key), minimum: .seconds(1)) else { continue }
+                marks[key] = value.mark
+                switch key {
+                case "raw": database.retention.raw = d
+                case "minute": database.retention.minute = d
+                default: database.retention.hour = d
+                }
+            }
+            // Roll-ups are made from the finer resolution; keeping them shorter would keep nothing.
+            let r = database.retention
+            if let mark = marks["minute"], r.minute < r.raw {
+                report(at: mark, "database.retention.minute",
+                       "\(formatDuration(r.minute)) is shorter than raw retention (\(formatDuration(r.raw)))")
+            }
+            if let mark = marks["hour"], r.hour < r.minute {
+                report(at: mark, "database.retention.hour",
+                       "\(formatDuration(r.hour)) is shorter than minute retention (\(formatDuration(r.minute)))")
+            }
+        }
+        return database
+    }
+
+    private mutating func readDetectors(_ node: Node, capture: Bool) -> DetectorConfig {
+        var detectors = DetectorConfig()
+        guard let section = settings(node, path: "detectors", keys: Self.detectorKeys) else { return detectors }
+        for entry in section.entries {
+            guard let on = bool(entry.value, section.path(entry.key)) else { continue }
+            switch entry.key {
+            case "new_listener": detectors.newListener = on
+            case "owner_changed": detectors.ownerChanged = on
+            case "port_scan": detectors.portScan = on
+            case "syn_flood": detectors.synFlood = on
+            default: detectors.connectionStorm = on
+            }
+            // These three read packets: without capture they would be silently blind.
+            if on, ["port_scan", "syn_flood", "connection_storm"].contains(entry.key), !capture {
+                report(at: entry.value.mark, section.path(entry.key), "needs capture: true (it reads packets)")
+            }
+        }
+        return detectors
+    }
+}
