@@ -232,11 +232,29 @@ private func kinds(_ o: RuleOutcome) -> [EventKind] { o.events.map(\.kind) }
         #expect(engine.evaluate([row(1000, established: 9)], at: 10).notifications.count == 2)
         var changed = keep
         changed.above = 6
-        let out = engine.reload(config(rules: [changed]), at: 15)
+        let out = engine.reload(config(rules: [changed]))
         #expect(out.notifications.map(\.rule) == ["drop"])
         #expect(out.notifications.map(\.state) == [.resolved])
+        #expect(out.notifications.first?.since == 10, "dated at the last sample")
+        #expect(kinds(out) == [.alertResolved])
         // "keep" is still firing: no second announcement.
         #expect(engine.evaluate([row(1000, established: 9)], at: 20).notifications.isEmpty)
         #expect(engine.activeAlerts.map(\.rule) == ["keep"])
+    }
+
+    @Test func anomalyRuleWithoutPortsLearnsListeningPortsOnly() {
+        var c = config(rules: [RuleConfig(name: "a", metric: .connections, anomaly: AnomalyConfig(sigma: 4, warmup: .seconds(60)))])
+        c.detectors.newListener = false
+        var engine = RuleEngine(config: c, instance: "h", everListened: [], firstStart: true)
+        var clock = Clock()
+        var notes: [Alert] = []
+        // A listener steady at 10, a client port jumping wildly: only the listener is modelled.
+        for i in 0..<200 {
+            notes += engine.evaluate([row(80, established: 10), row(45000, listening: false, established: i % 2 == 0 ? 1 : 400)],
+                                     at: clock.tick()).notifications
+        }
+        #expect(notes.isEmpty)
+        notes += engine.evaluate([row(80, established: 500)], at: clock.tick()).notifications
+        #expect(notes.map(\.port) == [80])
     }
 }

@@ -27,6 +27,8 @@ public struct RuleEngine: Sendable {
     private var listeners = ListenerWatch()
     private var expectations: [ExpectationKey: ExpectationRuntime] = [:]
     private var rules: [RuleRuntime] = []
+    /// Time of the last evaluated sample (a reload resolves removed rules' alerts at this time).
+    private var lastTime: Double?
 
     /// `everListened`: ports the history has seen listening (for `new_listener`); `firstStart`:
     /// no history at all, so what listens at the first sample is the baseline, not news.
@@ -56,6 +58,7 @@ public struct RuleEngine: Sendable {
     public mutating func evaluate(_ samples: [PortSample], at now: Double) -> RuleOutcome {
         var rows: [MonitoredPort: PortSample] = [:]
         for s in samples { rows[s.key] = s }
+        lastTime = now
         var outcome = RuleOutcome()
         outcome.events += listeners.update(rows, at: now, detectors: config.detectors)
         evaluateExpectations(rows, at: now, into: &outcome)
@@ -64,9 +67,11 @@ public struct RuleEngine: Sendable {
     }
 
     /// Takes a new configuration (SIGHUP). Rules that still exist by name, with the same metric
-    /// and kind, keep their alerts and learnt models; alerts of rules that are gone resolve.
+    /// and kind, keep their alerts and learnt models; firing alerts of rules that are gone resolve
+    /// (returned, to dispatch), dated at the last sample.
     @discardableResult
-    public mutating func reload(_ newConfig: MonitorConfig, at now: Double = 0) -> RuleOutcome {
+    public mutating func reload(_ newConfig: MonitorConfig) -> RuleOutcome {
+        let now = lastTime ?? 0
         var outcome = RuleOutcome()
         let oldRules = Dictionary(rules.map { ($0.config.name, $0) }, uniquingKeysWith: { a, _ in a })
         let oldExpectations = expectations
@@ -101,7 +106,7 @@ public struct RuleEngine: Sendable {
     /// keeps its baselines and hour-of-week profiles. Samples must be in time order.
     public mutating func learn(history samples: [PortSample]) {
         for index in rules.indices where rules[index].config.anomaly != nil {
-            for s in samples where rules[index].matches(s.key) {
+            for s in samples where rules[index].matches(s.key) && rules[index].judges(s) {
                 guard let value = rules[index].value(in: s) else { continue }
                 rules[index].learn(value, port: s.key, at: s.time)
             }
@@ -179,7 +184,7 @@ public struct RuleEngine: Sendable {
                 keepFiringForSeconds: rules[index].config.keepFiringFor.map(\.alertingSeconds) ?? defaultKeep)
             var seen: Set<MonitoredPort> = []
             for key in rows.keys.sorted() where rules[index].matches(key) {
-                guard let row = rows[key] else { continue }
+                guard let row = rows[key], rules[index].judges(row) else { continue }
                 seen.insert(key)
                 let judged = rules[index].judge(row, at: now)
                 let rule = rules[index].config
@@ -197,10 +202,10 @@ public struct RuleEngine: Sendable {
             // A row that vanished counts as a false condition: its alert resolves after keep_firing_for.
             for key in rules[index].tracks.keys.sorted() where !seen.contains(key) {
                 var track = rules[index].tracks[key]
-                let last = track?.alert
+                guard let last = track?.alert else { continue }
                 let transition = AlertTrack.step(&track, condition: false, now: now, timing: timing) {
-                    var alert = last!
-                    alert.message = "\(key) has no row any more (\(alert.message))"
+                    var alert = last
+                    alert.message = "\(key) has no row any more (\(last.message))"
                     return alert
                 }
                 rules[index].tracks[key] = track

@@ -23,6 +23,18 @@ struct RuleRuntime: Sendable {
         return filter?.contains(port: port.port, proto: port.proto) ?? true
     }
 
+    /// Ports an anomaly rule models at most: each model holds a week's profile, and a rule
+    /// without `ports:` must not grow without bound on a host with many ports.
+    static let maxModels = 1000
+
+    /// Whether this row is the rule's business this sample. An anomaly rule without `ports:`
+    /// learns listening ports only (client ports come and go and have no baseline to learn).
+    func judges(_ row: PortSample) -> Bool {
+        guard config.anomaly != nil else { return true }
+        if models[row.key] == nil && models.count >= Self.maxModels { return false }
+        return config.ports != nil || row.listening || models[row.key] != nil
+    }
+
     /// The rule's metric in a row; nil when it does not apply or, for a rate, when the row has no
     /// window yet (the first sample), so a baseline never trips a `below` rule.
     func value(in row: PortSample) -> Double? {
