@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import NIOCore
+import ServiceLifecycle
 import Testing
 @testable import PortwatchMonitor
 import PortwatchCore
@@ -195,6 +196,19 @@ private func running(_ dispatcher: AlertDispatcher, _ body: () async throws -> V
                 #expect((drops["dead"] ?? 0) >= total - capacity - 1)
             }
         }
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func dispatcherStopsOnGracefulShutdown() async throws {
+        let dispatcher = AlertDispatcher(channels: [LogChannel()])
+        let group = ServiceGroup(configuration: .init(services: [dispatcher], logger: Logger(label: "test")))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            await dispatcher.enqueue([sampleAlert()])
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        #expect(await dispatcher.dropped() == ["log": 0])
     }
 
     // MARK: - Exec

@@ -70,6 +70,7 @@ struct AlertTrack: Sendable {
             resolved.since = now
             let fresh = makeAlert()
             resolved.value = fresh.value
+            resolved.message = fresh.message
             track = nil
             return .resolved(resolved)
         }
