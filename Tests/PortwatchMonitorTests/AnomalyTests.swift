@@ -138,4 +138,24 @@ private func run(_ seconds: Double, sigma: Double = 4, warmup: Duration = .secon
         #expect(AnomalyModel.hourOfWeek(AnomalyModel.week + 7200) == 2)
         #expect(AnomalyModel.hourOfWeek(-1) == 167)
     }
+
+    @Test func storedHistoryWarmsTheModelUpAtStart() {
+        var rng = SeededRandom(state: 9)
+        var c = MonitorConfig()
+        c.rules = [RuleConfig(name: "conn-anomaly", ports: "443", metric: .connections,
+                              anomaly: AnomalyConfig(sigma: 4, warmup: .seconds(3600)))]
+        func sample(_ t: Double, _ n: Int) -> PortSample {
+            var counts = ConnectionCounts()
+            counts.established = n
+            return PortSample(time: t, proto: .tcp, port: 443, listening: true, connections: counts, windowSeconds: 5)
+        }
+        let history = (0..<1440).map { sample(start + Double($0) * 5, 200 + Int((5 * rng.gaussian()).rounded())) }
+        let now = start + 1440 * 5
+        var warmed = RuleEngine(config: c, instance: "h", everListened: [], firstStart: false)
+        warmed.learn(history: history)
+        var cold = RuleEngine(config: c, instance: "h", everListened: [], firstStart: false)
+        // A jump to 400 connections right after a restart: only the engine that read its history knows it is odd.
+        #expect(warmed.evaluate([sample(now, 400)], at: now).notifications.map(\.state) == [.firing])
+        #expect(cold.evaluate([sample(now, 400)], at: now).notifications.isEmpty)
+    }
 }

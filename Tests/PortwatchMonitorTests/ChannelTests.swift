@@ -70,6 +70,10 @@ private func withReceiver(_ inbox: Inbox, _ body: @escaping @Sendable (Int) asyn
         let buffer = try await request.body.collect(upTo: 1 << 20)
         return await inbox.receive(String(buffer: buffer))
     }
+    router.post("/api/v2/alerts") { request, _ -> HTTPResponse.Status in
+        let buffer = try await request.body.collect(upTo: 1 << 20)
+        return await inbox.receive(String(buffer: buffer))
+    }
     let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
                           logger: Logger(label: "test.receiver"))
     try await app.test(.live) { client in
@@ -209,6 +213,30 @@ private func running(_ dispatcher: AlertDispatcher, _ body: () async throws -> V
             try await tasks.waitForAll()
         }
         #expect(await dispatcher.dropped() == ["log": 0])
+    }
+
+    @Test func dispatcherReSendsFiringAlertsToAlertmanagerEachRefresh() async throws {
+        let inbox = Inbox()
+        try await withReceiver(inbox) { port in
+            let am = AlertmanagerChannel(url: "http://127.0.0.1:\(port)", poster: fastPoster())
+            // A short refresh interval stands in for the minute.
+            let dispatcher = AlertDispatcher(channels: [am], refreshInterval: .milliseconds(100))
+            try await running(dispatcher) {
+                await dispatcher.enqueue([sampleAlert(since: 1000)])
+                let first = try #require(await inbox.body(0))
+                let resent = try #require(await inbox.body(2), "two refreshes re-sent the firing alert")
+                #expect(resent == first)
+                #expect(first.contains(#""startsAt":"1970-01-01T00:16:40.000Z""#) && !first.contains("endsAt"))
+                await dispatcher.enqueue([sampleAlert(state: .resolved, since: 2000)])
+                // The resolution goes out with endsAt and the original startsAt (after any refresh already queued).
+                var resolved: String?
+                for i in 3..<20 {
+                    guard let body = await inbox.body(i) else { break }
+                    if body.contains("endsAt") { resolved = body; break }
+                }
+                #expect(resolved?.contains(#""startsAt":"1970-01-01T00:16:40.000Z","endsAt":"1970-01-01T00:33:20.000Z""#) == true)
+            }
+        }
     }
 
     // MARK: - Exec
