@@ -105,6 +105,7 @@ public actor AlertDispatcher: Service {
         for lane in lanes { lane.queue.yield(.refresh) }
     }
 
+    /// Delivers until graceful shutdown or cancellation; queued alerts not yet sent are dropped then.
     public func run() async throws {
         let lanes = self.lanes
         let logger = self.logger

@@ -7,6 +7,7 @@ import PortwatchCore
 /// `endsAt` and its original `startsAt`.
 public actor AlertmanagerChannel: AlertChannel {
     public nonisolated let name: String
+    /// Alertmanager's base URL, without a trailing slash.
     public nonisolated let url: String
     private let poster: HTTPPoster
     /// Alerts firing now, by their label set, with the time they started firing.

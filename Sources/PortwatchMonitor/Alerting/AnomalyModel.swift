@@ -75,6 +75,7 @@ public struct AnomalyModel: Sendable, Hashable {
     /// The deviation never counts as less than this (nor less than `relativeFloor` of the mean),
     /// so a flat series does not fire on tiny noise.
     public let minimumDeviation: Double
+    /// The deviation floor as a fraction of the expected value.
     public let relativeFloor: Double
     /// Weight of an outlier relative to a normal point.
     public let outlierWeight: Double
@@ -83,6 +84,7 @@ public struct AnomalyModel: Sendable, Hashable {
 
     private var overall = Moments()
     private var profile: [Moments]
+    /// Time of the first point learnt (warm-up and the week of the profile count from it).
     private(set) public var firstTime: Double?
     private var lastTime: Double?
 

@@ -4,10 +4,13 @@ import Logging
 /// running at its timeout is killed. The exit status is logged.
 public struct ExecChannel: AlertChannel {
     public let name: String
+    /// Program and arguments (the program is looked up in PATH).
     public let command: [String]
+    /// How long the command may run before it is killed.
     public let timeout: Duration
     private let logger: Logger
 
+    /// Makes the channel; `name` defaults to "exec PROGRAM".
     public init(command: [String], timeout: Duration = .seconds(10), name: String? = nil,
                 logger: Logger = Logger(label: "portwatch.alerts")) {
         self.command = command

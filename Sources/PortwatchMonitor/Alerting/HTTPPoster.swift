@@ -21,15 +21,18 @@ public enum DeliveryError: Error, Sendable, Equatable, CustomStringConvertible {
 /// JSON POSTs with a timeout per attempt and bounded retries with exponential backoff: the
 /// shared delivery of the webhook and Alertmanager channels.
 public struct HTTPPoster: Sendable {
+    /// Time one attempt may take (connect included).
     public var timeout: Duration
     /// Attempts in all (the first one included).
     public var attempts: Int
     /// Wait before the first retry; doubled after each, up to `maxBackoff`.
     public var backoff: Duration
+    /// The longest wait between attempts.
     public var maxBackoff: Duration
     let client: HTTPClient
     let logger: Logger
 
+    /// Makes a poster over `client` (the shared AsyncHTTPClient by default).
     public init(client: HTTPClient = .shared, timeout: Duration = .seconds(5), attempts: Int = 5,
                 backoff: Duration = .milliseconds(500), maxBackoff: Duration = .seconds(30),
                 logger: Logger = Logger(label: "portwatch.alerts")) {

@@ -5,6 +5,7 @@ public struct LogChannel: AlertChannel {
     public let name: String
     private let logger: Logger
 
+    /// Makes the channel; alerts go to `logger`.
     public init(name: String = "log", logger: Logger = Logger(label: "portwatch.alerts")) {
         self.name = name
         self.logger = logger

@@ -3,9 +3,12 @@ import PortwatchCore
 /// What one evaluation produced: events for the log, and alerts that changed state (just firing
 /// or just resolved) for the channels.
 public struct RuleOutcome: Sendable, Hashable {
+    /// Events to store and stream, in the order they happened.
     public var events: [MonitorEvent]
+    /// Alerts that just became firing or resolved: what the dispatcher sends.
     public var notifications: [Alert]
 
+    /// Makes an outcome (empty by default).
     public init(events: [MonitorEvent] = [], notifications: [Alert] = []) {
         self.events = events
         self.notifications = notifications
