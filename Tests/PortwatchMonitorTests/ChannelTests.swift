@@ -284,6 +284,18 @@ private func running(_ dispatcher: AlertDispatcher, _ body: () async throws -> V
         #expect(alive.isEmpty)
     }
 
+    @Test func execCommandDiesWithItsCancelledTask() async throws {
+        let channel = ExecChannel(command: ["/bin/sleep", "600"], timeout: .seconds(600))
+        let task = Task { await channel.run(sampleAlert()) }
+        task.cancel()
+        let result = await task.value
+        guard case .timedOut(let pid) = result else {
+            Issue.record("expected the command killed, got \(result)")
+            return
+        }
+        #expect(kill(pid, 0) == -1 && errno == ESRCH)
+    }
+
     @Test func execOfAMissingProgramSaysSo() async {
         let result = await ExecChannel(command: ["/nonexistent/notify"]).run(sampleAlert())
         guard case .failedToStart = result else {

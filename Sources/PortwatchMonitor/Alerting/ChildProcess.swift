@@ -8,7 +8,7 @@ import Musl
 public enum ExecResult: Sendable, Hashable, CustomStringConvertible {
     case exited(status: Int32)
     case signaled(signal: Int32)
-    /// Still running at its timeout: it was killed (SIGTERM, SIGKILL a second later).
+    /// Still running at its timeout (or at shutdown): it was killed (SIGTERM, SIGKILL a second later).
     case timedOut(pid: Int32)
     case failedToStart(reason: String)
 
@@ -87,7 +87,15 @@ enum ChildProcess {
             }
             if r < 0 && errno != EINTR { return .exited(status: -1) }
             let now = clock.now
-            if killedAt == nil, now >= deadline || Task.isCancelled {
+            if Task.isCancelled {
+                // Shutting down: no grace period, and no sleeping either (a cancelled sleep returns
+                // at once), so kill and reap right here; a killed process exits promptly.
+                kill(-pid, SIGKILL)
+                var status: Int32 = 0
+                while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+                return .timedOut(pid: pid)
+            }
+            if killedAt == nil, now >= deadline {
                 kill(-pid, SIGTERM)
                 killedAt = now
             } else if let killedAt, now - killedAt >= .seconds(1) {
