@@ -98,6 +98,9 @@ public struct WindowReport: Sendable {
     public var captured = false
     /// How long taking the sample itself took (dump, deltas, process attribution), in seconds.
     public var sampleSeconds: Double = 0
+    /// Outgoing connects that failed in a blocking connect(): the kernel disconnects such a
+    /// socket (erasing its destination port) before it closes, so no port row can take them.
+    public var connectFailuresWithoutPort = 0
 
     public func activity(_ key: PortKey) -> PortActivity { ports[key] ?? PortActivity() }
 }
@@ -213,9 +216,16 @@ public struct TrafficTracker: Sendable {
             }
         }
 
+        var unattributed = 0
         for (cookie, s) in final {
             let previous = seen.removeValue(forKey: cookie)
-            let key = previous?.key ?? classifier.key(for: s)
+            guard let key = previous?.key ?? classifier.key(forClosed: s) else {
+                // A failed blocking connect: the kernel erased its destination port.
+                unattributed += 1
+                continue
+            }
+            // A TCP socket that was only bound (never listened or connected) is no connection.
+            if previous == nil && s.proto == .tcp && s.peer.port == 0 { continue }
             let counters = SocketCounters(s) ?? SocketCounters()
             let slot = acc.slot(key)
             if previous == nil { acc.activity[slot].opened += 1 }
@@ -253,9 +263,10 @@ public struct TrafficTracker: Sendable {
             notes.append("connections closed between samples are not counted (destroy events need root or CAP_NET_ADMIN)")
         }
         let now = Self.time(of: snapshot)
-        let report = WindowReport(seconds: max(0, now - lastTime), ports: acc.ports,
+        var report = WindowReport(seconds: max(0, now - lastTime), ports: acc.ports,
                                   system: system.errorDeltas(since: lastSystem), eventOverflows: overflows,
                                   closedConnectionsCounted: destroyed != nil, notes: notes)
+        report.connectFailuresWithoutPort = unattributed
         lastTime = now
         lastSystem = system
         return report

@@ -187,6 +187,14 @@ extension PortSummary {
     }
 }
 
+extension OverloadReason {
+    /// `{"reason": "accept_queue_full", "count": 9, "limit": 8, "message": "..."}`.
+    public var json: JSONValue {
+        ["reason": .string(name), "count": .number(count), "limit": limit.map { .number($0) } ?? .null,
+         "message": .string(message)]
+    }
+}
+
 extension PortActivity {
     /// The `window` object of `--sample` output (`resets_*` only when packets were captured).
     public func windowJSON(seconds: Double, captured: Bool = false) -> JSONValue {

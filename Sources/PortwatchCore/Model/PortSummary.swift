@@ -70,6 +70,8 @@ public struct ListenerInfo: Sendable, Hashable {
     public var acceptQueueFull: Bool { backlogKnown && acceptQueue > backlog }
     /// False when the source could not tell the limit (the /proc/net fallback).
     public var backlogKnown = true
+    /// An IPv6 listener that takes IPv6 only (IPV6_V6ONLY).
+    public var v6only = false
 }
 
 /// Current and maximum depth of a port's accept queue (summed over its listeners).
@@ -147,12 +149,7 @@ public struct PortSummary: Sendable, Hashable {
                           max: listeners.allSatisfy(\.backlogKnown) ? listeners.reduce(0) { $0 + Int($1.backlog) } : nil)
     }
 
-    /// True when any listener's accept queue is full, or half-open connections reach the backlog.
-    public var overloaded: Bool {
-        guard proto == .tcp, listening else { return false }
-        if listeners.contains(where: \.acceptQueueFull) { return true }
-        guard listeners.allSatisfy(\.backlogKnown) else { return false }
-        let backlog = listeners.reduce(0) { $0 + Int($1.backlog) }
-        return backlog > 0 && connections.synRecv >= backlog
-    }
+    /// True when any listener's accept queue is full, or half-open connections reach the
+    /// backlog (`overloadReasons` says which).
+    public var overloaded: Bool { !overloadReasons.isEmpty }
 }
