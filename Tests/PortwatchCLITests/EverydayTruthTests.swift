@@ -199,3 +199,60 @@ struct EverydayTruthTests {
         #expect(sampled?.object("system_errors")?["syncookies_sent"] != nil, "\(String(describing: sampled))")
     }
 }
+
+@Suite("overloaded by a SYN flood, in a namespace of its own",
+       .enabled(if: TestEnv.canCreateNamespaces, "needs root, ip, nft and python3 for a namespace"))
+struct SynFloodTests {
+    /// A listener (backlog 2) whose SYN-ACKs nft drops, flooded with connects: its SYN queue
+    /// sits at the backlog and the kernel sends SYN cookies. `check`, `ports --sample` and
+    /// their JSON say so, with counts; the table's ERRORS and system line show the cookies.
+    @Test func synBacklogAndSyncookiesAreReasons() throws {
+        let lab = try NetnsLab()
+        defer { lab.destroy() }
+        let ns = lab.server
+        let port: UInt16 = 8080  // inside a namespace nothing else uses
+        try lab.nft(ns, """
+            table inet pw {
+              chain out { type filter hook output priority 0; tcp sport \(port) tcp flags & (syn | ack) == (syn | ack) drop; }
+            }
+            """)
+        // Bounded: at most 400 connects, 12 s; the child also ends when the test closes its stdin.
+        let script = """
+            import socket, sys, time, select
+            l = socket.socket(); l.bind(("127.0.0.1", \(port))); l.listen(2)
+            print("ready", flush=True)
+            socks, end = [], time.time() + 12
+            while time.time() < end and len(socks) < 400:
+                c = socket.socket(); c.setblocking(False)
+                try: c.connect(("127.0.0.1", \(port)))
+                except BlockingIOError: pass
+                socks.append(c)
+                if select.select([sys.stdin], [], [], 0.03)[0]: break
+            """
+        let flood = try Child.spawn(TestEnv.ip!, ["netns", "exec", ns, TestEnv.python3!, "-c", script], stdin: .pipe)
+        defer { flood.closeStdin(); flood.kill() }
+        #expect(flood.readLine(timeout: 10) == "ready")
+
+        var doc: [String: Any]? = nil
+        poll(timeout: 8, interval: 0.1) {
+            doc = jsonOf(runPortwatch(["check", "\(port)", "--sample", "500ms", "--json"], netns: ns))
+            let reasons = doc?.objects("reasons").compactMap { $0.string("reason") } ?? []
+            return reasons.contains("syn_backlog_full") && reasons.contains("syncookies_sent")
+        }
+        #expect(doc?.string("verdict") == "overloaded", "\(String(describing: doc))")
+        let backlog = doc?.objects("reasons").first { $0.string("reason") == "syn_backlog_full" }
+        #expect(backlog?.int("limit") == 2 && (backlog?.int("count") ?? 0) >= 2, "\(String(describing: doc))")
+        #expect((doc?.object("system_errors")?.int("syncookies_sent") ?? 0) > 0, "\(String(describing: doc))")
+
+        var table: PortwatchResult? = nil
+        poll(timeout: 8, interval: 0.1) {
+            table = runPortwatch(["ports", "\(port)", "--sample", "500ms"], netns: ns)
+            return table?.stdout.contains("syncookies_sent") == true
+        }
+        let text = table?.stdout ?? ""
+        #expect(text.contains("overloaded") && text.contains("system: ") && text.contains("syncookies_sent"), "\(String(describing: table))")
+        let line = text.split(separator: "\n").first { $0.contains(" \(port) ") } ?? ""
+        let errorsCell = line.split(separator: " ").dropLast().last.flatMap { Int($0) }
+        #expect((errorsCell ?? 0) > 0, "ERRORS of \(line)")
+    }
+}

@@ -169,7 +169,7 @@ public func localChecks(ports: [(TransportProtocol, UInt16)], snapshot: PortSnap
         held[key, default: ConnectionCounts()].add(s.state)
         if s.state != .timeWait && snapshot.classifier.key(for: s).role == .remote { clients[key, default: 0] += 1 }
     }
-    let syncookies = window?.system.first { $0.0 == "syncookies_sent" }?.1 ?? 0
+    let syncookies = window?.syncookiesSent ?? 0
     return ports.map { proto, port in
         let key = PortKey.local(proto, port)
         let summary = byKey[key]
@@ -179,21 +179,7 @@ public func localChecks(ports: [(TransportProtocol, UInt16)], snapshot: PortSnap
         var reasons: [OverloadReason] = []
         let verdict: Verdict
         if let summary, listening {
-            reasons = summary.overloadReasons
-            if let activity = window?.ports[key] {
-                if proto == .tcp && activity.listenDrops > 0 {
-                    reasons.append(.listenDropsRising(Int(clamping: activity.listenDrops)))
-                }
-                if proto == .udp {
-                    let drops = activity.drops &+ activity.listenDrops
-                    if drops > 0 { reasons.append(.udpDropsRising(Int(clamping: drops))) }
-                }
-            }
-            // SYN cookies are counted system-wide: name them on a port whose SYN queue is at
-            // its limit or that dropped SYNs, where they were sent.
-            if syncookies > 0 && !reasons.isEmpty && proto == .tcp {
-                reasons.append(.syncookiesSent(Int(clamping: syncookies)))
-            }
+            reasons = overloadReasons(summary, activity: window?.ports[key], syncookies: syncookies)
             if !reasons.isEmpty {
                 verdict = .overloaded
             } else if counts.total - counts.timeWait > 0 {

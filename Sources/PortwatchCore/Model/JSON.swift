@@ -174,6 +174,31 @@ extension PortSummary {
     }
 }
 
+extension PortRow {
+    /// The `PORT` object of a row merged with its window: `overloaded` and `reasons` count the
+    /// window's drops too; `window` and `rates` are added when a window was measured.
+    public func json(service: String?, window: WindowReport?) -> JSONValue {
+        guard case .object(var pairs) = summary.json(service: service) else { return .null }
+        if let i = pairs.firstIndex(where: { $0.0 == "overloaded" }) { pairs[i].1 = .bool(overloaded) }
+        pairs.append(("state", .string(state.rawValue)))
+        pairs.append(("reasons", .array(reasons.map(\.json))))
+        if let window {
+            pairs.append(("window", activity.windowJSON(seconds: window.seconds, captured: window.captured)))
+            pairs.append(("rates", activity.ratesJSON(seconds: window.seconds)))
+        }
+        return .object(pairs)
+    }
+}
+
+extension WindowReport {
+    /// The system's nonzero error deltas, `name count` (for the system line of tables).
+    public var systemErrorsLine: String? {
+        var parts = system.filter { $0.1 > 0 }.map { "\($0.0) \($0.1)" }
+        if connectFailuresWithoutPort > 0 { parts.append("connect_failures_without_port \(connectFailuresWithoutPort)") }
+        return parts.isEmpty ? nil : parts.joined(separator: ", ")
+    }
+}
+
 extension PortSummary {
     /// Named error counters of a port, as its sockets carry them now (lifetime totals).
     public var errorsJSON: JSONValue {
