@@ -155,8 +155,8 @@ struct Check: ParsableCommand {
                 if let s, !s.processes.isEmpty { facts.append("held by \(processList(s.processes))") }
                 if let activity, let report, check.verdict != .free {
                     let secs = report.seconds > 0 ? report.seconds : 1
-                    facts.append("rx \(formatRate(bitsPerSecond: Double(activity.bytesReceived) * 8 / secs))")
-                    facts.append("tx \(formatRate(bitsPerSecond: Double(activity.bytesSent) * 8 / secs))")
+                    facts.append("rx \(formatRate(bitsPerSecond: Double(activity.traffic.bytesReceived) * 8 / secs))")
+                    facts.append("tx \(formatRate(bitsPerSecond: Double(activity.traffic.bytesSent) * 8 / secs))")
                 }
                 facts.append(contentsOf: check.caveats)
                 if !facts.isEmpty { line += " — " + facts.joined(separator: ", ") }

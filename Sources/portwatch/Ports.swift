@@ -116,14 +116,14 @@ func renderPortsTable(_ rows: [PortRow], services: ServiceDatabase, processes: B
         let service: String = services.name(port: p.port, proto: p.proto) ?? "-"
         let shownAddresses: String = addresses.isEmpty ? "-" : addresses.joined(separator: ",")
         let handshakes: Int = p.connections.synRecv + p.connections.synSent
-        var rx: String = p.proto == .udp ? "-" : formatBytes(p.bytesReceived)
-        var tx: String = p.proto == .udp ? "-" : formatBytes(p.bytesSent)
+        var rx: String = p.proto == .udp ? "-" : formatBytes(p.traffic.bytesReceived)
+        var tx: String = p.proto == .udp ? "-" : formatBytes(p.traffic.bytesSent)
         var errors = ""
         if let window {
             let a = row.activity
             let seconds = window.seconds > 0 ? window.seconds : 1
-            rx = formatRate(bitsPerSecond: Double(a.bytesReceived) * 8 / seconds)
-            tx = formatRate(bitsPerSecond: Double(a.bytesSent) * 8 / seconds)
+            rx = formatRate(bitsPerSecond: Double(a.traffic.bytesReceived) * 8 / seconds)
+            tx = formatRate(bitsPerSecond: Double(a.traffic.bytesSent) * 8 / seconds)
             errors = String(row.errorCount)
         }
         var cells: [Table.Cell] = [.init(text: p.proto.rawValue), .init(text: String(p.port)), .init(text: service)]

@@ -121,7 +121,7 @@ struct TopModel {
         for row in rows(includeAll: true) {
             let secs = report.seconds > 0 ? report.seconds : 1
             var series = history[row.key] ?? []
-            series.append(Double(row.activity.bytesReceived + row.activity.bytesSent) * 8 / secs)
+            series.append(Double(row.activity.traffic.bytesReceived + row.activity.traffic.bytesSent) * 8 / secs)
             if series.count > keep { series.removeFirst(series.count - keep) }
             next[row.key] = series
         }
@@ -134,8 +134,8 @@ struct TopModel {
         out.sort { a, b in
             let (x, y): (UInt64, UInt64)
             switch sort {
-            case .rx: (x, y) = (a.activity.bytesReceived, b.activity.bytesReceived)
-            case .tx: (x, y) = (a.activity.bytesSent, b.activity.bytesSent)
+            case .rx: (x, y) = (a.activity.traffic.bytesReceived, b.activity.traffic.bytesReceived)
+            case .tx: (x, y) = (a.activity.traffic.bytesSent, b.activity.traffic.bytesSent)
             case .conns: (x, y) = (UInt64(a.summary.connections.total), UInt64(b.summary.connections.total))
             case .errors: (x, y) = (a.errorCount, b.errorCount)
             }
@@ -167,7 +167,7 @@ struct TopModel {
         let seconds = report?.seconds ?? 0
         let all = rows()
         var totalRx: UInt64 = 0, totalTx: UInt64 = 0
-        for r in all { totalRx += r.activity.bytesReceived; totalTx += r.activity.bytesSent }
+        for r in all { totalRx += r.activity.traffic.bytesReceived; totalTx += r.activity.traffic.bytesSent }
         let secs = seconds > 0 ? seconds : 1
         var header = "portwatch top — \(all.count) port\(all.count == 1 ? "" : "s"), every \(formatDuration(.milliseconds(Int64(interval * 1000))))"
         header += ", sort \(sort.rawValue)  rx \(formatRate(bitsPerSecond: Double(totalRx) * 8 / secs))"
@@ -201,9 +201,9 @@ struct TopModel {
                 .init(text: row.state.rawValue, paint: row.overloaded ? { term.red($0) } : nil),
                 .init(text: row.summary.acceptQueue.map { "\($0.current)/\($0.max.map(String.init) ?? "?")" } ?? "-",
                       paint: row.overloaded ? { term.red($0) } : nil),
-                .init(text: formatRate(bitsPerSecond: Double(a.bytesReceived) * 8 / secs)),
-                .init(text: formatRate(bitsPerSecond: Double(a.bytesSent) * 8 / secs)),
-                .init(text: String(format1: Double(a.packetsReceived + a.packetsSent) / secs)),
+                .init(text: formatRate(bitsPerSecond: Double(a.traffic.bytesReceived) * 8 / secs)),
+                .init(text: formatRate(bitsPerSecond: Double(a.traffic.bytesSent) * 8 / secs)),
+                .init(text: String(format1: Double(a.traffic.packetsReceived + a.traffic.packetsSent) / secs)),
                 .init(text: String(row.summary.connections.total)),
                 .init(text: String(a.opened)),
                 .init(text: String(row.errorCount), paint: row.errorCount > 0 ? { term.red($0) } : nil),

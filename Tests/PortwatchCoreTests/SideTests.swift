@@ -48,7 +48,7 @@ private func sampleUntil(_ sampler: Sampler, _ done: ([WindowReport]) -> Bool) t
 
         let server_ = PortKey.local(.tcp, port)
         let reports = try sampleUntil(s) { r in r.reduce(0) { $0 + $1.activity(server_).closed } >= 1 }
-        let received = reports.reduce(UInt64(0)) { $0 + $1.activity(server_).bytesReceived }
+        let received = reports.reduce(UInt64(0)) { $0 + $1.activity(server_).traffic.bytesReceived }
         // The destroy event's bytes_received counts the client's FIN as one more byte.
         #expect((1_000_000...1_000_001).contains(received), "window bytes on the server's port: \(received)")
         #expect(reports.allSatisfy { $0.ports[PortKey(role: .remote, proto: .tcp, port: clientPort)] == nil })

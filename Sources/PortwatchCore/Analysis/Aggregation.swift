@@ -254,12 +254,5 @@ private func update(_ summary: inout PortSummary, _ body: (inout PortSummary) ->
 @inline(__always)
 private func account(_ s: SocketRecord, into summary: inout PortSummary) {
     summary.connections.add(s.state)
-    if let tcp = s.tcp {
-        summary.bytesReceived &+= s.payloadReceived
-        summary.bytesSent &+= s.payloadSent
-        summary.packetsReceived &+= UInt64(tcp.segmentsIn)
-        summary.packetsSent &+= UInt64(tcp.segmentsOut)
-        summary.retransmits &+= UInt64(tcp.totalRetransmits)
-    }
-    summary.drops &+= UInt64(s.drops ?? 0)
+    if let counters = TrafficCounters(s) { summary.traffic += counters }
 }

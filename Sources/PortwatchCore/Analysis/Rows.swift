@@ -54,7 +54,7 @@ public func overloadReasons(_ summary: PortSummary, activity: PortActivity?, syn
             reasons.append(.listenDropsRising(Int(clamping: activity.listenDrops)))
         }
         if summary.proto == .udp {
-            let drops = activity.drops &+ activity.listenDrops
+            let drops = activity.traffic.drops &+ activity.listenDrops
             if drops > 0 { reasons.append(.udpDropsRising(Int(clamping: drops))) }
         }
     }

@@ -96,10 +96,8 @@ public final class Sampler {
             // A client's ephemeral port is not a row of its own: only bound service ports are.
             guard classifier.isListening(.udp, port) || !classifier.ephemeral.range.contains(port) else { continue }
             var activity = report.ports[PortKey.local(.udp, port)] ?? PortActivity()
-            activity.bytesReceived &+= count.bytesReceived
-            activity.bytesSent &+= count.bytesSent
-            activity.packetsReceived &+= count.packetsReceived
-            activity.packetsSent &+= count.packetsSent
+            activity.traffic += TrafficCounters(bytesReceived: count.bytesReceived, bytesSent: count.bytesSent,
+                                                packetsReceived: count.packetsReceived, packetsSent: count.packetsSent)
             report.ports[PortKey.local(.udp, port)] = activity
         }
         for (port, count) in delta.resets {

@@ -153,10 +153,10 @@ extension PortSummary {
             ("connections", connections.json),
             ("bound_sockets", .number(boundSockets)),
             ("accept_queue", acceptQueue.map(\.json) ?? .null),
-            ("bytes", ["received": .number(bytesReceived), "sent": .number(bytesSent)]),
-            ("packets", ["received": .number(packetsReceived), "sent": .number(packetsSent)]),
-            ("retransmits", .number(retransmits)),
-            ("drops", .number(drops &+ listenDrops)),
+            ("bytes", ["received": .number(traffic.bytesReceived), "sent": .number(traffic.bytesSent)]),
+            ("packets", ["received": .number(traffic.packetsReceived), "sent": .number(traffic.packetsSent)]),
+            ("retransmits", .number(traffic.retransmits)),
+            ("drops", .number(traffic.drops &+ listenDrops)),
             ("overloaded", .bool(overloaded)),
             ("errors", errorsJSON),
             ("processes", .array(processes.map(\.json))),
@@ -204,9 +204,9 @@ extension PortSummary {
     public var errorsJSON: JSONValue {
         // A bound UDP socket's drops are receive-buffer drops, not listen drops.
         let listen: UInt64 = proto == .tcp ? listenDrops : 0
-        let other: UInt64 = proto == .tcp ? drops : drops &+ listenDrops
+        let other: UInt64 = proto == .tcp ? traffic.drops : traffic.drops &+ listenDrops
         return [
-            "listen_drops": .number(listen), "drops": .number(other), "retransmits": .number(retransmits),
+            "listen_drops": .number(listen), "drops": .number(other), "retransmits": .number(traffic.retransmits),
             "syn_backlog": .number(connections.synRecv), "accept_queue_full": .bool(acceptQueueFull),
         ]
     }
@@ -224,7 +224,7 @@ extension PortActivity {
     /// The `window` object of `--sample` output (`resets_*` only when packets were captured).
     public func windowJSON(seconds: Double, captured: Bool = false) -> JSONValue {
         var errors: [(String, JSONValue)] = [
-            ("listen_drops", .number(listenDrops)), ("drops", .number(drops)), ("retransmits", .number(retransmits)),
+            ("listen_drops", .number(listenDrops)), ("drops", .number(traffic.drops)), ("retransmits", .number(traffic.retransmits)),
             ("connect_timeouts", .number(connectTimeouts)), ("connect_refused", .number(connectRefused)),
         ]
         if captured {
@@ -233,8 +233,8 @@ extension PortActivity {
         }
         return [
             "seconds": .double(seconds),
-            "bytes": ["received": .number(bytesReceived), "sent": .number(bytesSent)],
-            "packets": ["received": .number(packetsReceived), "sent": .number(packetsSent)],
+            "bytes": ["received": .number(traffic.bytesReceived), "sent": .number(traffic.bytesSent)],
+            "packets": ["received": .number(traffic.packetsReceived), "sent": .number(traffic.packetsSent)],
             "connections_opened": .number(opened), "connections_closed": .number(closed),
             "errors": .object(errors),
         ]
@@ -244,10 +244,10 @@ extension PortActivity {
     public func ratesJSON(seconds: Double) -> JSONValue {
         let s = seconds > 0 ? seconds : 1
         return [
-            "received_bps": .double((Double(bytesReceived) * 8 / s).rounded()),
-            "sent_bps": .double((Double(bytesSent) * 8 / s).rounded()),
-            "received_pps": .double((Double(packetsReceived) / s * 10).rounded() / 10),
-            "sent_pps": .double((Double(packetsSent) / s * 10).rounded() / 10),
+            "received_bps": .double((Double(traffic.bytesReceived) * 8 / s).rounded()),
+            "sent_bps": .double((Double(traffic.bytesSent) * 8 / s).rounded()),
+            "received_pps": .double((Double(traffic.packetsReceived) / s * 10).rounded() / 10),
+            "sent_pps": .double((Double(traffic.packetsSent) / s * 10).rounded() / 10),
         ]
     }
 }

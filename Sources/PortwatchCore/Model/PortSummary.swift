@@ -103,13 +103,9 @@ public struct PortSummary: Sendable, Hashable {
     public var connections = ConnectionCounts()
     /// Remote peers (for `.remote` rows): distinct addresses the connections go to.
     public var peers: Set<IPAddress> = []
-    public var bytesReceived: UInt64 = 0
-    public var bytesSent: UInt64 = 0
-    public var packetsReceived: UInt64 = 0
-    public var packetsSent: UInt64 = 0
-    public var retransmits: UInt64 = 0
-    /// Drops on the port's connections (receive-buffer drops for UDP sockets).
-    public var drops: UInt64 = 0
+    /// Lifetime counters of the port's connections as the kernel has them now (`drops`:
+    /// receive-buffer drops on connected sockets; the listeners' are `listenDrops`).
+    public var traffic = TrafficCounters()
     /// TCP sockets bound to the port that neither listen nor connect (bind() before listen()).
     public var boundSockets = 0
     /// Socket inodes whose owners are this port's processes (listeners, or the connections).
