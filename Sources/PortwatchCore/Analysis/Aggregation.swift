@@ -136,14 +136,12 @@ public struct PortClassifier: Sendable {
     /// socket listens or holds a bound port; else the remote port.
     public func key(for s: SocketRecord) -> PortKey { decide(s).0 }
 
-    /// The row of a socket from a destroy event (always in CLOSE), or nil when the kernel
-    /// erased its destination: a blocking connect() that failed is disconnected (peer port 0)
-    /// before it closes, so neither its remote port nor its side can be known.
+    /// The row of a connection from a destroy event (always in CLOSE), or nil for a socket that
+    /// closed unconnected: a bound TCP or UDP socket (no connection), or a blocking connect()
+    /// that failed — the kernel disconnects it (peer port 0, peer address kept) before it
+    /// closes, so its remote port cannot be known.
     public func key(forClosed s: SocketRecord) -> PortKey? {
-        if s.peer.port == 0 {
-            if s.proto == .tcp && !s.peer.address.isWildcard { return nil }
-            return PortKey.local(s.proto, s.local.port)
-        }
+        if s.peer.port == 0 { return nil }
         var open = s
         open.state = .established
         return decide(open).0

@@ -180,12 +180,11 @@ public struct TrafficTracker: Sendable {
         for (cookie, s) in final {
             let previous = seen.removeValue(forKey: cookie)
             guard let key = previous?.key ?? classifier.key(forClosed: s) else {
-                // A failed blocking connect: the kernel erased its destination port.
-                unattributed += 1
+                // Never seen and closed unconnected: no connection (a bound socket, a UDP
+                // socket's sendto()s), unless a failed blocking connect erased its destination.
+                if s.proto == .tcp && !s.peer.address.isWildcard { unattributed += 1 }
                 continue
             }
-            // A TCP socket that was only bound (never listened or connected) is no connection.
-            if previous == nil && s.proto == .tcp && s.peer.port == 0 { continue }
             let counters = TrafficCounters(s) ?? TrafficCounters()
             let slot = acc.slot(key)
             if previous == nil { acc.activity[slot].opened += 1 }
