@@ -78,6 +78,13 @@ struct EverydayTruthTests {
             let text = runPortwatch(["who", spec])
             #expect(text.status == 0 && text.stdout.contains(kind), "\(text)")
         }
+        // A UDP socket bound on the client's port number does not hide the TCP client.
+        let sameNumber = try Net.udpSocket("127.0.0.1", port: client.port)
+        defer { sameNumber.close() }
+        let both = runPortwatch(["who", "\(client.port)", "--json"])
+        let tcpEntry = jsonOf(both)?.objects("results").first { $0.string("protocol") == "tcp" }
+        #expect(tcpEntry?.objects("processes").first { $0.int("pid") == Int(getpid()) }?.strings("holds") == ["connected"],
+                "\(both)")
     }
 
     /// Defect 3: server-side connections stay on the server's port after the listener closes,

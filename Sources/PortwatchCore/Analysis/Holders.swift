@@ -67,8 +67,8 @@ public struct HoldersReport: Sendable {
 /// listening, bound or connected (a client bound to a fixed port, a connected UDP socket).
 ///
 /// For one port, listeners and bound sockets are asked for first — walks of the kernel's
-/// short listening and bind tables. When a listener is found, the port's connections are not
-/// dumped (a busy server's tens of thousands of them are its own); otherwise every socket on
+/// short listening and bind tables. Where a listener is found (per protocol), the port's
+/// connections are not dumped (a busy server's tens of thousands of them are its own); otherwise every socket on
 /// the port is. TIME_WAIT and half-open sockets belong to no process and are left out.
 public func findHolders(_ spec: PortSpec, protocols: Set<TransportProtocol>,
                         source: any SocketSource = defaultSocketSource(),
@@ -87,8 +87,13 @@ public func findHolders(_ spec: PortSpec, protocols: Set<TransportProtocol>,
         var held = query
         held.states = SocketQuery.stateMask([.listen, .close]) | (1 << 13)
         sockets = try source.sockets(held)
-        if !sockets.contains(where: { $0.proto == .tcp ? $0.state == .listen : true }) {
-            sockets = try source.sockets(query)
+        // Protocols without a listener on the port: every socket there may be a holder.
+        let rest = protocols.subtracting(sockets.filter(\.isListening).map(\.proto))
+        if !rest.isEmpty {
+            var all = query
+            all.protocols = rest
+            sockets.removeAll { rest.contains($0.proto) }
+            sockets.append(contentsOf: try source.sockets(all))
         }
     } else {
         sockets = try source.sockets(query)
