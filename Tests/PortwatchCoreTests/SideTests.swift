@@ -153,3 +153,28 @@ private func sampleUntil(_ sampler: Sampler, _ done: ([WindowReport]) -> Bool) t
         #expect(c.key(forClosed: erased) == nil)
     }
 }
+
+@Suite struct WindowCountsOnlyConnections {
+    private func snapshot(_ sockets: [SocketRecord], at time: Double) -> PortSnapshot {
+        let range = EphemeralRange(32768...60999)
+        return PortSnapshot(takenAt: time, source: "test", sockets: sockets,
+                            ports: summarizePorts(sockets, includeOutgoing: true, ephemeral: range),
+                            owners: [:], processes: [:], notes: [],
+                            classifier: PortClassifier(sockets: sockets, ephemeral: range))
+    }
+
+    /// A socket that only holds its port (bind() before listen()) neither opens nor closes a
+    /// connection, in a dump or in its destroy event.
+    @Test func boundSocketIsNoConnection() {
+        let bound = SocketRecord(proto: .tcp, state: .close, local: Endpoint(address: .v4(0x7f00_0001), port: 12000),
+                                 peer: Endpoint(address: .anyV4, port: 0), cookie: 5, tcp: TCPStats(), drops: 0)
+        let key = PortKey.local(.tcp, 12000)
+        var tracker = TrafficTracker()
+        tracker.start(snapshot([], at: 0), system: .init())
+        let seen = tracker.advance(snapshot([bound], at: 1), destroyed: DestroyBatch(sockets: [], overflows: 0), system: .init())
+        #expect(seen.activity(key).opened == 0)
+        let gone = tracker.advance(snapshot([], at: 2), destroyed: DestroyBatch(sockets: [bound], overflows: 0), system: .init())
+        #expect(gone.activity(key).closed == 0)
+        #expect(gone.connectFailuresWithoutPort == 0)
+    }
+}

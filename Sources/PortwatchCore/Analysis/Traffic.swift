@@ -77,6 +77,8 @@ public struct TrafficTracker: Sendable {
         var key: PortKey
         var counters: TrafficCounters
         var listening: Bool
+        /// A connection (not a listener, nor a socket that only holds a bound port).
+        var connection: Bool
         /// Samples in a row the socket was missing without a destroy event.
         var missing = 0
         /// The sample that last saw the socket.
@@ -101,7 +103,8 @@ public struct TrafficTracker: Sendable {
         generation &+= 1
         for s in snapshot.sockets {
             guard let c = TrafficCounters(s) else { continue }
-            seen[s.cookie] = Seen(key: classifier.key(for: s), counters: c, listening: s.isListening, generation: generation)
+            seen[s.cookie] = Seen(key: classifier.key(for: s), counters: c, listening: s.isListening,
+                                  connection: !s.isListening && !s.isBoundOnly, generation: generation)
         }
         lastTime = Self.time(of: snapshot)
         lastSystem = system
@@ -170,9 +173,11 @@ public struct TrafficTracker: Sendable {
             } else {
                 let key = classifier.key(for: s)
                 let slot = acc.slot(key)
-                if !listening { acc.activity[slot].opened += 1 }
+                let connection = !listening && !s.isBoundOnly
+                if connection { acc.activity[slot].opened += 1 }
                 acc.activity[slot].add(counters, listening: tcpListener)
-                seen[s.cookie] = Seen(key: key, counters: counters, listening: listening, generation: generation)
+                seen[s.cookie] = Seen(key: key, counters: counters, listening: listening, connection: connection,
+                                      generation: generation)
             }
         }
 
@@ -180,15 +185,16 @@ public struct TrafficTracker: Sendable {
         for (cookie, s) in final {
             let previous = seen.removeValue(forKey: cookie)
             guard let key = previous?.key ?? classifier.key(forClosed: s) else {
-                // Never seen and closed unconnected: no connection (a bound socket, a UDP
-                // socket's sendto()s), unless a failed blocking connect erased its destination.
+                // Never seen and closed unconnected: no connection (a socket that was only
+                // bound), unless a failed blocking connect erased its destination.
                 if s.proto == .tcp && !s.peer.address.isWildcard { unattributed += 1 }
                 continue
             }
             let counters = TrafficCounters(s) ?? TrafficCounters()
             let slot = acc.slot(key)
             if previous == nil { acc.activity[slot].opened += 1 }
-            acc.activity[slot].closed += 1
+            // A listener or a socket that only held its port closing is no connection closing.
+            if previous?.connection ?? true { acc.activity[slot].closed += 1 }
             acc.activity[slot].add(counters.growth(since: previous?.counters ?? TrafficCounters()),
                                    listening: previous?.listening ?? false)
             if key.role == .remote, let tcp = s.tcp, tcp.bytesAcked == 0, tcp.bytesReceived == 0, tcp.rttMicros == 0 {
@@ -206,7 +212,7 @@ public struct TrafficTracker: Sendable {
                 seen.values[i].missing += 1
                 if seen.values[i].missing > graceSamples {
                     gone.append(seen.keys[i])
-                    if !seen.values[i].listening { acc.activity[acc.slot(seen.values[i].key)].closed += 1 }
+                    if seen.values[i].connection { acc.activity[acc.slot(seen.values[i].key)].closed += 1 }
                 }
             }
             i = seen.values.index(after: i)
