@@ -67,7 +67,7 @@ struct Check: ParsableCommand {
         // System-wide error deltas of a --sample window: inside the one check's object, or
         // beside the list of checks.
         var systemErrors: JSONValue? = nil
-        let pairsPerCheckSystem = pairs.count == 1
+        let oneCheck = pairs.count == 1
         var allMatched = true
         let term = Terminal.stdout
         let services = ServiceDatabase.system
@@ -133,7 +133,7 @@ struct Check: ParsableCommand {
                 if let activity, let report {
                     pairs.append(("window", activity.windowJSON(seconds: report.seconds, captured: report.captured)))
                     pairs.append(("rates", activity.ratesJSON(seconds: report.seconds)))
-                    if pairsPerCheckSystem { pairs.append(("system_errors", report.systemJSON)) }
+                    if oneCheck { pairs.append(("system_errors", report.systemJSON)) }
                 }
                 results.append(.object(pairs))
                 var line = "\(check.proto.rawValue)/\(check.port)"
