@@ -78,6 +78,9 @@ struct Ports: ParsableCommand {
             } else {
                 emit(renderPortsTable(rows, services: services, processes: !noProcesses, terminal: term, window: report))
             }
+            for row in rows where row.overloaded {
+                emit("\(row.key.proto.rawValue)/\(row.key.port) overloaded: \(row.reasons.map(\.message).joined(separator: "; "))")
+            }
             if let line = report?.systemErrorsLine { emit("system: " + line) }
             for note in snapshot.notes { printError("note: \(note)") }
         }

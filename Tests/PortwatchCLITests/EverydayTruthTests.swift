@@ -202,6 +202,10 @@ struct EverydayTruthTests {
         #expect(reason?.int("count") == 2 && reason?.int("limit") == 1, "\(String(describing: doc))")
         let text = runPortwatch(["check", "\(listener.port)"])
         #expect(text.stdout.contains("overloaded") && text.stdout.contains("accept queue full (2/1)"), "\(text)")
+        let table = runPortwatch(["ports", "\(listener.port)"])
+        #expect(table.stdout.contains("tcp/\(listener.port) overloaded: accept queue full (2/1)"), "\(table)")
+        let row = jsonOf(runPortwatch(["ports", "\(listener.port)", "--json"]))?.objects("ports").first
+        #expect(row?.objects("reasons").first?.string("reason") == "accept_queue_full", "\(String(describing: row))")
         let sampled = jsonOf(runPortwatch(["check", "\(listener.port)", "--sample", "200ms", "--json"]))
         #expect(sampled?.object("system_errors")?["syncookies_sent"] != nil, "\(String(describing: sampled))")
     }
