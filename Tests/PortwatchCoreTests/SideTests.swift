@@ -178,3 +178,50 @@ private func sampleUntil(_ sampler: Sampler, _ done: ([WindowReport]) -> Bool) t
         #expect(gone.connectFailuresWithoutPort == 0)
     }
 }
+
+@Suite struct VerdictRules {
+    private let range = EphemeralRange(32768...60999)
+
+    private func snapshot(_ sockets: [SocketRecord]) -> PortSnapshot {
+        PortSnapshot(takenAt: 0, source: "test", sockets: sockets,
+                     ports: summarizePorts(sockets, includeOutgoing: true, ephemeral: range),
+                     owners: [:], processes: [:], notes: [], classifier: PortClassifier(sockets: sockets, ephemeral: range))
+    }
+
+    private func listener(_ port: UInt16, queue: UInt32 = 0, backlog: UInt32 = 8) -> SocketRecord {
+        SocketRecord(proto: .tcp, state: .listen, local: Endpoint(address: .anyV4, port: port),
+                     peer: Endpoint(address: .anyV4, port: 0), cookie: 1, receiveQueue: queue, sendQueue: backlog)
+    }
+
+    /// `listening` is met only while something listens, whatever its load; `busy` by overloaded too.
+    @Test func expectationsFollowTheListenerNotTheLoad() throws {
+        let idle = try #require(localChecks(ports: [(.tcp, 8080)], snapshot: snapshot([listener(8080)])).first)
+        #expect(idle.verdict == .listening && idle.meets(.listening) && !idle.meets(.busy) && !idle.meets(.free))
+        let full = try #require(localChecks(ports: [(.tcp, 8080)], snapshot: snapshot([listener(8080, queue: 9)])).first)
+        #expect(full.verdict == .overloaded && full.meets(.listening) && full.meets(.busy))
+        #expect(full.reasons == [.acceptQueueFull(current: 9, max: 8)])
+        let bound = SocketRecord(proto: .tcp, state: .close, local: Endpoint(address: .v4(0x7f00_0001), port: 8081),
+                                 peer: Endpoint(address: .anyV4, port: 0), cookie: 2)
+        let held = try #require(localChecks(ports: [(.tcp, 8081)], snapshot: snapshot([bound])).first)
+        #expect(held.verdict == .busy && held.boundSockets == 1 && !held.meets(.listening) && held.meets(.busy))
+    }
+
+    /// Drops rising in the window make a listening port overloaded, with the count; SYN cookies
+    /// are named only where a queue was at its limit.
+    @Test func windowDropsAndCookiesAreReasons() throws {
+        var window = WindowReport(seconds: 1, ports: [:], system: [("syncookies_sent", 5)], eventOverflows: 0,
+                                  closedConnectionsCounted: true, notes: [])
+        var activity = PortActivity()
+        activity.listenDrops = 3
+        window.ports[PortKey.local(.tcp, 8080)] = activity
+        let check = try #require(localChecks(ports: [(.tcp, 8080), (.tcp, 8082)],
+                                             snapshot: snapshot([listener(8080), listener(8082)]), window: window).first)
+        #expect(check.verdict == .overloaded)
+        #expect(check.reasons == [.listenDropsRising(3), .syncookiesSent(5)])
+        let quiet = localChecks(ports: [(.tcp, 8082)], snapshot: snapshot([listener(8082)]), window: window)
+        #expect(quiet.first?.verdict == .listening && quiet.first?.reasons == [])
+        let rows = portRows(snapshot: snapshot([listener(8080), listener(8082)]), window: window, includeOutgoing: false)
+        #expect(rows.map(\.state) == [.overloaded, .listen])
+        #expect(rows.first?.errorCount == 3 + 5)
+    }
+}
