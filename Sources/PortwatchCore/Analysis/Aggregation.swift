@@ -80,13 +80,14 @@ public struct SideMemory: Sendable {
 /// Decides which port row a socket is counted under (see `summarizePorts`), so that live
 /// sockets and closed ones (destroy events) land on the same rows.
 ///
-/// A connection belongs to its local port (server side) when its local port lies outside the
-/// ephemeral range and its peer's inside; when it is remembered there (`SideMemory`); when a
-/// listener on its port (now, or at the previous sample) could have accepted it (a wildcard
-/// of its family, or its own address; a v6only `[::]` is no wildcard for IPv4); or, when the ports alone do
-/// not tell (both inside or both outside the range), other connections share its local
-/// address and port (a client's source port carries one connection). Otherwise it is
-/// outgoing, on the row of the remote port.
+/// Listeners, bound UDP sockets and TCP sockets holding a bound port belong to their local
+/// port. A connection belongs to its local port (server side) when its local port lies
+/// outside the ephemeral range and its peer's inside; when it is remembered there
+/// (`SideMemory`); when a listener on its port (now, or at the previous sample) could have
+/// accepted it (a wildcard of its family, or its own address; a v6only `[::]` is no wildcard
+/// for IPv4); or, when the ports alone do not tell (both inside or both outside the range),
+/// when other connections share its local address and port (a client's source port carries
+/// one connection). Otherwise it is outgoing, on the row of the remote port.
 public struct PortClassifier: Sendable {
     /// Listening addresses per local (protocol, port).
     fileprivate(set) var listening: [PortKey: [ListenAddress]] = [:]
@@ -125,11 +126,6 @@ public struct PortClassifier: Sendable {
     /// Whether something listens on the port.
     public func isListening(_ proto: TransportProtocol, _ port: UInt16) -> Bool {
         listening[PortKey.local(proto, port)] != nil
-    }
-
-    /// Whether the port is a client's source port: inside the ephemeral range and not listened on.
-    public func isEphemeralClientPort(_ proto: TransportProtocol, _ port: UInt16) -> Bool {
-        ephemeral.range.contains(port) && !isListening(proto, port)
     }
 
     /// The row of a socket from a dump: its local port when that is a server port, or the

@@ -83,8 +83,9 @@ public enum OverloadReason: Sendable, Hashable {
     }
 }
 
-/// Why a port is overloaded right now, from its sockets alone (no window).
 extension PortSummary {
+    /// Why a port is overloaded right now, from its sockets alone (no window): an accept
+    /// queue over its limit, or half-open connections at the backlog.
     public var overloadReasons: [OverloadReason] {
         guard proto == .tcp, listening else { return [] }
         var reasons: [OverloadReason] = []
