@@ -104,23 +104,28 @@ public struct PortClassifier: Sendable {
             recentListening = memory.listeners
             remembered = memory.sides
         }
-        addListeners(sockets)
-        // TCP connections whose ports do not tell their side: a local endpoint carrying
-        // several of them is a server's (a client's source port carries one connection).
+        // One pass: the listeners, and the TCP connections whose ports do not tell their side
+        // (a local endpoint carrying several of them is a server's; a client's source port
+        // carries one connection).
         var once = Set<Endpoint>()
-        for s in sockets where s.proto == .tcp && s.peer.port != 0 && !s.isListening && !s.isBoundOnly
-            && ambiguousByPorts(s) {
-            if !once.insert(s.local).inserted { sharedEndpoints.insert(s.local) }
+        for s in sockets {
+            if s.isListening {
+                addListener(s)
+            } else if s.proto == .tcp && s.peer.port != 0 && s.state != .close && ambiguousByPorts(s) {
+                if !once.insert(s.local).inserted { sharedEndpoints.insert(s.local) }
+            }
         }
     }
 
     /// Adds the listeners of another dump (e.g. an unfiltered listeners-only query).
     public mutating func addListeners(_ sockets: [SocketRecord]) {
-        for s in sockets where s.isListening {
-            let k = PortKey.local(s.proto, s.local.port)
-            let a = ListenAddress(address: s.local.address, v6only: s.v6only)
-            if !(listening[k]?.contains(a) ?? false) { listening[k, default: []].append(a) }
-        }
+        for s in sockets where s.isListening { addListener(s) }
+    }
+
+    private mutating func addListener(_ s: SocketRecord) {
+        let k = PortKey.local(s.proto, s.local.port)
+        let a = ListenAddress(address: s.local.address, v6only: s.v6only)
+        if !(listening[k]?.contains(a) ?? false) { listening[k, default: []].append(a) }
     }
 
     /// Whether something listens on the port.
@@ -248,5 +253,13 @@ private func update(_ summary: inout PortSummary, _ body: (inout PortSummary) ->
 @inline(__always)
 private func account(_ s: SocketRecord, into summary: inout PortSummary) {
     summary.connections.add(s.state)
-    if let counters = TrafficCounters(s) { summary.traffic += counters }
+    // Field by field, not through TrafficCounters(s): this runs once per socket of a dump.
+    if let tcp = s.tcp {
+        summary.traffic.bytesReceived &+= s.payloadReceived
+        summary.traffic.bytesSent &+= s.payloadSent
+        summary.traffic.packetsReceived &+= UInt64(tcp.segmentsIn)
+        summary.traffic.packetsSent &+= UInt64(tcp.segmentsOut)
+        summary.traffic.retransmits &+= UInt64(tcp.totalRetransmits)
+    }
+    if let drops = s.drops { summary.traffic.drops &+= UInt64(drops) }
 }

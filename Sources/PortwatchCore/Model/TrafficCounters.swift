@@ -22,12 +22,15 @@ public struct TrafficCounters: Sendable, Hashable {
     /// The counters of a socket record (payload bytes, segments); nil when the kernel gave
     /// none (TIME_WAIT, SYN_RECV).
     public init?(_ s: SocketRecord) {
-        if s.tcp == nil && s.drops == nil { return nil }
-        bytesReceived = s.payloadReceived
-        bytesSent = s.payloadSent
-        packetsReceived = UInt64(s.tcp?.segmentsIn ?? 0)
-        packetsSent = UInt64(s.tcp?.segmentsOut ?? 0)
-        retransmits = UInt64(s.tcp?.totalRetransmits ?? 0)
+        if let tcp = s.tcp {
+            bytesReceived = s.payloadReceived
+            bytesSent = s.payloadSent
+            packetsReceived = UInt64(tcp.segmentsIn)
+            packetsSent = UInt64(tcp.segmentsOut)
+            retransmits = UInt64(tcp.totalRetransmits)
+        } else if s.drops == nil {
+            return nil
+        }
         drops = UInt64(s.drops ?? 0)
     }
 
