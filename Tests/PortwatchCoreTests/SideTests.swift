@@ -105,6 +105,37 @@ private func sampleUntil(_ sampler: Sampler, _ done: ([WindowReport]) -> Bool) t
             #expect(reports.allSatisfy { $0.ports[PortKey.local(.tcp, p)] == nil }, "source port \(p) became a row")
         }
     }
+
+    /// Timed-out connects: SYNs to a listener whose accept queue is full are dropped, so the
+    /// clients wait in SYN_SENT until they give up; each counts as a connect timeout on the
+    /// remote port's row, and their source ports make no rows.
+    @Test(.enabled(if: getuid() == 0, "needs root: closed connections come from destroy events"))
+    func abandonedConnectsAreTimeoutsOnTheRemoteRow() throws {
+        let listener = try LoopbackSocket.listener(port: try unusedPort(), backlog: 1)
+        let port = listener.port
+        // Two handshakes fill a queue whose limit is 1; nobody accepts.
+        let fillers = try (0..<2).map { _ in try LoopbackSocket.tcp() }
+        for f in fillers { #expect(f.connect(port) == 0) }
+        defer { fillers.forEach { $0.close() } }
+        let s = try sampler(port: port)
+        try s.start()
+        var sourcePorts: [UInt16] = []
+        for _ in 0..<3 {
+            let c = try LoopbackSocket.tcp(nonBlocking: true)
+            #expect(c.connect(port) == 0)
+            // Still waiting: the listener dropped the SYN.
+            #expect(c.connectResult(timeout: 200) == 0)
+            sourcePorts.append(c.port)
+            c.close()
+        }
+        let remote = PortKey(role: .remote, proto: .tcp, port: port)
+        let reports = try sampleUntil(s) { r in r.reduce(0) { $0 + $1.activity(remote).connectTimeouts } >= 3 }
+        #expect(reports.reduce(0) { $0 + $1.activity(remote).connectTimeouts } == 3)
+        #expect(reports.reduce(0) { $0 + $1.activity(remote).connectRefused } == 0)
+        for p in sourcePorts {
+            #expect(reports.allSatisfy { $0.ports[PortKey.local(.tcp, p)] == nil }, "source port \(p) became a row")
+        }
+    }
 }
 
 @Suite struct ClassifierRules {
