@@ -21,7 +21,7 @@ public enum HoldKind: String, Sendable, Hashable, CaseIterable {
 }
 
 /// One socket on a port and how it holds it.
-public struct HeldSocket: Sendable, Hashable {
+public struct HeldSocket: Sendable, Hashable, CustomStringConvertible {
     public var socket: SocketRecord
     public var kind: HoldKind
 
