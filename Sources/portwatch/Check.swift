@@ -64,6 +64,10 @@ struct Check: ParsableCommand {
 
         var results: [JSONValue] = []
         var lines: [String] = []
+        // System-wide error deltas of a --sample window: inside the one check's object, or
+        // beside the list of checks.
+        var systemErrors: JSONValue? = nil
+        let oneCheck = pairs.count == 1
         var allMatched = true
         let term = Terminal.stdout
         let services = ServiceDatabase.system
@@ -102,15 +106,10 @@ struct Check: ParsableCommand {
             let options = SnapshotOptions(query: query, processes: .owners)
             let window = try sample.map { try sampleWindow($0) }
             let (snapshot, report) = try snapshotOrWindow(options, window: window, capture: capture)
-            for var check in localChecks(ports: pairs, snapshot: snapshot) {
-                let activity = report?.activity(PortKey(role: .local, proto: check.proto, port: check.port))
-                // Drops rising during the window (a TCP listener's, or a UDP socket's receive
-                // buffer): the port is refusing work now.
-                if let activity, activity.listenDrops > 0 || (check.proto == .udp && activity.drops > 0),
-                   check.summary?.listening == true {
-                    check.verdict = .overloaded
-                }
-                let matched = localMatches(check.verdict, expected)
+            systemErrors = report?.systemJSON
+            for check in localChecks(ports: pairs, snapshot: snapshot, window: report) {
+                let activity = report?.activity(PortKey.local(check.proto, check.port))
+                let matched = check.meets(expected)
                 allMatched = allMatched && matched
                 let s = check.summary
                 let service = services.name(port: check.port, proto: check.proto)
@@ -119,38 +118,48 @@ struct Check: ParsableCommand {
                     ("service", .optional(service)),
                     ("verdict", .string(check.verdict.rawValue)), ("expected", .string(expected.rawValue)),
                     ("matched", .bool(matched)),
-                    ("listening", .bool(s?.listening ?? false)),
+                    ("listening", .bool(check.listening)),
                     ("addresses", .array((s?.addresses ?? []).map { .string($0) })),
-                    ("connections", (s?.connections ?? ConnectionCounts()).json),
+                    ("connections", check.connections.json),
                     ("accept_queue", s?.acceptQueue.map(\.json) ?? .null),
                     ("time_wait", .number(check.timeWait)),
                     ("bound_sockets", .number(check.boundSockets)),
+                    ("client_connections", .number(check.clientConnections)),
+                    ("reasons", .array(check.reasons.map(\.json))),
+                    ("caveats", .array(check.caveats.map { .string($0) })),
                     ("errors", s?.errorsJSON ?? .null),
                     ("processes", .array((s?.processes ?? []).map(\.json))),
                 ]
                 if let activity, let report {
                     pairs.append(("window", activity.windowJSON(seconds: report.seconds, captured: report.captured)))
                     pairs.append(("rates", activity.ratesJSON(seconds: report.seconds)))
+                    if oneCheck { pairs.append(("system_errors", report.systemJSON)) }
                 }
                 results.append(.object(pairs))
                 var line = "\(check.proto.rawValue)/\(check.port)"
                 if let service { line += " (\(service))" }
                 line += ": \(paint(check.verdict, term))"
-                if let s, s.listening || s.connections.total > 0 || s.boundSockets > 0 {
-                    var facts: [String] = []
-                    if !s.listening && s.boundSockets > 0 { facts.append("bound but not listening") }
-                    if s.listening { facts.append("listening on \(s.addresses.joined(separator: ", "))") }
-                    if let q = s.acceptQueue { facts.append("accept queue \(q.current)/\(q.max.map(String.init) ?? "?")") }
-                    facts.append("\(s.connections.established) established")
-                    if !s.processes.isEmpty { facts.append("held by \(processList(s.processes))") }
-                    if let activity, let report {
-                        let secs = report.seconds > 0 ? report.seconds : 1
-                        facts.append("rx \(formatRate(bitsPerSecond: Double(activity.bytesReceived) * 8 / secs))")
-                        facts.append("tx \(formatRate(bitsPerSecond: Double(activity.bytesSent) * 8 / secs))")
-                        if activity.listenDrops > 0 { facts.append("\(activity.listenDrops) listen drops in \(String(format1: report.seconds))s") }
-                    }
-                    line += " — " + facts.joined(separator: ", ")
+                var facts: [String] = []
+                if !check.reasons.isEmpty { facts.append(check.reasons.map(\.message).joined(separator: "; ")) }
+                if !check.listening && check.boundSockets > 0 {
+                    facts.append("bound but not listening (\(check.boundSockets) socket\(check.boundSockets == 1 ? "" : "s"))")
                 }
+                if !check.listening && check.clientConnections > 0 {
+                    facts.append("source port of \(check.clientConnections) outgoing connection\(check.clientConnections == 1 ? "" : "s")")
+                }
+                if let s, s.listening { facts.append("listening on \(s.addresses.joined(separator: ", "))") }
+                if let q = s?.acceptQueue { facts.append("accept queue \(q.current)/\(q.max.map(String.init) ?? "?")") }
+                if check.listening || check.connections.established > 0 {
+                    facts.append("\(check.connections.established) established")
+                }
+                if let s, !s.processes.isEmpty { facts.append("held by \(processList(s.processes))") }
+                if let activity, let report, check.verdict != .free {
+                    let secs = report.seconds > 0 ? report.seconds : 1
+                    facts.append("rx \(formatRate(bitsPerSecond: Double(activity.traffic.bytesReceived) * 8 / secs))")
+                    facts.append("tx \(formatRate(bitsPerSecond: Double(activity.traffic.bytesSent) * 8 / secs))")
+                }
+                facts.append(contentsOf: check.caveats)
+                if !facts.isEmpty { line += " — " + facts.joined(separator: ", ") }
                 lines.append(line)
             }
             for note in snapshot.notes where !output.json { printError("note: \(note)") }
@@ -160,7 +169,10 @@ struct Check: ParsableCommand {
             if results.count == 1 {
                 output.print(results[0])
             } else {
-                output.print(["checks": .array(results), "expected": .string(expected.rawValue), "matched": .bool(allMatched)])
+                var doc: [(String, JSONValue)] = [("checks", .array(results)), ("expected", .string(expected.rawValue)),
+                                                  ("matched", .bool(allMatched))]
+                if let systemErrors { doc.append(("system_errors", systemErrors)) }
+                output.print(.object(doc))
             }
         } else {
             emit(lines.joined(separator: "\n"))
@@ -174,15 +186,6 @@ struct Check: ParsableCommand {
         case .listening, .busy: return term.yellow(v.rawValue)
         default: return term.red(v.rawValue)
         }
-    }
-}
-
-/// Whether a local verdict meets an expectation ("listening" is met by busy and overloaded too).
-func localMatches(_ verdict: Verdict, _ expected: Verdict) -> Bool {
-    switch expected {
-    case .listening: return [.listening, .busy, .overloaded].contains(verdict)
-    case .busy: return [.busy, .overloaded].contains(verdict)
-    default: return verdict == expected
     }
 }
 

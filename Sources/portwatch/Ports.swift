@@ -52,36 +52,18 @@ struct Ports: ParsableCommand {
         let options = SnapshotOptions(query: query, includeOutgoing: all,
                                       processes: noProcesses ? .none : (all ? .full : .owners))
         let (snapshot, report) = try snapshotOrWindow(options, window: window, capture: capture)
-        var rows = snapshot.ports
-        if let report {
-            // Ports whose connections all came and went inside the window still get a row.
-            let present = Set(rows.map { PortKey(role: $0.role, proto: $0.proto, port: $0.port) })
-            for (key, activity) in report.ports where !present.contains(key) && !activity.isQuiet {
-                if key.role == .remote && !all { continue }
-                rows.append(PortSummary(proto: key.proto, port: key.port, role: key.role))
-            }
-            rows.sort { PortKey(role: $0.role, proto: $0.proto, port: $0.port) < PortKey(role: $1.role, proto: $1.proto, port: $1.port) }
-        }
-        if let spec {
-            rows = rows.filter { spec.contains(port: $0.port, proto: $0.proto) }
-        }
+        let rows = portRows(snapshot: snapshot, window: report, includeOutgoing: all, filter: spec)
         let services = ServiceDatabase.system
         if output.json {
             var doc: [(String, JSONValue)] = [
-                ("ports", .array(rows.map { row in
-                    let json = row.json(service: services.name(port: row.port, proto: row.proto))
-                    guard let report, case .object(var pairs) = json else { return json }
-                    let activity = report.activity(PortKey(role: row.role, proto: row.proto, port: row.port))
-                    pairs.append(("window", activity.windowJSON(seconds: report.seconds, captured: report.captured)))
-                    pairs.append(("rates", activity.ratesJSON(seconds: report.seconds)))
-                    return .object(pairs)
-                })),
+                ("ports", .array(rows.map { $0.json(service: services.name(port: $0.key.port, proto: $0.key.proto), window: report) })),
                 ("source", .string(snapshot.source)),
                 ("taken_at", .double(snapshot.takenAt)),
             ]
             if let report {
                 doc.append(("window_seconds", .double(report.seconds)))
                 doc.append(("system_errors", report.systemJSON))
+                doc.append(("connect_failures_without_port", .number(report.connectFailuresWithoutPort)))
                 if report.captured {
                     doc.append(("closed_port_hits", report.closedPortHitsJSON))
                     doc.append(("capture_kernel_drops", .number(report.captureKernelDrops)))
@@ -96,6 +78,10 @@ struct Ports: ParsableCommand {
             } else {
                 emit(renderPortsTable(rows, services: services, processes: !noProcesses, terminal: term, window: report))
             }
+            for row in rows where row.overloaded {
+                emit("\(row.key.proto.rawValue)/\(row.key.port) overloaded: \(row.reasons.map(\.message).joined(separator: "; "))")
+            }
+            if let line = report?.systemErrorsLine { emit("system: " + line) }
             for note in snapshot.notes { printError("note: \(note)") }
         }
         if rows.isEmpty && spec != nil { throw AnswerNo() }
@@ -103,7 +89,7 @@ struct Ports: ParsableCommand {
 }
 
 /// The human table of `ports`.
-func renderPortsTable(_ rows: [PortSummary], services: ServiceDatabase, processes: Bool, terminal: Terminal,
+func renderPortsTable(_ rows: [PortRow], services: ServiceDatabase, processes: Bool, terminal: Terminal,
                       window: WindowReport? = nil) -> String {
     var columns: [Table.Column] = [
         .init(title: "PROTO"), .init(title: "PORT", align: .right), .init(title: "SERVICE"),
@@ -116,16 +102,16 @@ func renderPortsTable(_ rows: [PortSummary], services: ServiceDatabase, processe
     if window != nil { columns.append(.init(title: "ERRORS", align: .right)) }
     if processes { columns.append(.init(title: "PROCESS", flexible: true)) }
     var table = Table(columns)
-    for p in rows {
+    for row in rows {
+        let p = row.summary
         let state: Table.Cell
-        switch (p.role, p.listening, p.overloaded) {
-        case (.remote, _, _): state = .init(text: "outgoing", paint: terminal.dim)
-        case (_, true, true): state = .init(text: "overloaded", paint: terminal.red)
-        case (_, true, false): state = .init(text: p.proto == .udp ? "bound" : "listen", paint: terminal.green)
-        case (_, false, _) where p.connections.total == 0 && p.boundSockets > 0: state = .init(text: "bound", paint: terminal.yellow)
-        case (_, false, _) where p.connections.total > 0 && p.connections.total == p.connections.timeWait:
-            state = .init(text: "time-wait", paint: terminal.dim)
-        default: state = .init(text: "connected", paint: terminal.yellow)
+        switch row.state {
+        case .outgoing: state = .init(text: "outgoing", paint: terminal.dim)
+        case .overloaded: state = .init(text: "overloaded", paint: terminal.red)
+        case .listen, .bound where p.listening: state = .init(text: row.state.rawValue, paint: terminal.green)
+        case .bound: state = .init(text: "bound", paint: terminal.yellow)
+        case .timeWait: state = .init(text: "time-wait", paint: terminal.dim)
+        default: state = .init(text: row.state.rawValue, paint: terminal.yellow)
         }
         var addresses = p.addresses
         if addresses.count > 3 { addresses = Array(addresses.prefix(3)) + ["+\(p.addresses.count - 3)"] }
@@ -133,15 +119,15 @@ func renderPortsTable(_ rows: [PortSummary], services: ServiceDatabase, processe
         let service: String = services.name(port: p.port, proto: p.proto) ?? "-"
         let shownAddresses: String = addresses.isEmpty ? "-" : addresses.joined(separator: ",")
         let handshakes: Int = p.connections.synRecv + p.connections.synSent
-        var rx: String = p.proto == .udp ? "-" : formatBytes(p.bytesReceived)
-        var tx: String = p.proto == .udp ? "-" : formatBytes(p.bytesSent)
+        var rx: String = p.proto == .udp ? "-" : formatBytes(p.traffic.bytesReceived)
+        var tx: String = p.proto == .udp ? "-" : formatBytes(p.traffic.bytesSent)
         var errors = ""
         if let window {
-            let a = window.activity(PortKey(role: p.role, proto: p.proto, port: p.port))
+            let a = row.activity
             let seconds = window.seconds > 0 ? window.seconds : 1
-            rx = formatRate(bitsPerSecond: Double(a.bytesReceived) * 8 / seconds)
-            tx = formatRate(bitsPerSecond: Double(a.bytesSent) * 8 / seconds)
-            errors = String(a.errorCount)
+            rx = formatRate(bitsPerSecond: Double(a.traffic.bytesReceived) * 8 / seconds)
+            tx = formatRate(bitsPerSecond: Double(a.traffic.bytesSent) * 8 / seconds)
+            errors = String(row.errorCount)
         }
         var cells: [Table.Cell] = [.init(text: p.proto.rawValue), .init(text: String(p.port)), .init(text: service)]
         cells.append(state)
@@ -150,7 +136,7 @@ func renderPortsTable(_ rows: [PortSummary], services: ServiceDatabase, processe
         cells.append(.init(text: String(handshakes)))
         cells.append(.init(text: String(p.connections.timeWait)))
         cells.append(.init(text: String(p.connections.closeWait)))
-        let queuePaint: ((String) -> String)? = p.overloaded ? { terminal.red($0) } : nil
+        let queuePaint: ((String) -> String)? = row.overloaded ? { terminal.red($0) } : nil
         cells.append(.init(text: queue, paint: queuePaint))
         cells.append(.init(text: rx))
         cells.append(.init(text: tx))

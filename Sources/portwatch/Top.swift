@@ -113,13 +113,6 @@ struct TopModel {
     var history: [PortKey: [Double]] = [:]
     let services = ServiceDatabase.system
 
-    struct Row {
-        var summary: PortSummary
-        var activity: PortActivity
-        var key: PortKey
-        var errors: UInt64 { activity.errorCount }
-    }
-
     mutating func update(_ snapshot: PortSnapshot, _ report: WindowReport) {
         self.snapshot = snapshot
         self.report = report
@@ -128,36 +121,23 @@ struct TopModel {
         for row in rows(includeAll: true) {
             let secs = report.seconds > 0 ? report.seconds : 1
             var series = history[row.key] ?? []
-            series.append(Double(row.activity.bytesReceived + row.activity.bytesSent) * 8 / secs)
+            series.append(Double(row.activity.traffic.bytesReceived + row.activity.traffic.bytesSent) * 8 / secs)
             if series.count > keep { series.removeFirst(series.count - keep) }
             next[row.key] = series
         }
         history = next
     }
 
-    func rows(includeAll: Bool = false) -> [Row] {
+    func rows(includeAll: Bool = false) -> [PortRow] {
         guard let snapshot else { return [] }
-        var out: [Row] = []
-        var present = Set<PortKey>()
-        for summary in snapshot.ports {
-            if summary.role == .remote && !(showOutgoing || includeAll) { continue }
-            if let spec, !spec.contains(port: summary.port, proto: summary.proto) { continue }
-            let key = PortKey(role: summary.role, proto: summary.proto, port: summary.port)
-            present.insert(key)
-            out.append(Row(summary: summary, activity: report?.activity(key) ?? PortActivity(), key: key))
-        }
-        for (key, activity) in report?.ports ?? [:] where !present.contains(key) && !activity.isQuiet {
-            if key.role == .remote && !(showOutgoing || includeAll) { continue }
-            if let spec, !spec.contains(port: key.port, proto: key.proto) { continue }
-            out.append(Row(summary: PortSummary(proto: key.proto, port: key.port, role: key.role), activity: activity, key: key))
-        }
+        var out = portRows(snapshot: snapshot, window: report, includeOutgoing: showOutgoing || includeAll, filter: spec)
         out.sort { a, b in
             let (x, y): (UInt64, UInt64)
             switch sort {
-            case .rx: (x, y) = (a.activity.bytesReceived, b.activity.bytesReceived)
-            case .tx: (x, y) = (a.activity.bytesSent, b.activity.bytesSent)
+            case .rx: (x, y) = (a.activity.traffic.bytesReceived, b.activity.traffic.bytesReceived)
+            case .tx: (x, y) = (a.activity.traffic.bytesSent, b.activity.traffic.bytesSent)
             case .conns: (x, y) = (UInt64(a.summary.connections.total), UInt64(b.summary.connections.total))
-            case .errors: (x, y) = (a.errors, b.errors)
+            case .errors: (x, y) = (a.errorCount, b.errorCount)
             }
             return x != y ? x > y : a.key < b.key
         }
@@ -172,18 +152,7 @@ struct TopModel {
             "sample_seconds": .double(report?.sampleSeconds ?? 0),
             "sort": .string(sort.rawValue),
             "ports": .array(rows().map { row in
-                [
-                    "protocol": .string(row.key.proto.rawValue), "port": .number(row.key.port),
-                    "role": .string(row.key.role.rawValue),
-                    "service": .optional(services.name(port: row.key.port, proto: row.key.proto)),
-                    "listening": .bool(row.summary.listening),
-                    "connections": row.summary.connections.json,
-                    "accept_queue": row.summary.acceptQueue.map(\.json) ?? .null,
-                    "rates": row.activity.ratesJSON(seconds: seconds),
-                    "window": row.activity.windowJSON(seconds: seconds, captured: report?.captured ?? false),
-                    "errors": row.summary.errorsJSON,
-                    "processes": .array(row.summary.processes.map(\.json)),
-                ]
+                row.json(service: services.name(port: row.key.port, proto: row.key.proto), window: report)
             }),
             "system_errors": report?.systemJSON ?? [:],
             "closed_port_hits": report.map { $0.captured ? $0.closedPortHitsJSON : .null } ?? .null,
@@ -198,15 +167,14 @@ struct TopModel {
         let seconds = report?.seconds ?? 0
         let all = rows()
         var totalRx: UInt64 = 0, totalTx: UInt64 = 0
-        for r in all { totalRx += r.activity.bytesReceived; totalTx += r.activity.bytesSent }
+        for r in all { totalRx += r.activity.traffic.bytesReceived; totalTx += r.activity.traffic.bytesSent }
         let secs = seconds > 0 ? seconds : 1
         var header = "portwatch top — \(all.count) port\(all.count == 1 ? "" : "s"), every \(formatDuration(.milliseconds(Int64(interval * 1000))))"
         header += ", sort \(sort.rawValue)  rx \(formatRate(bitsPerSecond: Double(totalRx) * 8 / secs))"
         header += "  tx \(formatRate(bitsPerSecond: Double(totalTx) * 8 / secs))"
         lines.append(term.bold(truncateLine(header, width)))
         if let report, !report.system.isEmpty {
-            let nonzero = report.system.filter { $0.1 > 0 }.map { "\($0.0) \($0.1)" }
-            lines.append(truncateLine("system errors: " + (nonzero.isEmpty ? "none" : nonzero.joined(separator: ", ")), width))
+            lines.append(truncateLine("system errors: " + (report.systemErrorsLine ?? "none"), width))
         } else {
             lines.append(waiting ? "measuring…" : "")
         }
@@ -217,6 +185,7 @@ struct TopModel {
         }
         var table = Table([
             .init(title: "PROTO"), .init(title: "PORT", align: .right), .init(title: "SERVICE"),
+            .init(title: "STATE"), .init(title: "ACCEPTQ", align: .right),
             .init(title: "RX/s", align: .right), .init(title: "TX/s", align: .right),
             .init(title: "PKT/s", align: .right), .init(title: "CONNS", align: .right),
             .init(title: "NEW", align: .right), .init(title: "ERR", align: .right),
@@ -229,12 +198,15 @@ struct TopModel {
             table.add([
                 .init(text: row.key.proto.rawValue), .init(text: port),
                 .init(text: services.name(port: row.key.port, proto: row.key.proto) ?? "-"),
-                .init(text: formatRate(bitsPerSecond: Double(a.bytesReceived) * 8 / secs)),
-                .init(text: formatRate(bitsPerSecond: Double(a.bytesSent) * 8 / secs)),
-                .init(text: String(format1: Double(a.packetsReceived + a.packetsSent) / secs)),
+                .init(text: row.state.rawValue, paint: row.overloaded ? { term.red($0) } : nil),
+                .init(text: row.summary.acceptQueue.map { "\($0.current)/\($0.max.map(String.init) ?? "?")" } ?? "-",
+                      paint: row.overloaded ? { term.red($0) } : nil),
+                .init(text: formatRate(bitsPerSecond: Double(a.traffic.bytesReceived) * 8 / secs)),
+                .init(text: formatRate(bitsPerSecond: Double(a.traffic.bytesSent) * 8 / secs)),
+                .init(text: String(format1: Double(a.traffic.packetsReceived + a.traffic.packetsSent) / secs)),
                 .init(text: String(row.summary.connections.total)),
                 .init(text: String(a.opened)),
-                .init(text: String(row.errors), paint: row.errors > 0 ? { term.red($0) } : nil),
+                .init(text: String(row.errorCount), paint: row.errorCount > 0 ? { term.red($0) } : nil),
                 .init(text: sparkline(history[row.key] ?? [], width: 20)),
                 .init(text: processList(row.summary.processes)),
             ])

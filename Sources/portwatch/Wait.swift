@@ -57,9 +57,7 @@ struct Wait: ParsableCommand {
                 var query = SocketQuery(protocols: protos, withCounters: false)
                 query.ports = portFilters(spec, protocols: protos)
                 let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .none))
-                reached = localChecks(ports: pairs, snapshot: snapshot).allSatisfy { check in
-                    target == "free" ? check.verdict == .free : check.verdict != .free && check.summary?.listening == true
-                }
+                reached = localChecks(ports: pairs, snapshot: snapshot).allSatisfy { $0.meets(target == "free" ? .free : .listening) }
             }
             let elapsed = now() - start
             if reached || elapsed >= limit { break }

@@ -4,7 +4,7 @@ import PortwatchCore
 /// `portwatch who`: the processes holding ports.
 struct Who: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Which processes hold the port: pid, name, command, user, unit or container, sockets.")
+        abstract: "Which processes hold the port — listening, bound or connected: pid, name, command, user, unit or container, sockets.")
 
     @Argument(help: "Ports: 8080, 8000-8100, 22,80,443, ssh, 53/udp.")
     var ports: String
@@ -14,76 +14,61 @@ struct Who: ParsableCommand {
     func run() throws {
         let spec = try parsePorts(ports)
         let protos = spec.protocols(default: [.tcp, .udp])
-        var query = SocketQuery(protocols: protos, withCounters: false)
-        query.ports = portFilters(spec, protocols: protos)
-        // Listeners hold a port; without one, whoever holds connections on it. For one port,
-        // ask for listeners first: a busy server's tens of thousands of connections need not be
-        // dumped to name it.
-        var snapshot: PortSnapshot
-        if spec.isSinglePort {
-            var listeners = query
-            listeners.listenersOnly = true
-            snapshot = try PortSnapshot.take(SnapshotOptions(query: listeners, processes: .ownersThorough))
-            if !snapshot.ports.contains(where: { $0.listening }) {
-                snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .ownersThorough))
-            }
-        } else {
-            snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .ownersThorough))
-        }
-        let rows = snapshot.ports.filter { $0.role == .local && spec.contains(port: $0.port, proto: $0.proto) }
+        let report = try findHolders(spec, protocols: protos)
 
         var results: [JSONValue] = []
         var table = Table([.init(title: "PROTO"), .init(title: "PORT", align: .right), .init(title: "PID", align: .right),
                            .init(title: "USER"), .init(title: "NAME"), .init(title: "UNIT/CONTAINER"),
-                           .init(title: "SOCKETS"), .init(title: "COMMAND", flexible: true)])
+                           .init(title: "HOLDS"), .init(title: "SOCKETS"), .init(title: "COMMAND", flexible: true)])
         var found = 0
-        for row in rows {
-            let sockets = row.listening
-                ? row.listeners.map { ($0.inode, "\(row.proto.rawValue) \($0.local) \(row.proto == .udp ? "bound" : "listen")") }
-                : snapshot.sockets.filter { $0.proto == row.proto && $0.local.port == row.port && $0.inode != 0 }
-                    .map { ($0.inode, "\($0.proto.rawValue) \($0.local) -> \($0.peer) \($0.state.name)") }
+        for row in report.ports {
             var procs: [JSONValue] = []
             for process in row.processes {
-                let held = sockets.filter { (snapshot.owners[$0.0] ?? []).contains(process.pid) }.map(\.1)
+                let held = row.sockets(heldBy: process.pid)
+                let kinds = HoldKind.allCases.filter { k in held.contains { $0.kind == k } }.map(\.rawValue)
                 var json = process.json
                 if case .object(var pairs) = json {
-                    pairs.append(("sockets", .array(held.map { .string($0) })))
+                    pairs.append(("holds", .array(kinds.map { .string($0) })))
+                    pairs.append(("sockets", .array(held.map { .string($0.description) })))
                     json = .object(pairs)
                 }
                 procs.append(json)
                 found += 1
                 let where_ = process.container.map { "container " + String($0.prefix(12)) } ?? process.unit ?? "-"
                 table.add([row.proto.rawValue, String(row.port), String(process.pid), process.user ?? "?", process.name,
-                           where_, held.count == 1 ? held[0] : "\(held.count) sockets", process.command])
+                           where_, kinds.joined(separator: ","),
+                           held.count == 1 ? held[0].description : "\(held.count) sockets", process.command])
             }
             var entry: [(String, JSONValue)] = [("port", .number(row.port)), ("protocol", .string(row.proto.rawValue)),
                                                 ("processes", .array(procs))]
-            if row.processes.isEmpty {
-                entry.append(("unattributed_sockets", .array(sockets.map { .string($0.1) })))
+            let unattributed = row.unattributed
+            if !unattributed.isEmpty {
+                entry.append(("unattributed_sockets", .array(unattributed.map { .string($0.description) })))
             }
             results.append(.object(entry))
         }
+        let notes = JSONValue.array(report.notes.map { .string($0) })
         if output.json {
             if results.count == 1 {
                 var doc = results[0]
-                if case .object(var pairs) = doc { pairs.append(("notes", .array(snapshot.notes.map { .string($0) }))); doc = .object(pairs) }
+                if case .object(var pairs) = doc { pairs.append(("notes", notes)); doc = .object(pairs) }
                 output.print(doc)
             } else if results.isEmpty && spec.isSinglePort {
                 let proto = protos.count == 1 ? (protos.first?.rawValue ?? "tcp") : "tcp"
                 output.print(["port": .number(spec.ports(for: protos.first ?? .tcp).first ?? 0), "protocol": .string(proto),
-                              "processes": [], "notes": .array(snapshot.notes.map { .string($0) })])
+                              "processes": [], "notes": notes])
             } else {
-                output.print(["results": .array(results), "notes": .array(snapshot.notes.map { .string($0) })])
+                output.print(["results": .array(results), "notes": notes])
             }
         } else {
             if found > 0 {
                 emit(table.render(Terminal.stdout))
-            } else if rows.isEmpty {
+            } else if report.ports.isEmpty {
                 emit("nothing holds \(ports)")
             } else {
                 emit("sockets on \(ports) exist but their processes could not be seen")
             }
-            for note in snapshot.notes { printError("note: \(note)") }
+            for note in report.notes { printError("note: \(note)") }
         }
         if found == 0 { throw AnswerNo() }
     }

@@ -63,12 +63,12 @@ func replay(_ datagrams: [[UInt8]]) throws -> [SocketRecord] {
         let ports = summarizePorts(records, includeOutgoing: true, ephemeral: EphemeralRange(32768...46999))
         let local = try #require(ports.first { $0.role == .local && $0.port == 47001 })
         #expect(local.connections.established == 2)
-        #expect(local.bytesReceived == 3000)
-        #expect(local.bytesSent == 500)
+        #expect(local.traffic.bytesReceived == 3000)
+        #expect(local.traffic.bytesSent == 500)
         let remote = try #require(ports.first { $0.role == .remote && $0.port == 47001 })
         #expect(remote.connections.established == 2)
-        #expect(remote.bytesSent == 3000)
-        #expect(remote.bytesReceived == 500)
+        #expect(remote.traffic.bytesSent == 3000)
+        #expect(remote.traffic.bytesReceived == 500)
     }
 
     @Test func truncatedRepliesAreErrorsNotCrashes() throws {

@@ -35,8 +35,8 @@ private let web = PortKey(role: .local, proto: .tcp, port: 8080)
         tracker.start(snapshot([listener(8080), conn(10, local: 8080, peer: 40000, rx: 1000, tx: 0)], at: 0), system: .init(), classifier: c)
         let report = tracker.advance(snapshot([listener(8080), conn(10, local: 8080, peer: 40000, rx: 5000, tx: 700)], at: 1),
                                      destroyed: DestroyBatch(sockets: [], overflows: 0), system: .init(), classifier: c)
-        #expect(report.activity(web).bytesReceived == 4000)
-        #expect(report.activity(web).bytesSent == 700)
+        #expect(report.activity(web).traffic.bytesReceived == 4000)
+        #expect(report.activity(web).traffic.bytesSent == 700)
         #expect(report.activity(web).opened == 0)
         #expect(report.seconds == 1)
     }
@@ -48,13 +48,13 @@ private let web = PortKey(role: .local, proto: .tcp, port: 8080)
         let closed = conn(20, local: 8080, peer: 40001, rx: 300, tx: 20, state: .close)
         let report = tracker.advance(snapshot([listener(8080)], at: 1),
                                      destroyed: DestroyBatch(sockets: [closed], overflows: 0), system: .init(), classifier: c)
-        #expect(report.activity(web).bytesReceived == 300)
+        #expect(report.activity(web).traffic.bytesReceived == 300)
         #expect(report.activity(web).opened == 1)
         #expect(report.activity(web).closed == 1)
         // The next window does not count it again.
         let next = tracker.advance(snapshot([listener(8080)], at: 2),
                                    destroyed: DestroyBatch(sockets: [], overflows: 0), system: .init(), classifier: c)
-        #expect(next.activity(web).bytesReceived == 0)
+        #expect(next.activity(web).traffic.bytesReceived == 0)
     }
 
     @Test func socketSeenInADumpAndThenDestroyedIsNotDoubleCounted() {
@@ -66,7 +66,7 @@ private let web = PortKey(role: .local, proto: .tcp, port: 8080)
             snapshot([listener(8080), conn(30, local: 8080, peer: 40002, rx: 400, tx: 0)], at: 1),
             destroyed: DestroyBatch(sockets: [conn(30, local: 8080, peer: 40002, rx: 500, tx: 0, state: .close)], overflows: 0),
             system: .init(), classifier: c)
-        #expect(report.activity(web).bytesReceived == 400)
+        #expect(report.activity(web).traffic.bytesReceived == 400)
         #expect(report.activity(web).closed == 1)
         #expect(tracker.trackedSockets == 1)  // the listener only: the closed socket is forgotten
     }
@@ -78,11 +78,11 @@ private let web = PortKey(role: .local, proto: .tcp, port: 8080)
         // Gone from the dump, event not delivered yet: nothing is lost, nothing is guessed.
         let gap = tracker.advance(snapshot([listener(8080)], at: 1), destroyed: DestroyBatch(sockets: [], overflows: 0),
                                   system: .init(), classifier: c)
-        #expect(gap.activity(web).bytesReceived == 0)
+        #expect(gap.activity(web).traffic.bytesReceived == 0)
         let late = tracker.advance(snapshot([listener(8080)], at: 2),
                                    destroyed: DestroyBatch(sockets: [conn(40, local: 8080, peer: 40003, rx: 900, tx: 0, state: .close)], overflows: 0),
                                    system: .init(), classifier: c)
-        #expect(late.activity(web).bytesReceived == 800)
+        #expect(late.activity(web).traffic.bytesReceived == 800)
         #expect(late.activity(web).closed == 1)
         #expect(late.activity(web).opened == 0)
     }
@@ -107,7 +107,7 @@ private let web = PortKey(role: .local, proto: .tcp, port: 8080)
         tracker.start(snapshot([listener(8080, drops: 3)], at: 0), system: .init(), classifier: c)
         let report = tracker.advance(snapshot([listener(8080, drops: 10)], at: 1), destroyed: nil, system: .init(), classifier: c)
         #expect(report.activity(web).listenDrops == 7)
-        #expect(report.activity(web).drops == 0)
+        #expect(report.activity(web).traffic.drops == 0)
         #expect(report.notes.contains { $0.contains("not counted") })
     }
 

@@ -17,105 +17,203 @@ public struct EphemeralRange: Sendable, Hashable {
     }
 }
 
-/// Which port row a socket belongs to.
-public struct PortKey: Sendable, Hashable, Comparable {
-    public var role: PortSummary.Role
-    public var proto: TransportProtocol
-    public var port: UInt16
+/// A port row's identity packed in 32 bits — role, protocol and port — so it hashes and
+/// compares as one integer. Ordering: local rows first, then TCP before UDP, then port.
+public struct PortKey: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public let rawValue: UInt32
 
-    public init(role: PortSummary.Role, proto: TransportProtocol, port: UInt16) {
-        self.role = role
-        self.proto = proto
-        self.port = port
+    public init(role: PortSummary.Role = .local, proto: TransportProtocol, port: UInt16) {
+        rawValue = (role == .remote ? 0x2_0000 : 0) | (proto == .udp ? 0x1_0000 : 0) | UInt32(port)
     }
 
-    public static func < (a: PortKey, b: PortKey) -> Bool {
-        if a.role != b.role { return a.role == .local }
-        if a.proto != b.proto { return a.proto < b.proto }
-        return a.port < b.port
+    /// The key of a port on this host.
+    public static func local(_ proto: TransportProtocol, _ port: UInt16) -> PortKey {
+        PortKey(role: .local, proto: proto, port: port)
+    }
+
+    public var role: PortSummary.Role { rawValue & 0x2_0000 != 0 ? .remote : .local }
+    public var proto: TransportProtocol { rawValue & 0x1_0000 != 0 ? .udp : .tcp }
+    public var port: UInt16 { UInt16(truncatingIfNeeded: rawValue) }
+
+    public static func < (a: PortKey, b: PortKey) -> Bool { a.rawValue < b.rawValue }
+
+    /// `tcp/8080`, `tcp/→5432` for a remote row.
+    public var description: String { "\(proto.rawValue)/\(role == .remote ? "→" : "")\(port)" }
+}
+
+extension PortSummary {
+    /// The row's key.
+    public var key: PortKey { PortKey(role: role, proto: proto, port: port) }
+}
+
+/// A listening address and whether it is IPv6-only.
+struct ListenAddress: Sendable, Hashable {
+    var address: IPAddress
+    var v6only: Bool
+}
+
+/// What earlier samples taught about which side of a connection is the server: the listeners
+/// of the previous sample (a connection first seen just after its listener closed still
+/// belongs to it) and, by socket cookie, the row of each connection a listener decided (it
+/// stays there after the listener is gone: a restarting service, `iperf3 -s -1`).
+public struct SideMemory: Sendable {
+    var listeners: [PortKey: [ListenAddress]] = [:]
+    var sides: [UInt64: PortKey] = [:]
+
+    public init() {}
+
+    /// Connections whose side is remembered.
+    public var rememberedSockets: Int { sides.count }
+
+    /// Learns from a snapshot's sockets as `classifier` placed them.
+    public mutating func learn(_ sockets: [SocketRecord], classifier: PortClassifier) {
+        var next: [UInt64: PortKey] = [:]
+        for s in sockets where s.cookie != 0 && !s.isListening && !s.isBoundOnly {
+            let (key, why) = classifier.decide(s)
+            if why == .listener || why == .remembered { next[s.cookie] = key }
+        }
+        sides = next
+        listeners = classifier.listening
     }
 }
 
-/// Decides which port a socket is counted under (see `summarizePorts`), so that live sockets
-/// and closed ones (destroy events) land on the same rows.
+/// Decides which port row a socket is counted under (see `summarizePorts`), so that live
+/// sockets and closed ones (destroy events) land on the same rows.
+///
+/// Listeners, bound UDP sockets and TCP sockets holding a bound port belong to their local
+/// port. A connection belongs to its local port (server side) when its local port lies
+/// outside the ephemeral range and its peer's inside; when it is remembered there
+/// (`SideMemory`); when a listener on its port (now, or at the previous sample) could have
+/// accepted it (a wildcard of its family, or its own address; a v6only `[::]` is no wildcard
+/// for IPv4); or, when the ports alone do not tell (both inside or both outside the range),
+/// when other connections share its local address and port (a client's source port carries
+/// one connection). Otherwise it is outgoing, on the row of the remote port.
 public struct PortClassifier: Sendable {
-    /// Listening addresses per (protocol, port).
-    private var listening: [UInt32: [IPAddress]] = [:]
+    /// Listening addresses per local (protocol, port).
+    fileprivate(set) var listening: [PortKey: [ListenAddress]] = [:]
+    /// Listeners of the previous sample (from `SideMemory`).
+    private var recentListening: [PortKey: [ListenAddress]] = [:]
+    private var remembered: [UInt64: PortKey] = [:]
+    /// Local endpoints that carry more than one ambiguous connection (server side).
+    private var sharedEndpoints: Set<Endpoint> = []
     public var ephemeral: EphemeralRange
 
-    public init(sockets: [SocketRecord], ephemeral: EphemeralRange = .system()) {
+    public init(sockets: [SocketRecord], ephemeral: EphemeralRange = .system(), memory: SideMemory? = nil) {
         self.ephemeral = ephemeral
-        addListeners(sockets)
+        if let memory {
+            recentListening = memory.listeners
+            remembered = memory.sides
+        }
+        // One pass: the listeners, and the TCP connections whose ports do not tell their side
+        // (a local endpoint carrying several of them is a server's; a client's source port
+        // carries one connection).
+        var once = Set<Endpoint>()
+        for s in sockets {
+            if s.isListening {
+                addListener(s)
+            } else if s.proto == .tcp && s.peer.port != 0 && s.state != .close && ambiguousByPorts(s) {
+                if !once.insert(s.local).inserted { sharedEndpoints.insert(s.local) }
+            }
+        }
     }
 
     /// Adds the listeners of another dump (e.g. an unfiltered listeners-only query).
     public mutating func addListeners(_ sockets: [SocketRecord]) {
-        for s in sockets where s.isListening {
-            let k = Self.raw(s.proto, s.local.port)
-            if !(listening[k]?.contains(s.local.address) ?? false) { listening[k, default: []].append(s.local.address) }
-        }
+        for s in sockets where s.isListening { addListener(s) }
     }
 
-    /// Whether a listener on the socket's port could have accepted it: one on a wildcard
-    /// address, or on the socket's own local address. A client that merely reuses the port
-    /// number on another address (127.0.0.2:P) is not that listener's connection.
-    func servedByListener(_ s: SocketRecord) -> Bool {
-        guard let addresses = listening[Self.raw(s.proto, s.local.port)] else { return false }
-        let local = s.local.address
-        let local4 = local.mappedV4 ?? local
-        for a in addresses {
-            switch a {
-            case .v6 where a.isWildcard: return true
-            case .v4 where a.isWildcard: if case .v4 = local4 { return true }
-            default: if a == local || (a.mappedV4 ?? a) == local4 { return true }
-            }
-        }
-        return false
-    }
-
-    @inline(__always) static func raw(_ proto: TransportProtocol, _ port: UInt16) -> UInt32 {
-        (proto == .tcp ? 0 : 0x1_0000) | UInt32(port)
+    private mutating func addListener(_ s: SocketRecord) {
+        let k = PortKey.local(s.proto, s.local.port)
+        let a = ListenAddress(address: s.local.address, v6only: s.v6only)
+        if !(listening[k]?.contains(a) ?? false) { listening[k, default: []].append(a) }
     }
 
     /// Whether something listens on the port.
     public func isListening(_ proto: TransportProtocol, _ port: UInt16) -> Bool {
-        listening[Self.raw(proto, port)] != nil
+        listening[PortKey.local(proto, port)] != nil
     }
 
-    /// The row of a socket: its local port when that is a server port (or the socket is not
-    /// connected to anything), else the remote port.
-    public func key(for s: SocketRecord) -> PortKey {
-        if s.isListening || s.peer.port == 0 || servedByListener(s)
-            || (!ephemeral.range.contains(s.local.port) && ephemeral.range.contains(s.peer.port)) {
-            return PortKey(role: .local, proto: s.proto, port: s.local.port)
+    /// The row of a socket from a dump: its local port when that is a server port, or the
+    /// socket listens or holds a bound port; else the remote port.
+    public func key(for s: SocketRecord) -> PortKey { decide(s).0 }
+
+    /// The row of a connection from a destroy event (always in CLOSE), or nil for a socket that
+    /// closed unconnected: a bound TCP or UDP socket (no connection), or a blocking connect()
+    /// that failed — the kernel disconnects it (peer port 0, peer address kept) before it
+    /// closes, so its remote port cannot be known.
+    public func key(forClosed s: SocketRecord) -> PortKey? {
+        if s.peer.port == 0 { return nil }
+        var open = s
+        open.state = .established
+        return decide(open).0
+    }
+
+    /// Why a socket is on its row.
+    enum Reason { case holds, remembered, listener, ports, shared, outgoing }
+
+    func decide(_ s: SocketRecord) -> (PortKey, Reason) {
+        let local = PortKey.local(s.proto, s.local.port)
+        if s.isListening || s.isBoundOnly || s.peer.port == 0 { return (local, .holds) }
+        let localEphemeral = ephemeral.range.contains(s.local.port)
+        let peerEphemeral = ephemeral.range.contains(s.peer.port)
+        // The ports first: the common case, and what needs no memory.
+        if !localEphemeral && peerEphemeral { return (local, .ports) }
+        if !remembered.isEmpty, let k = remembered[s.cookie] { return (k, .remembered) }
+        if served(s, by: listening) || (!recentListening.isEmpty && served(s, by: recentListening)) {
+            return (local, .listener)
         }
-        return PortKey(role: .remote, proto: s.proto, port: s.peer.port)
+        if localEphemeral != peerEphemeral || !sharedEndpoints.contains(s.local) || s.proto != .tcp {
+            return (PortKey(role: .remote, proto: s.proto, port: s.peer.port), .outgoing)
+        }
+        return (local, .shared)
+    }
+
+    private func ambiguousByPorts(_ s: SocketRecord) -> Bool {
+        ephemeral.range.contains(s.local.port) == ephemeral.range.contains(s.peer.port)
+    }
+
+    /// Whether a listener on the socket's port could have accepted it: one on a wildcard
+    /// address of its family (`[::]` also takes IPv4 unless it is v6only), or on the socket's
+    /// own local address. A client that merely reuses the port number on another address
+    /// (127.0.0.2:P) is not that listener's connection.
+    private func served(_ s: SocketRecord, by table: [PortKey: [ListenAddress]]) -> Bool {
+        guard let addresses = table[PortKey.local(s.proto, s.local.port)] else { return false }
+        let local = s.local.address
+        let local4 = local.mappedV4 ?? local
+        let isV4 = !local4.isV6
+        for a in addresses {
+            switch a.address {
+            case .v6 where a.address.isWildcard:
+                if !a.v6only || !isV4 { return true }
+            case .v4 where a.address.isWildcard:
+                if isV4 { return true }
+            default:
+                if a.address == local || (a.address.mappedV4 ?? a.address) == local4 { return true }
+            }
+        }
+        return false
     }
 }
 
 /// Folds sockets into one summary per port.
 ///
-/// A socket belongs to its local port when something listens there, or when the local port
-/// lies outside the ephemeral range while the peer's lies inside (a server-side connection
-/// whose listener is gone). Otherwise it is outgoing, and is grouped by remote port only
-/// when `includeOutgoing` is set (`ports --all`).
+/// A socket belongs to its local port when it listens, holds a bound port, or is the server
+/// side of a connection (see `PortClassifier`). Otherwise it is outgoing, and is grouped by
+/// remote port only when `includeOutgoing` is set (`ports --all`).
 public func summarizePorts(_ sockets: [SocketRecord], includeOutgoing: Bool,
                            ephemeral: EphemeralRange = .system(), classifier given: PortClassifier? = nil) -> [PortSummary] {
-    @inline(__always) func key(_ proto: TransportProtocol, _ port: UInt16) -> UInt32 {
-        (proto == .tcp ? 0 : 0x1_0000) | UInt32(port)
-    }
-    var local: [UInt32: PortSummary] = [:]
-    var remote: [UInt32: PortSummary] = [:]
+    var local: [PortKey: PortSummary] = [:]
+    var remote: [PortKey: PortSummary] = [:]
 
     // Pass 1: the listeners define which ports are "ours".
     for s in sockets where s.isListening {
-        let k = key(s.proto, s.local.port)
+        let k = PortKey.local(s.proto, s.local.port)
         // Mutate in place (default subscript): copying a summary out would copy its arrays.
         update(&local[k, default: PortSummary(proto: s.proto, port: s.local.port, role: .local)]) { summary in
             summary.listeners.append(ListenerInfo(local: s.local, acceptQueue: s.receiveQueue,
                                                   backlog: s.proto == .tcp ? s.sendQueue : 0,
                                                   inode: s.inode, uid: s.uid, drops: UInt64(s.drops ?? 0),
-                                                  backlogKnown: s.queueLimitKnown))
+                                                  backlogKnown: s.queueLimitKnown, v6only: s.v6only))
             if s.inode != 0 { summary.ownerInodes.append(s.inode) }
         }
     }
@@ -125,7 +223,7 @@ public func summarizePorts(_ sockets: [SocketRecord], includeOutgoing: Bool,
     for s in sockets where !s.isListening {
         let k = classifier.key(for: s)
         if k.role == .local {
-            update(&local[key(s.proto, k.port), default: PortSummary(proto: s.proto, port: k.port, role: .local)]) { summary in
+            update(&local[k, default: PortSummary(proto: s.proto, port: k.port, role: .local)]) { summary in
                 if !summary.listening && s.inode != 0 { summary.ownerInodes.append(s.inode) }
                 if s.isBoundOnly {
                     summary.boundSockets += 1
@@ -134,7 +232,7 @@ public func summarizePorts(_ sockets: [SocketRecord], includeOutgoing: Bool,
                 }
             }
         } else if includeOutgoing {
-            update(&remote[key(s.proto, k.port), default: PortSummary(proto: s.proto, port: k.port, role: .remote)]) { summary in
+            update(&remote[k, default: PortSummary(proto: s.proto, port: k.port, role: .remote)]) { summary in
                 summary.peers.insert(s.peer.address)
                 if s.inode != 0 { summary.ownerInodes.append(s.inode) }
                 account(s, into: &summary)
@@ -143,11 +241,7 @@ public func summarizePorts(_ sockets: [SocketRecord], includeOutgoing: Bool,
     }
     var out = Array(local.values)
     out.append(contentsOf: remote.values)
-    out.sort { a, b in
-        if a.role != b.role { return a.role == .local }
-        if a.proto != b.proto { return a.proto < b.proto }
-        return a.port < b.port
-    }
+    out.sort { $0.key < $1.key }
     return out
 }
 
@@ -159,12 +253,13 @@ private func update(_ summary: inout PortSummary, _ body: (inout PortSummary) ->
 @inline(__always)
 private func account(_ s: SocketRecord, into summary: inout PortSummary) {
     summary.connections.add(s.state)
+    // Field by field, not through TrafficCounters(s): this runs once per socket of a dump.
     if let tcp = s.tcp {
-        summary.bytesReceived &+= s.payloadReceived
-        summary.bytesSent &+= s.payloadSent
-        summary.packetsReceived &+= UInt64(tcp.segmentsIn)
-        summary.packetsSent &+= UInt64(tcp.segmentsOut)
-        summary.retransmits &+= UInt64(tcp.totalRetransmits)
+        summary.traffic.bytesReceived &+= s.payloadReceived
+        summary.traffic.bytesSent &+= s.payloadSent
+        summary.traffic.packetsReceived &+= UInt64(tcp.segmentsIn)
+        summary.traffic.packetsSent &+= UInt64(tcp.segmentsOut)
+        summary.traffic.retransmits &+= UInt64(tcp.totalRetransmits)
     }
-    summary.drops &+= UInt64(s.drops ?? 0)
+    if let drops = s.drops { summary.traffic.drops &+= UInt64(drops) }
 }

@@ -10,6 +10,7 @@ public final class Sampler {
     private let events: DestroyEventStream?
     private var tracker = TrafficTracker()
     private var ownerCache: OwnerCache? = OwnerCache()
+    private var memory = SideMemory()
     private let capture: PacketCapture?
     private var lastCapture = CaptureCounters()
     /// Why closed connections are not counted, when destroy events are unavailable.
@@ -53,7 +54,8 @@ public final class Sampler {
     /// Takes the baseline snapshot.
     @discardableResult
     public func start() throws(PortwatchError) -> PortSnapshot {
-        let snapshot = try PortSnapshot.take(options, source: source, ownerCache: &ownerCache)
+        let snapshot = try PortSnapshot.take(options, source: source, ownerCache: &ownerCache, memory: memory)
+        memory.learn(snapshot.sockets, classifier: snapshot.classifier)
         _ = events?.drain()
         tracker.start(snapshot, system: SystemCounters.read(), classifier: snapshot.classifier)
         if let capture { lastCapture = capture.snapshot() }
@@ -64,10 +66,11 @@ public final class Sampler {
     public func sample() throws(PortwatchError) -> (PortSnapshot, WindowReport) {
         var t0 = timespec()
         clock_gettime(CLOCK_MONOTONIC, &t0)
-        let snapshot = try PortSnapshot.take(options, source: source, ownerCache: &ownerCache)
+        let snapshot = try PortSnapshot.take(options, source: source, ownerCache: &ownerCache, memory: memory)
         let batch = events?.drain()
         var report = tracker.advance(snapshot, destroyed: batch, system: SystemCounters.read(),
                                       classifier: snapshot.classifier)
+        memory.learn(snapshot.sockets, classifier: snapshot.classifier)
         if let capture {
             let now = capture.snapshot()
             let delta = now.delta(since: lastCapture)
@@ -92,17 +95,15 @@ public final class Sampler {
         for (port, count) in delta.udp {
             // A client's ephemeral port is not a row of its own: only bound service ports are.
             guard classifier.isListening(.udp, port) || !classifier.ephemeral.range.contains(port) else { continue }
-            var activity = report.ports[PortKey(role: .local, proto: .udp, port: port)] ?? PortActivity()
-            activity.bytesReceived &+= count.bytesReceived
-            activity.bytesSent &+= count.bytesSent
-            activity.packetsReceived &+= count.packetsReceived
-            activity.packetsSent &+= count.packetsSent
-            report.ports[PortKey(role: .local, proto: .udp, port: port)] = activity
+            var activity = report.ports[PortKey.local(.udp, port)] ?? PortActivity()
+            activity.traffic += TrafficCounters(bytesReceived: count.bytesReceived, bytesSent: count.bytesSent,
+                                                packetsReceived: count.packetsReceived, packetsSent: count.packetsSent)
+            report.ports[PortKey.local(.udp, port)] = activity
         }
         for (port, count) in delta.resets {
             guard classifier.isListening(.tcp, port) || !classifier.ephemeral.range.contains(port) else { continue }
-            report.ports[PortKey(role: .local, proto: .tcp, port: port), default: PortActivity()].resetsSent &+= count.sent
-            report.ports[PortKey(role: .local, proto: .tcp, port: port), default: PortActivity()].resetsReceived &+= count.received
+            report.ports[PortKey.local(.tcp, port), default: PortActivity()].resetsSent &+= count.sent
+            report.ports[PortKey.local(.tcp, port), default: PortActivity()].resetsReceived &+= count.received
         }
         if delta.kernelDrops > 0 {
             report.notes.append("packet capture: the kernel dropped \(delta.kernelDrops) packets before portwatch read them")

@@ -60,14 +60,17 @@ public struct PortSnapshot: Sendable {
 
     /// Takes a snapshot, reusing what `ownerCache` already knows of socket owners (for repeated
     /// samples: listeners and their processes rarely change, so only new sockets are searched).
+    ///
+    /// `memory` (kept by a `Sampler`) places connections whose listener has closed since an
+    /// earlier sample on the listener's row.
     public static func take(_ options: SnapshotOptions, source: any SocketSource,
-                            ownerCache: inout OwnerCache?) throws(PortwatchError) -> PortSnapshot {
+                            ownerCache: inout OwnerCache?, memory: SideMemory? = nil) throws(PortwatchError) -> PortSnapshot {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         // Dump, classify and fold: the part that only needs the kernel's socket tables.
         @Sendable func collect() throws(PortwatchError) -> ([SocketRecord], PortClassifier, [PortSummary]) {
             let sockets = try source.sockets(options.query)
-            var classifier = PortClassifier(sockets: sockets)
+            var classifier = PortClassifier(sockets: sockets, memory: memory)
             if options.query.ports != nil {
                 // A port-filtered dump misses the listeners of other ports, and with them the
                 // knowledge of which side of a connection is the server: ask for all listeners

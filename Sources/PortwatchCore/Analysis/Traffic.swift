@@ -1,47 +1,7 @@
-/// The counters of one socket that only grow while it lives.
-public struct SocketCounters: Sendable, Hashable {
-    public var bytesReceived: UInt64 = 0
-    public var bytesSent: UInt64 = 0
-    public var packetsReceived: UInt64 = 0
-    public var packetsSent: UInt64 = 0
-    public var retransmits: UInt64 = 0
-    public var drops: UInt64 = 0
-
-    public init() {}
-
-    /// The counters of a socket record; nil when the kernel gave none (TIME_WAIT, SYN_RECV).
-    public init?(_ s: SocketRecord) {
-        if s.tcp == nil && s.drops == nil { return nil }
-        bytesReceived = s.payloadReceived
-        bytesSent = s.payloadSent
-        packetsReceived = UInt64(s.tcp?.segmentsIn ?? 0)
-        packetsSent = UInt64(s.tcp?.segmentsOut ?? 0)
-        retransmits = UInt64(s.tcp?.totalRetransmits ?? 0)
-        drops = UInt64(s.drops ?? 0)
-    }
-
-    /// Growth since `earlier`, never negative (a counter that went backwards contributes 0).
-    public func growth(since earlier: SocketCounters) -> SocketCounters {
-        var d = SocketCounters()
-        d.bytesReceived = bytesReceived &- min(bytesReceived, earlier.bytesReceived)
-        d.bytesSent = bytesSent &- min(bytesSent, earlier.bytesSent)
-        d.packetsReceived = packetsReceived &- min(packetsReceived, earlier.packetsReceived)
-        d.packetsSent = packetsSent &- min(packetsSent, earlier.packetsSent)
-        d.retransmits = retransmits &- min(retransmits, earlier.retransmits)
-        d.drops = drops &- min(drops, earlier.drops)
-        return d
-    }
-}
-
 /// What happened on one port during a window.
 public struct PortActivity: Sendable, Hashable {
-    public var bytesReceived: UInt64 = 0
-    public var bytesSent: UInt64 = 0
-    public var packetsReceived: UInt64 = 0
-    public var packetsSent: UInt64 = 0
-    public var retransmits: UInt64 = 0
-    /// Drops on connected sockets (and UDP receive-buffer drops).
-    public var drops: UInt64 = 0
+    /// Growth of the port's counters (`drops`: on connected sockets, and UDP receive-buffer drops).
+    public var traffic = TrafficCounters()
     /// Drops on the port's listeners: SYNs or handshakes dropped, accept queue overflows.
     public var listenDrops: UInt64 = 0
     /// Connections that appeared in the window.
@@ -60,18 +20,18 @@ public struct PortActivity: Sendable, Hashable {
 
     /// Adds a socket's growth; a TCP listener's drops are listen drops, a UDP socket's are
     /// receive-buffer drops (`drops`).
-    mutating func add(_ d: SocketCounters, listening: Bool) {
-        bytesReceived &+= d.bytesReceived
-        bytesSent &+= d.bytesSent
-        packetsReceived &+= d.packetsReceived
-        packetsSent &+= d.packetsSent
-        retransmits &+= d.retransmits
-        if listening { listenDrops &+= d.drops } else { drops &+= d.drops }
+    mutating func add(_ d: TrafficCounters, listening: Bool) {
+        var growth = d
+        if listening {
+            listenDrops &+= d.drops
+            growth.drops = 0
+        }
+        traffic += growth
     }
 
     /// Every error counted in the window, summed (for tables and sorting).
     public var errorCount: UInt64 {
-        listenDrops &+ drops &+ retransmits &+ UInt64(connectTimeouts + connectRefused) &+ resetsSent &+ resetsReceived
+        listenDrops &+ traffic.drops &+ traffic.retransmits &+ UInt64(connectTimeouts + connectRefused) &+ resetsSent &+ resetsReceived
     }
 
     /// Nothing happened.
@@ -98,6 +58,9 @@ public struct WindowReport: Sendable {
     public var captured = false
     /// How long taking the sample itself took (dump, deltas, process attribution), in seconds.
     public var sampleSeconds: Double = 0
+    /// Outgoing connects that failed in a blocking connect(): the kernel disconnects such a
+    /// socket (erasing its destination port) before it closes, so no port row can take them.
+    public var connectFailuresWithoutPort = 0
 
     public func activity(_ key: PortKey) -> PortActivity { ports[key] ?? PortActivity() }
 }
@@ -112,8 +75,10 @@ public struct WindowReport: Sendable {
 public struct TrafficTracker: Sendable {
     private struct Seen: Sendable {
         var key: PortKey
-        var counters: SocketCounters
+        var counters: TrafficCounters
         var listening: Bool
+        /// A connection (not a listener, nor a socket that only holds a bound port).
+        var connection: Bool
         /// Samples in a row the socket was missing without a destroy event.
         var missing = 0
         /// The sample that last saw the socket.
@@ -137,8 +102,9 @@ public struct TrafficTracker: Sendable {
         seen.reserveCapacity(snapshot.sockets.count)
         generation &+= 1
         for s in snapshot.sockets {
-            guard let c = SocketCounters(s) else { continue }
-            seen[s.cookie] = Seen(key: classifier.key(for: s), counters: c, listening: s.isListening, generation: generation)
+            guard let c = TrafficCounters(s) else { continue }
+            seen[s.cookie] = Seen(key: classifier.key(for: s), counters: c, listening: s.isListening,
+                                  connection: !s.isListening && !s.isBoundOnly, generation: generation)
         }
         lastTime = Self.time(of: snapshot)
         lastSystem = system
@@ -185,7 +151,7 @@ public struct TrafficTracker: Sendable {
             // Closed since the dump saw it: its destroy event below is the later, final word.
             if anyFinal && final[s.cookie] != nil { continue }
             let index = seen.index(forKey: s.cookie)
-            guard let counters = SocketCounters(s) else {
+            guard let counters = TrafficCounters(s) else {
                 // No counters (TIME_WAIT, SYN_RECV): keep what we knew, if anything.
                 if let index {
                     seen.values[index].missing = 0
@@ -198,7 +164,7 @@ public struct TrafficTracker: Sendable {
             let tcpListener = listening && s.proto == .tcp
             if let index {
                 let growth = counters.growth(since: seen.values[index].counters)
-                if growth != SocketCounters() {
+                if growth != TrafficCounters() {
                     acc.activity[acc.slot(seen.values[index].key)].add(growth, listening: tcpListener)
                 }
                 seen.values[index].counters = counters
@@ -207,20 +173,29 @@ public struct TrafficTracker: Sendable {
             } else {
                 let key = classifier.key(for: s)
                 let slot = acc.slot(key)
-                if !listening { acc.activity[slot].opened += 1 }
+                let connection = !listening && !s.isBoundOnly
+                if connection { acc.activity[slot].opened += 1 }
                 acc.activity[slot].add(counters, listening: tcpListener)
-                seen[s.cookie] = Seen(key: key, counters: counters, listening: listening, generation: generation)
+                seen[s.cookie] = Seen(key: key, counters: counters, listening: listening, connection: connection,
+                                      generation: generation)
             }
         }
 
+        var unattributed = 0
         for (cookie, s) in final {
             let previous = seen.removeValue(forKey: cookie)
-            let key = previous?.key ?? classifier.key(for: s)
-            let counters = SocketCounters(s) ?? SocketCounters()
+            guard let key = previous?.key ?? classifier.key(forClosed: s) else {
+                // Never seen and closed unconnected: no connection (a socket that was only
+                // bound), unless a failed blocking connect erased its destination.
+                if s.proto == .tcp && !s.peer.address.isWildcard { unattributed += 1 }
+                continue
+            }
+            let counters = TrafficCounters(s) ?? TrafficCounters()
             let slot = acc.slot(key)
             if previous == nil { acc.activity[slot].opened += 1 }
-            acc.activity[slot].closed += 1
-            acc.activity[slot].add(counters.growth(since: previous?.counters ?? SocketCounters()),
+            // A listener or a socket that only held its port closing is no connection closing.
+            if previous?.connection ?? true { acc.activity[slot].closed += 1 }
+            acc.activity[slot].add(counters.growth(since: previous?.counters ?? TrafficCounters()),
                                    listening: previous?.listening ?? false)
             if key.role == .remote, let tcp = s.tcp, tcp.bytesAcked == 0, tcp.bytesReceived == 0, tcp.rttMicros == 0 {
                 // Never completed a handshake: no SYN-ACK was ever acknowledged or timed.
@@ -237,7 +212,7 @@ public struct TrafficTracker: Sendable {
                 seen.values[i].missing += 1
                 if seen.values[i].missing > graceSamples {
                     gone.append(seen.keys[i])
-                    if !seen.values[i].listening { acc.activity[acc.slot(seen.values[i].key)].closed += 1 }
+                    if seen.values[i].connection { acc.activity[acc.slot(seen.values[i].key)].closed += 1 }
                 }
             }
             i = seen.values.index(after: i)
@@ -253,9 +228,10 @@ public struct TrafficTracker: Sendable {
             notes.append("connections closed between samples are not counted (destroy events need root or CAP_NET_ADMIN)")
         }
         let now = Self.time(of: snapshot)
-        let report = WindowReport(seconds: max(0, now - lastTime), ports: acc.ports,
+        var report = WindowReport(seconds: max(0, now - lastTime), ports: acc.ports,
                                   system: system.errorDeltas(since: lastSystem), eventOverflows: overflows,
                                   closedConnectionsCounted: destroyed != nil, notes: notes)
+        report.connectFailuresWithoutPort = unattributed
         lastTime = now
         lastSystem = system
         return report

@@ -148,6 +148,9 @@ func parseInetDiagMessage(_ body: UnsafeRawBufferPointer, proto: TransportProtoc
             if payload.count >= (index + 1) * 4 {
                 record.drops = payload.loadUnaligned(fromByteOffset: index * 4, as: UInt32.self)
             }
+        case UInt16(INET_DIAG_SKV6ONLY):
+            // Sent for IPv6 sockets in LISTEN or CLOSE (listeners, bound UDP), unasked.
+            if payload.count >= 1 { record.v6only = payload[0] != 0 }
         case UInt16(INET_DIAG_PROTOCOL):
             // Destroy events carry their protocol (TCP and UDP share one subscription).
             if payload.count >= 1 {

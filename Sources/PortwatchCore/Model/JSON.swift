@@ -153,10 +153,10 @@ extension PortSummary {
             ("connections", connections.json),
             ("bound_sockets", .number(boundSockets)),
             ("accept_queue", acceptQueue.map(\.json) ?? .null),
-            ("bytes", ["received": .number(bytesReceived), "sent": .number(bytesSent)]),
-            ("packets", ["received": .number(packetsReceived), "sent": .number(packetsSent)]),
-            ("retransmits", .number(retransmits)),
-            ("drops", .number(drops &+ listenDrops)),
+            ("bytes", ["received": .number(traffic.bytesReceived), "sent": .number(traffic.bytesSent)]),
+            ("packets", ["received": .number(traffic.packetsReceived), "sent": .number(traffic.packetsSent)]),
+            ("retransmits", .number(traffic.retransmits)),
+            ("drops", .number(traffic.drops &+ listenDrops)),
             ("overloaded", .bool(overloaded)),
             ("errors", errorsJSON),
             ("processes", .array(processes.map(\.json))),
@@ -174,16 +174,49 @@ extension PortSummary {
     }
 }
 
+extension PortRow {
+    /// The `PORT` object of a row merged with its window: `overloaded` and `reasons` count the
+    /// window's drops too; `window` and `rates` are added when a window was measured.
+    public func json(service: String?, window: WindowReport?) -> JSONValue {
+        guard case .object(var pairs) = summary.json(service: service) else { return .null }
+        if let i = pairs.firstIndex(where: { $0.0 == "overloaded" }) { pairs[i].1 = .bool(overloaded) }
+        pairs.append(("state", .string(state.rawValue)))
+        pairs.append(("reasons", .array(reasons.map(\.json))))
+        if let window {
+            pairs.append(("window", activity.windowJSON(seconds: window.seconds, captured: window.captured)))
+            pairs.append(("rates", activity.ratesJSON(seconds: window.seconds)))
+        }
+        return .object(pairs)
+    }
+}
+
+extension WindowReport {
+    /// The system's nonzero error deltas, `name count` (for the system line of tables).
+    public var systemErrorsLine: String? {
+        var parts = system.filter { $0.1 > 0 }.map { "\($0.0) \($0.1)" }
+        if connectFailuresWithoutPort > 0 { parts.append("connect_failures_without_port \(connectFailuresWithoutPort)") }
+        return parts.isEmpty ? nil : parts.joined(separator: ", ")
+    }
+}
+
 extension PortSummary {
     /// Named error counters of a port, as its sockets carry them now (lifetime totals).
     public var errorsJSON: JSONValue {
         // A bound UDP socket's drops are receive-buffer drops, not listen drops.
         let listen: UInt64 = proto == .tcp ? listenDrops : 0
-        let other: UInt64 = proto == .tcp ? drops : drops &+ listenDrops
+        let other: UInt64 = proto == .tcp ? traffic.drops : traffic.drops &+ listenDrops
         return [
-            "listen_drops": .number(listen), "drops": .number(other), "retransmits": .number(retransmits),
+            "listen_drops": .number(listen), "drops": .number(other), "retransmits": .number(traffic.retransmits),
             "syn_backlog": .number(connections.synRecv), "accept_queue_full": .bool(acceptQueueFull),
         ]
+    }
+}
+
+extension OverloadReason {
+    /// `{"reason": "accept_queue_full", "count": 9, "limit": 8, "message": "..."}`.
+    public var json: JSONValue {
+        ["reason": .string(name), "count": .number(count), "limit": limit.map { .number($0) } ?? .null,
+         "message": .string(message)]
     }
 }
 
@@ -191,7 +224,7 @@ extension PortActivity {
     /// The `window` object of `--sample` output (`resets_*` only when packets were captured).
     public func windowJSON(seconds: Double, captured: Bool = false) -> JSONValue {
         var errors: [(String, JSONValue)] = [
-            ("listen_drops", .number(listenDrops)), ("drops", .number(drops)), ("retransmits", .number(retransmits)),
+            ("listen_drops", .number(listenDrops)), ("drops", .number(traffic.drops)), ("retransmits", .number(traffic.retransmits)),
             ("connect_timeouts", .number(connectTimeouts)), ("connect_refused", .number(connectRefused)),
         ]
         if captured {
@@ -200,8 +233,8 @@ extension PortActivity {
         }
         return [
             "seconds": .double(seconds),
-            "bytes": ["received": .number(bytesReceived), "sent": .number(bytesSent)],
-            "packets": ["received": .number(packetsReceived), "sent": .number(packetsSent)],
+            "bytes": ["received": .number(traffic.bytesReceived), "sent": .number(traffic.bytesSent)],
+            "packets": ["received": .number(traffic.packetsReceived), "sent": .number(traffic.packetsSent)],
             "connections_opened": .number(opened), "connections_closed": .number(closed),
             "errors": .object(errors),
         ]
@@ -211,10 +244,10 @@ extension PortActivity {
     public func ratesJSON(seconds: Double) -> JSONValue {
         let s = seconds > 0 ? seconds : 1
         return [
-            "received_bps": .double((Double(bytesReceived) * 8 / s).rounded()),
-            "sent_bps": .double((Double(bytesSent) * 8 / s).rounded()),
-            "received_pps": .double((Double(packetsReceived) / s * 10).rounded() / 10),
-            "sent_pps": .double((Double(packetsSent) / s * 10).rounded() / 10),
+            "received_bps": .double((Double(traffic.bytesReceived) * 8 / s).rounded()),
+            "sent_bps": .double((Double(traffic.bytesSent) * 8 / s).rounded()),
+            "received_pps": .double((Double(traffic.packetsReceived) / s * 10).rounded() / 10),
+            "sent_pps": .double((Double(traffic.packetsSent) / s * 10).rounded() / 10),
         ]
     }
 }

@@ -70,6 +70,8 @@ public struct ListenerInfo: Sendable, Hashable {
     public var acceptQueueFull: Bool { backlogKnown && acceptQueue > backlog }
     /// False when the source could not tell the limit (the /proc/net fallback).
     public var backlogKnown = true
+    /// An IPv6 listener that takes IPv6 only (IPV6_V6ONLY).
+    public var v6only = false
 }
 
 /// Current and maximum depth of a port's accept queue (summed over its listeners).
@@ -101,13 +103,9 @@ public struct PortSummary: Sendable, Hashable {
     public var connections = ConnectionCounts()
     /// Remote peers (for `.remote` rows): distinct addresses the connections go to.
     public var peers: Set<IPAddress> = []
-    public var bytesReceived: UInt64 = 0
-    public var bytesSent: UInt64 = 0
-    public var packetsReceived: UInt64 = 0
-    public var packetsSent: UInt64 = 0
-    public var retransmits: UInt64 = 0
-    /// Drops on the port's connections (receive-buffer drops for UDP sockets).
-    public var drops: UInt64 = 0
+    /// Lifetime counters of the port's connections as the kernel has them now (`drops`:
+    /// receive-buffer drops on connected sockets; the listeners' are `listenDrops`).
+    public var traffic = TrafficCounters()
     /// TCP sockets bound to the port that neither listen nor connect (bind() before listen()).
     public var boundSockets = 0
     /// Socket inodes whose owners are this port's processes (listeners, or the connections).
@@ -147,12 +145,7 @@ public struct PortSummary: Sendable, Hashable {
                           max: listeners.allSatisfy(\.backlogKnown) ? listeners.reduce(0) { $0 + Int($1.backlog) } : nil)
     }
 
-    /// True when any listener's accept queue is full, or half-open connections reach the backlog.
-    public var overloaded: Bool {
-        guard proto == .tcp, listening else { return false }
-        if listeners.contains(where: \.acceptQueueFull) { return true }
-        guard listeners.allSatisfy(\.backlogKnown) else { return false }
-        let backlog = listeners.reduce(0) { $0 + Int($1.backlog) }
-        return backlog > 0 && connections.synRecv >= backlog
-    }
+    /// True when any listener's accept queue is full, or half-open connections reach the
+    /// backlog (`overloadReasons` says which).
+    public var overloaded: Bool { !overloadReasons.isEmpty }
 }

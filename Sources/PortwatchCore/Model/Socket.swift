@@ -246,6 +246,9 @@ public struct SocketRecord: Sendable, Hashable {
     public var drops: UInt32?
     /// False when the source cannot tell a listener's accept-queue limit (/proc/net fallback).
     public var queueLimitKnown = true
+    /// IPV6_V6ONLY of an IPv6 socket (sock_diag reports it for listening and bound sockets): a
+    /// v6only `[::]` socket serves IPv6 only, so it is no wildcard for IPv4.
+    public var v6only = false
 
     public init(proto: TransportProtocol, state: SocketState, local: Endpoint, peer: Endpoint,
                 uid: UInt32 = 0, inode: UInt64 = 0, cookie: UInt64 = 0, receiveQueue: UInt32 = 0,
@@ -280,9 +283,12 @@ public struct SocketRecord: Sendable, Hashable {
         return t.bytesSent - min(t.bytesRetransmitted, t.bytesSent)
     }
 
-    /// A socket bound to a port but neither listening nor connected (TCP after bind(), before
-    /// listen() or connect()): it holds the port, so a bind would fail, yet nothing is served.
-    public var isBoundOnly: Bool { proto == .tcp && state == .close && peer.port == 0 }
+    /// A TCP socket that holds its port but neither listens nor is connected: bound before
+    /// listen() or connect(), or explicitly bound and then reset. A dump lists a TCP socket in
+    /// CLOSE only while it holds a bound port (the kernel's bound-inactive sockets), so a bind
+    /// to the port fails though nothing is served. (Destroy events also say CLOSE: they are
+    /// classified apart, see `PortClassifier.key(forClosed:)`.)
+    public var isBoundOnly: Bool { proto == .tcp && state == .close }
 
     /// A TCP listener, or an unconnected bound UDP socket: something that waits on its port.
     public var isListening: Bool {
