@@ -1,0 +1,147 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Collects a running child's stderr lines (the daemon logs there) as they arrive.
+final class StderrLines: @unchecked Sendable {
+    private let child: Child
+    private var buffer: [UInt8] = []
+    private(set) var lines: [String] = []
+
+    init(_ child: Child) { self.child = child }
+
+    /// Reads what is available within `timeout` seconds into `lines`; false at EOF.
+    @discardableResult
+    private func pump(timeout: Double) -> Bool {
+        let fd = child.stderrFD
+        guard fd >= 0 else { return false }
+        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let n = Glibc.poll(&pfd, 1, Int32(max(1, timeout * 1000)))
+        if n <= 0 { return true }
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        let got = read(fd, &chunk, chunk.count)
+        if got <= 0 { return false }
+        buffer.append(contentsOf: chunk[0..<got])
+        while let nl = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+            lines.append(String(decoding: buffer[..<nl], as: UTF8.self))
+            buffer.removeSubrange(...nl)
+        }
+        return true
+    }
+
+    /// Index of the first line from `from` on that satisfies `match`, waiting up to `timeout`.
+    func waitFor(from: Int = 0, timeout: Double, _ match: (String) -> Bool) -> Int? {
+        let deadline = monotonic() + timeout
+        for _ in 0..<100_000 {
+            if let i = lines.indices.dropFirst(from).first(where: { match(lines[$0]) }) { return i }
+            let remaining = deadline - monotonic()
+            if remaining <= 0 || !pump(timeout: min(remaining, 0.2)) {
+                return lines.indices.dropFirst(from).first { match(lines[$0]) }
+            }
+        }
+        return nil
+    }
+
+    var text: String { lines.joined(separator: "\n") }
+}
+
+/// A private directory under /tmp, removed by `remove()`.
+func makeTemporaryDirectory(_ tag: String) throws -> String {
+    var template = Array("/tmp/pw-\(tag)-\(getpid())-XXXXXX".utf8CString)
+    guard let p = mkdtemp(&template) else { throw SupportError.errno("mkdtemp") }
+    return String(cString: p)
+}
+
+func removeTree(_ path: String) { try? FileManager.default.removeItem(atPath: path) }
+
+@Suite(.serialized) struct DaemonCLITests {
+    /// The per-sample debug line of the daemon's log sink.
+    static func isSampleLine(_ line: String) -> Bool { line.contains("] sample: ") }
+
+    /// Starts `portwatch daemon` with debug logs and waits for its readiness line.
+    static func startDaemon(_ arguments: [String], directory: String) throws -> (PortwatchRun, StderrLines) {
+        let http = try Net.freePorts(1)[0]
+        let run = try startPortwatch(["daemon", "--listen", "127.0.0.1:\(http)", "--db", directory + "/history.sqlite"] + arguments,
+                                     environment: ["PORTWATCH_LOG_LEVEL": "debug"])
+        let log = StderrLines(run.child)
+        return (run, log)
+    }
+
+    @Test(arguments: [
+        ["--interval", "soon"], ["--interval", "10ms"], ["--interval", "2h"], ["--listen", "nowhere"],
+        ["--listen", "127.0.0.1:70000"], ["--listen", "0.0.0.0:9910"], ["--listen", "[::]:9910"],
+        ["--config", "/nonexistent/portwatch.yml"], ["--listen", "0.0.0.0:9910", "--token-file", "/nonexistent/token"],
+        ["--bogus"], ["--interval"],
+    ])
+    func badFlagsExitTwoWithOneLine(arguments: [String]) {
+        let r = runPortwatch(["daemon"] + arguments, timeout: 20)
+        #expect(r.status == 2, "\(r)")
+        #expect(r.stderrLines.count == 1, "\(r)")
+        #expect(r.stderr.hasPrefix("portwatch: "), "\(r)")
+        #expect(r.stdout.isEmpty, "\(r)")
+    }
+
+    @Test func aNonLoopbackListenWithoutATokenSaysWhy() {
+        let r = runPortwatch(["daemon", "--listen", "0.0.0.0:9910"], timeout: 20)
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("token"), "\(r)")
+    }
+
+    @Test func theDaemonSeesANewListenerAndStopsOnSIGTERM() throws {
+        let dir = try makeTemporaryDirectory("daemon")
+        defer { removeTree(dir) }
+        let (run, log) = try Self.startDaemon(["--interval", "200ms"], directory: dir)
+        defer { run.child.kill() }
+        let ready = log.waitFor(timeout: 60) { $0.hasPrefix("portwatch: daemon ready: sampling every 200ms, ") && $0.hasSuffix(" ports") }
+        try #require(ready != nil, "no readiness line: \(log.text)")
+
+        let listener = try Net.tcpListenerOnFreePort("127.0.0.1")
+        defer { listener.close() }
+        let mark = log.lines.count
+        let seen = log.waitFor(from: mark, timeout: 30) { $0.contains("tcp/\(listener.port) listening on 127.0.0.1") }
+        try #require(seen != nil, "listener never logged: \(log.text.suffix(3000))")
+        // Within two samples of the listen(): counted in samples, not seconds.
+        let samples = log.lines[mark...seen!].filter(Self.isSampleLine).count
+        #expect(samples >= 1 && samples <= 2, "\(log.lines[mark...seen!])")
+
+        listener.close()
+        let gone = log.waitFor(from: seen! + 1, timeout: 30) { $0.contains("tcp/\(listener.port) stopped listening") }
+        #expect(gone != nil, "\(log.text.suffix(3000))")
+
+        #expect(Glibc.kill(run.child.pid, SIGTERM) == 0)
+        let status = run.child.wait(timeout: 30)
+        #expect(status != nil, "the daemon did not stop on SIGTERM")
+        #expect(exitCode(status) == 0, "\(log.text.suffix(2000))")
+    }
+
+    @Test func sighupWithABrokenConfigKeepsTheDaemonRunning() throws {
+        let dir = try makeTemporaryDirectory("reload")
+        defer { removeTree(dir) }
+        let config = dir + "/portwatch.yml"
+        try "interval: 200ms\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let (run, log) = try Self.startDaemon(["--config", config], directory: dir)
+        defer { run.child.kill() }
+        try #require(log.waitFor(timeout: 60) { $0.hasPrefix("portwatch: daemon ready: sampling every 200ms") } != nil, "\(log.text)")
+
+        try "interval: [200ms\n".write(toFile: config, atomically: true, encoding: .utf8)
+        var mark = log.lines.count
+        #expect(Glibc.kill(run.child.pid, SIGHUP) == 0)
+        let failed = log.waitFor(from: mark, timeout: 30) { $0.contains("reload failed, keeping the running config") && $0.contains(config) }
+        try #require(failed != nil, "\(log.text.suffix(3000))")
+        // Still alive and sampling after the bad reload.
+        #expect(log.waitFor(from: failed! + 1, timeout: 30, Self.isSampleLine) != nil)
+        #expect(!run.child.reap())
+
+        try "interval: 300ms\nports:\n  - {port: 23, expect: closed}\n".write(toFile: config, atomically: true, encoding: .utf8)
+        mark = log.lines.count
+        #expect(Glibc.kill(run.child.pid, SIGHUP) == 0)
+        #expect(log.waitFor(from: mark, timeout: 30) { $0.contains("config reloaded: sampling every 300ms, 1 configured ports") } != nil,
+                "\(log.text.suffix(3000))")
+
+        #expect(Glibc.kill(run.child.pid, SIGTERM) == 0)
+        let status = run.child.wait(timeout: 30)
+        #expect(exitCode(status) == 0)
+    }
+}
