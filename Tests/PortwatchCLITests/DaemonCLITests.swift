@@ -12,23 +12,30 @@ final class StderrLines: @unchecked Sendable {
 
     init(_ child: Child) { self.child = child }
 
-    /// Reads what is available within `timeout` seconds into `lines`; false at EOF.
+    /// Reads what arrives within `timeout` seconds into `lines`: bytes read, 0 when nothing
+    /// came, -1 at EOF.
     @discardableResult
-    private func pump(timeout: Double) -> Bool {
+    private func pump(timeout: Double) -> Int {
         let fd = child.stderrFD
-        guard fd >= 0 else { return false }
+        guard fd >= 0 else { return -1 }
         var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        let n = Glibc.poll(&pfd, 1, Int32(max(1, timeout * 1000)))
-        if n <= 0 { return true }
+        let n = Glibc.poll(&pfd, 1, Int32(max(0, timeout * 1000)))
+        if n <= 0 { return 0 }
         var chunk = [UInt8](repeating: 0, count: 65536)
         let got = read(fd, &chunk, chunk.count)
-        if got <= 0 { return false }
+        if got <= 0 { return -1 }
         buffer.append(contentsOf: chunk[0..<got])
         while let nl = buffer.firstIndex(of: UInt8(ascii: "\n")) {
             lines.append(String(decoding: buffer[..<nl], as: UTF8.self))
             buffer.removeSubrange(...nl)
         }
-        return true
+        return got
+    }
+
+    /// Reads everything written so far; returns the number of lines then.
+    func drain() -> Int {
+        for _ in 0..<10_000 where pump(timeout: 0) > 0 {}
+        return lines.count
     }
 
     /// Index of the first line from `from` on that satisfies `match`, waiting up to `timeout`.
@@ -37,7 +44,7 @@ final class StderrLines: @unchecked Sendable {
         for _ in 0..<100_000 {
             if let i = lines.indices.dropFirst(from).first(where: { match(lines[$0]) }) { return i }
             let remaining = deadline - monotonic()
-            if remaining <= 0 || !pump(timeout: min(remaining, 0.2)) {
+            if remaining <= 0 || pump(timeout: min(remaining, 0.2)) < 0 {
                 return lines.indices.dropFirst(from).first { match(lines[$0]) }
             }
         }
@@ -97,9 +104,11 @@ func removeTree(_ path: String) { try? FileManager.default.removeItem(atPath: pa
         let ready = log.waitFor(timeout: 60) { $0.hasPrefix("portwatch: daemon ready: sampling every 200ms, ") && $0.hasSuffix(" ports") }
         try #require(ready != nil, "no readiness line: \(log.text)")
 
-        let listener = try Net.tcpListenerOnFreePort("127.0.0.1")
+        let port = try Net.freePorts(1)[0]
+        // Every line logged before the listen() is read before it: those samples do not count.
+        let mark = log.drain()
+        let listener = try Net.tcpListener("127.0.0.1", port: port)
         defer { listener.close() }
-        let mark = log.lines.count
         let seen = log.waitFor(from: mark, timeout: 30) { $0.contains("tcp/\(listener.port) listening on 127.0.0.1") }
         try #require(seen != nil, "listener never logged: \(log.text.suffix(3000))")
         // Within two samples of the listen(): counted in samples, not seconds.
@@ -126,7 +135,7 @@ func removeTree(_ path: String) { try? FileManager.default.removeItem(atPath: pa
         try #require(log.waitFor(timeout: 60) { $0.hasPrefix("portwatch: daemon ready: sampling every 200ms") } != nil, "\(log.text)")
 
         try "interval: [200ms\n".write(toFile: config, atomically: true, encoding: .utf8)
-        var mark = log.lines.count
+        var mark = log.drain()
         #expect(Glibc.kill(run.child.pid, SIGHUP) == 0)
         let failed = log.waitFor(from: mark, timeout: 30) { $0.contains("reload failed, keeping the running config") && $0.contains(config) }
         try #require(failed != nil, "\(log.text.suffix(3000))")
@@ -135,7 +144,7 @@ func removeTree(_ path: String) { try? FileManager.default.removeItem(atPath: pa
         #expect(!run.child.reap())
 
         try "interval: 300ms\nports:\n  - {port: 23, expect: closed}\n".write(toFile: config, atomically: true, encoding: .utf8)
-        mark = log.lines.count
+        mark = log.drain()
         #expect(Glibc.kill(run.child.pid, SIGHUP) == 0)
         #expect(log.waitFor(from: mark, timeout: 30) { $0.contains("config reloaded: sampling every 300ms, 1 configured ports") } != nil,
                 "\(log.text.suffix(3000))")

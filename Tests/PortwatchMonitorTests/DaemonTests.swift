@@ -225,10 +225,12 @@ private func eventually(tries: Int = 500, _ condition: () async -> Bool) async -
         let release = AsyncStream.makeStream(of: Void.self)
         let finished = Shared(0)
         let started = Shared(0)
+        let interrupted = Shared(false)
         let slow = ClosureSink { _ in
             started.update { $0 += 1 }
             entered.continuation.yield()
             for await _ in release.stream { break }
+            if Task.isCancelled { interrupted.set(true) }
             finished.update { $0 += 1 }
         }
         let service = SamplerService(settings: SamplingSettings(interval: .milliseconds(50)), sinks: [slow], logger: quietLogger)
@@ -243,6 +245,7 @@ private func eventually(tries: Int = 500, _ condition: () async -> Bool) async -
         }
         #expect(started.get() == 1)
         #expect(finished.get() == 1)
+        #expect(!interrupted.get(), "the write in progress was cancelled")
     }
 }
 
