@@ -61,10 +61,13 @@ struct DaemonCommand: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "portwatch.daemon")
-        let state = MonitorState(interval: effective.interval, history: InMemoryHistory())
+        // History in memory (the last 120 samples of each port) until the database store is plugged in.
+        let history = InMemoryHistory(samplesPerPort: 120)
+        let state = MonitorState(interval: effective.interval, history: history)
         let daemon = Daemon(
             config: effective,
-            sinks: [state, LogSink(logger: logger), ReadinessLine(interval: effective.interval)],
+            sinks: [state, HistorySink(writer: history) { logger.error("history write failed: \($0)") },
+                    LogSink(logger: logger), ReadinessLine(interval: effective.interval)],
             reload: path.map { path in { @Sendable in flags.applied(to: try loadDaemonConfig(path)) } },
             onReload: [{ state.setInterval($0.interval) }],
             logger: logger)

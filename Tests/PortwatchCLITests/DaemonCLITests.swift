@@ -153,4 +153,35 @@ func removeTree(_ path: String) { try? FileManager.default.removeItem(atPath: pa
         let status = run.child.wait(timeout: 30)
         #expect(exitCode(status) == 0)
     }
+
+    /// Unprivileged (another user, no capability): the daemon says once what it cannot see and
+    /// samples on.
+    @Test(.enabled(if: TestEnv.isRoot && TestEnv.which("setpriv") != nil, "needs root and setpriv (util-linux) to drop privileges"))
+    func withoutPrivilegesItSaysOnceWhatItCannotSeeAndGoesOn() throws {
+        let dir = try makeTemporaryDirectory("unprivileged")
+        defer { removeTree(dir) }
+        chmod(dir, 0o777)
+        let http = try Net.freePorts(1)[0]
+        let setpriv = TestEnv.which("setpriv")!
+        let child = try Child.spawn(setpriv, [
+            "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+            TestEnv.portwatchPath, "daemon", "--interval", "200ms", "--listen", "127.0.0.1:\(http)",
+            "--db", dir + "/history.sqlite",
+        ], environment: portwatchEnvironment(["PORTWATCH_LOG_LEVEL": "debug"]))
+        defer { child.kill() }
+        let log = StderrLines(child)
+        let ready = log.waitFor(timeout: 60) { $0.hasPrefix("portwatch: daemon ready: ") }
+        try #require(ready != nil, "\(log.text)")
+        // Three more samples, then count the warnings.
+        var from = ready! + 1
+        for _ in 0..<3 {
+            guard let i = log.waitFor(from: from, timeout: 30, Self.isSampleLine) else { break }
+            from = i + 1
+        }
+        let hidden = log.lines.filter { $0.contains(" warning ") && $0.contains("could not be inspected") }
+        #expect(hidden.count == 1, "\(log.text)")
+        #expect(log.lines.filter(Self.isSampleLine).count >= 4, "\(log.text)")
+        #expect(Glibc.kill(child.pid, SIGTERM) == 0)
+        #expect(exitCode(child.wait(timeout: 30)) == 0)
+    }
 }

@@ -1,4 +1,5 @@
 import Logging
+import PortwatchCore
 
 /// Logs what changes between samples: ports that start or stop listening (info), and a line per
 /// sample at debug level. The daemon's voice on stderr (and in the journal) before any other
@@ -12,7 +13,8 @@ public actor LogSink: SampleSink {
     public func consume(_ latest: LatestSample) {
         let now = Dictionary(latest.samples.filter(\.listening).map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
         defer { listening = now }
-        logger.debug("sample: \(latest.samples.count) ports, \(now.count) listening, took \(latest.report?.sampleSeconds ?? 0)s")
+        let took = latest.report.map { ", took \(formatDuration(.seconds($0.sampleSeconds)))" } ?? " (baseline)"
+        logger.debug("sample: \(latest.samples.count) ports, \(now.count) listening\(took)")
         guard let before = listening else {
             logger.info("watching \(latest.samples.count) ports, \(now.count) listening")
             return

@@ -95,6 +95,7 @@ final class SamplerEngine: @unchecked Sendable {
     private var capturing = false
     /// Notes already logged (digits stripped: "3 processes" and "4 processes" are one note).
     private var logged = Set<String>()
+    private var repeated: [String: ContinuousClock.Instant] = [:]
     private var lastError: (message: String, at: ContinuousClock.Instant)?
 
     init(source: any SocketSource, logger: Logger) {
@@ -107,7 +108,7 @@ final class SamplerEngine: @unchecked Sendable {
     func step(_ settings: SamplingSettings) -> LatestSample? {
         do throws(PortwatchError) {
             if sampler == nil || capturing != settings.capture {
-                let sampler = makeSampler(capture: settings.capture)
+                let sampler = try makeSampler(capture: settings.capture)
                 self.sampler = sampler
                 let snapshot = try sampler.start()
                 lastError = nil
@@ -134,7 +135,7 @@ final class SamplerEngine: @unchecked Sendable {
 
     /// A sampler with destroy events (and capture when asked); what the process may not see is
     /// logged once and sampling goes on without it.
-    private func makeSampler(capture: Bool) -> Sampler {
+    private func makeSampler(capture: Bool) throws(PortwatchError) -> Sampler {
         let options = SnapshotOptions(query: SocketQuery(), includeOutgoing: false, processes: .owners)
         capturing = capture
         var made: Sampler? = nil
@@ -146,8 +147,13 @@ final class SamplerEngine: @unchecked Sendable {
                         + "UDP traffic per port and closed-port hits are not measured")
             }
         }
-        // Without capture the initializer cannot fail: destroy events degrade to a note.
-        let sampler = made ?? (try! Sampler(options: options, source: source, closedConnections: true, capture: false))
+        // Without capture, missing destroy events degrade to a note rather than an error.
+        let sampler: Sampler
+        if let made {
+            sampler = made
+        } else {
+            sampler = try Sampler(options: options, source: source, closedConnections: true, capture: false)
+        }
         if let reason = sampler.eventsUnavailable {
             logOnce("destroy events unavailable (needs root or CAP_NET_ADMIN): \(reason); "
                     + "traffic of connections that close between samples is not counted")
@@ -155,12 +161,35 @@ final class SamplerEngine: @unchecked Sendable {
         return sampler
     }
 
+    /// Logs a snapshot's or window's notes: what needs a privilege once (it will not change
+    /// while the process runs), anything else (event overflows, capture drops) at most once a
+    /// minute while it lasts.
     private func note(_ notes: [String]) {
-        for n in notes { logOnce(n) }
+        for n in notes {
+            // Said once already, when the sampler was made.
+            if n.hasPrefix("connections closed between samples are not counted") && sampler?.eventsUnavailable != nil { continue }
+            if n.contains("needs root") || n.contains("CAP_") {
+                logOnce(n)
+            } else {
+                logNow(n, every: .seconds(60))
+            }
+        }
     }
 
     private func logOnce(_ message: String) {
-        let key = String(message.unicodeScalars.filter { !("0"..."9").contains($0) }.map(Character.init))
-        if logged.insert(key).inserted { logger.warning("\(message)") }
+        if logged.insert(Self.key(message)).inserted { logger.warning("\(message)") }
+    }
+
+    private func logNow(_ message: String, every period: Duration) {
+        let key = Self.key(message)
+        let now = ContinuousClock.now
+        if let last = repeated[key], last.duration(to: now) < period { return }
+        repeated[key] = now
+        logger.warning("\(message)")
+    }
+
+    /// Notes that differ only in their numbers ("3 processes", "4 processes") are one note.
+    private static func key(_ message: String) -> String {
+        String(message.unicodeScalars.filter { !("0"..."9").contains($0) }.map(Character.init))
     }
 }
