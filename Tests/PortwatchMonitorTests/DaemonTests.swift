@@ -78,6 +78,20 @@ private final class Sock: @unchecked Sendable {
     }
 }
 
+/// A UDP socket on 127.0.0.1:port; with `connectTo`, connected to that port (a client).
+private func udpSocket(bind port: UInt16, connectTo peer: UInt16? = nil) throws -> Sock {
+    let s = Sock(socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
+    var sin = Sock.address(port)
+    let rc = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s.fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard s.fd >= 0, rc == 0 else { throw POSIXError(.EADDRINUSE) }
+    if let peer {
+        var to = Sock.address(peer)
+        let c = withUnsafePointer(to: &to) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(s.fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard c == 0 else { throw POSIXError(.ECONNREFUSED) }
+    }
+    return s
+}
+
 /// A port below the ephemeral range that nothing holds now (bindable on both wildcards, in no
 /// socket of a fresh snapshot), so counts on it are the test's alone.
 private func freePort() throws -> UInt16 {
@@ -246,6 +260,45 @@ private func eventually(tries: Int = 500, _ condition: () async -> Bool) async -
         #expect(started.get() == 1)
         #expect(finished.get() == 1)
         #expect(!interrupted.get(), "the write in progress was cancelled")
+    }
+}
+
+extension SamplerServiceTests {
+    @Test(.enabled(if: geteuid() == 0, "packet capture needs root or CAP_NET_RAW"))
+    func withCaptureUDPTrafficReachesItsRow() async throws {
+        var server: Sock? = nil
+        for _ in 0..<5 where server == nil {
+            let port = try freePort()
+            if canBind(port: port, proto: .udp) { server = try? udpSocket(bind: port) }
+        }
+        let bound = try #require(server)
+        let client = try udpSocket(bind: 0, connectTo: bound.port)
+        let recorder = Recorder()
+        let service = SamplerService(settings: SamplingSettings(interval: .milliseconds(100), capture: true),
+                                     sinks: [recorder], logger: quietLogger)
+        let group = ServiceGroup(services: [service], logger: quietLogger)
+        func received() async -> (bytes: UInt64, packets: UInt64) {
+            var bytes: UInt64 = 0, packets: UInt64 = 0
+            for sample in await recorder.samples where sample.report != nil {
+                for row in sample.samples where row.proto == .udp && row.port == bound.port {
+                    bytes += row.bytesReceived
+                    packets += row.packetsReceived
+                }
+            }
+            return (bytes, packets)
+        }
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            #expect(await eventually { await recorder.count() >= 1 })
+            for _ in 0..<10 { try client.sendAll(100) }
+            #expect(await eventually { await received() == (1000, 10) })
+            #expect(await received() == (1000, 10))
+            // The client's port is no row: connected, in the ephemeral range.
+            let rows = await recorder.samples.flatMap(\.samples)
+            #expect(!rows.contains { $0.proto == .udp && $0.port == client.port })
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
     }
 }
 
