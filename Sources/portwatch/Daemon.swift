@@ -71,7 +71,15 @@ struct DaemonCommand: ParsableCommand {
             reload: path.map { path in { @Sendable in flags.applied(to: try loadDaemonConfig(path)) } },
             onReload: [{ state.setInterval($0.interval) }],
             logger: logger)
-        try runBlocking { try await daemon.run() }
+        do {
+            try runBlocking { try await daemon.run() }
+        } catch let error as PortwatchError {
+            throw error
+        } catch {
+            // A service that could not run (an HTTP port in use, a database that cannot open):
+            // the monitor could not do its job, exit 2 with one line.
+            throw PortwatchError.system("daemon stopped: \(error)")
+        }
     }
 }
 
