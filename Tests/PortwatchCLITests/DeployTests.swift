@@ -114,7 +114,14 @@ private let promtool = TestEnv.which("promtool")
         let unit = try String(contentsOfFile: prefix + "/lib/systemd/system/portwatch.service", encoding: .utf8)
         #expect(unit.contains("ExecStart=\(prefix)/bin/portwatch daemon"))
         let bash = try String(contentsOfFile: prefix + "/share/bash-completion/completions/portwatch", encoding: .utf8)
-        #expect(bash.contains("daemon"))
+        #expect(bash.contains("daemon") && bash.contains("--token-file"))
+        // Each completion script parses in its shell (where the shell is installed).
+        for (shell, file) in [("bash", "share/bash-completion/completions/portwatch"), ("zsh", "share/zsh/site-functions/_portwatch"),
+                              ("fish", "share/fish/vendor_completions.d/portwatch.fish")] {
+            guard let path = TestEnv.which(shell) else { continue }
+            let check = runTool(path, ["-n", prefix + "/" + file])
+            #expect(check.status == 0, "\(shell) -n \(file): \(check)")
+        }
         let man = try String(contentsOfFile: prefix + "/share/man/man1/portwatch.daemon.1", encoding: .utf8)
         #expect(man.contains("token-file"))
 
