@@ -228,8 +228,14 @@ private func eventually(tries: Int = 500, _ condition: () async -> Bool) async -
             // Subscribers get the samples.
             var iterator = stream.makeAsyncIterator()
             var sampled = false
-            if case .sample(_)? = await iterator.next() { sampled = true }
+            if case .sample(let streamed)? = await iterator.next() {
+                sampled = true
+                // Rows and ports go out; the socket list stays home.
+                #expect(!streamed.samples.isEmpty && !streamed.snapshot.ports.isEmpty)
+                #expect(streamed.snapshot.sockets.isEmpty)
+            }
             #expect(sampled)
+            #expect(await state.latest()?.snapshot.sockets.isEmpty == false)
 
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()

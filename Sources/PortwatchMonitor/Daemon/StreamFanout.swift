@@ -34,8 +34,18 @@ public final class StreamFanout: Sendable {
     }
 
     /// Sends a message to every subscriber without waiting for any of them.
+    ///
+    /// A sample goes out without its snapshot's socket list: the stream shows ports, and a
+    /// reader's buffered samples must not each hold every socket of the host (tens of MB at
+    /// 50,000 connections).
     public func send(_ message: StreamMessage) {
         let targets = subscribers.withLock { Array($0.continuations.values) }
+        if targets.isEmpty { return }
+        var message = message
+        if case .sample(var latest) = message, !latest.snapshot.sockets.isEmpty {
+            latest.snapshot.sockets = []
+            message = .sample(latest)
+        }
         var lost: UInt64 = 0
         for c in targets {
             if case .dropped(_) = c.yield(message) { lost += 1 }
