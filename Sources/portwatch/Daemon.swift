@@ -20,19 +20,19 @@ struct DaemonCommand: ParsableCommand {
             running one kept); SIGTERM or SIGINT stops it gracefully.
             """)
 
-    @Option(name: .long, help: "YAML config file (see `portwatch config check`).")
+    @Option(name: .long, help: ArgumentHelp("YAML config file (see `portwatch config check`).", valueName: "file"))
     var config: String?
 
-    @Option(name: .long, help: "History database file.")
+    @Option(name: .long, help: ArgumentHelp("History database (default $XDG_STATE_HOME/portwatch/history.sqlite; /var/lib/portwatch/history.sqlite as root).", valueName: "file"))
     var db: String?
 
-    @Option(name: .long, help: "HTTP address, ADDR:PORT (default 127.0.0.1:9910); non-loopback needs --token-file.")
+    @Option(name: .long, help: ArgumentHelp("HTTP address (default 127.0.0.1:9910); a non-loopback one needs --token-file.", valueName: "addr:port"))
     var listen: String?
 
-    @Option(name: .long, help: "Time between samples (default 5s).")
+    @Option(name: .long, help: ArgumentHelp("Time between samples, 50ms to 1h (default 5s).", valueName: "duration"))
     var interval: String?
 
-    @Option(name: .customLong("token-file"), help: "File holding the bearer token HTTP clients must send.")
+    @Option(name: .customLong("token-file"), help: ArgumentHelp("File holding the bearer token HTTP clients must send.", valueName: "file"))
     var tokenFile: String?
 
     func run() throws {
