@@ -125,7 +125,7 @@ func removeTree(_ path: String) { try? FileManager.default.removeItem(atPath: pa
         #expect(exitCode(status) == 0, "\(log.text.suffix(2000))")
     }
 
-    @Test func sighupWithABrokenConfigKeepsTheDaemonRunning() throws {
+    @Test func sighupWithABrokenConfigKeepsTheDaemonRunningAndSIGINTStopsIt() throws {
         let dir = try makeTemporaryDirectory("reload")
         defer { removeTree(dir) }
         let config = dir + "/portwatch.yml"
@@ -149,7 +149,8 @@ func removeTree(_ path: String) { try? FileManager.default.removeItem(atPath: pa
         #expect(log.waitFor(from: mark, timeout: 30) { $0.contains("config reloaded: sampling every 300ms, 1 configured ports") } != nil,
                 "\(log.text.suffix(3000))")
 
-        #expect(Glibc.kill(run.child.pid, SIGTERM) == 0)
+        // SIGINT (Ctrl-C) stops it gracefully too.
+        #expect(Glibc.kill(run.child.pid, SIGINT) == 0)
         let status = run.child.wait(timeout: 30)
         #expect(exitCode(status) == 0)
     }
