@@ -1,0 +1,35 @@
+/// Stored history as the live state and the rules read it: the GRDB store implements it for
+/// the daemon, `InMemoryHistory` for tests.
+public protocol HistoryReading: Sendable {
+    /// Samples of a port since `since` (epoch seconds); `step` nil: the finest resolution kept.
+    func history(_ port: MonitoredPort, since: Double, step: Double?) async throws -> HistorySeries
+    /// Events since `since`, optionally of one port, oldest first, at most `limit`.
+    func events(since: Double, port: UInt16?, limit: Int) async throws -> [MonitorEvent]
+    /// Every port that listened at some sample in the history (the `new_listener` detector).
+    func everListened() async throws -> Set<MonitoredPort>
+}
+
+/// Where samples and events are kept (the GRDB writer; `InMemoryHistory` in tests).
+public protocol HistoryWriting: Sendable {
+    func write(samples: [PortSample], events: [MonitorEvent]) async throws
+}
+
+/// A sink that writes every sample's rows to a history writer. A failed write goes to `onError`
+/// (which logs or counts it) and sampling goes on.
+public struct HistorySink: SampleSink {
+    private let writer: any HistoryWriting
+    private let onError: @Sendable (any Error) -> Void
+
+    public init(writer: any HistoryWriting, onError: @escaping @Sendable (any Error) -> Void) {
+        self.writer = writer
+        self.onError = onError
+    }
+
+    public func consume(_ latest: LatestSample) async {
+        do {
+            try await writer.write(samples: latest.samples, events: [])
+        } catch {
+            onError(error)
+        }
+    }
+}
