@@ -9,8 +9,8 @@ struct Connections: ParsableCommand {
     @Argument(help: "Ports (local or remote side): 8080, 8000-8100, 22,80,443, ssh, 53/udp.")
     var ports: String
 
-    @Option(name: .long, help: "Only this state: established, syn-recv, syn-sent, time-wait, close-wait, fin-wait1, ...")
-    var state: String?
+    @Option(name: .long, help: "Only connections in this state.")
+    var state: ConnectionStateArgument?
 
     @Flag(name: .long, help: "Show the owning process of each connection.")
     var processes = false
@@ -19,13 +19,7 @@ struct Connections: ParsableCommand {
 
     func run() throws {
         let spec = try parsePorts(ports)
-        var wantedState: SocketState? = nil
-        if let state {
-            guard let s = SocketState(name: state), s != .listen else {
-                throw PortwatchError.usage("invalid --state '\(state)': use established, syn-recv, syn-sent, time-wait, close-wait, fin-wait1, fin-wait2, last-ack, closing")
-            }
-            wantedState = s
-        }
+        let wantedState = state?.state
         let protos = spec.protocols(default: [.tcp, .udp])
         var query = SocketQuery(protocols: protos)
         query.ports = portFilters(spec, protocols: protos, matchPeer: true)
@@ -44,11 +38,13 @@ struct Connections: ParsableCommand {
             scan = ProcessScanner.scan(inodes: Set(connections.map(\.inode).filter { $0 != 0 }))
         }
         if output.json {
-            output.print(["connections": .array(connections.map { c in
-                guard let scan, case .object(var pairs) = c.json else { return c.json }
-                pairs.append(("processes", .array(scan.processes(owning: c.inode).map(\.json))))
-                return .object(pairs)
-            })])
+            output.print { w in
+                w.beginObject()
+                w.array("connections") { w in
+                    for c in connections { w.connection(c, processes: scan?.processes(owning: c.inode)) }
+                }
+                w.endObject()
+            }
         } else if connections.isEmpty {
             emit("no connections on \(ports)")
         } else {

@@ -27,31 +27,31 @@ struct Ports: ParsableCommand {
     @Flag(name: .long, help: "Skip process attribution (faster, no /proc walk).")
     var noProcesses = false
 
-    @Option(name: .long, help: "Measure over this window (e.g. 1s) and add rates, window totals and errors.")
-    var sample: String?
+    @OptionGroup var sample: SampleOptions
 
-    @Flag(name: .long, help: "Also capture packets (AF_PACKET, needs root or CAP_NET_RAW): UDP traffic per port and packets hitting closed ports.")
-    var capture = false
+    @OptionGroup var capture: CaptureOptions
 
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let window = try sample.map { try sampleWindow($0) }
-        if capture && window == nil { throw PortwatchError.usage("--capture measures over a window: add --sample (e.g. --sample 1s)") }
+        let window = sample.sample
+        if capture.capture && window == nil { throw PortwatchError.usage("--capture measures over a window: add --sample (e.g. --sample 1s)") }
         var query = SocketQuery()
         query.protocols = tcp || udp ? Set([tcp ? .tcp : nil, udp ? .udp : nil].compactMap { $0 }) : [.tcp, .udp]
         if ipv4 != ipv6 { query.families = ipv4 ? [.inet] : [.inet6] }
         var spec: PortSpec? = nil
         if let text = ports {
-            let parsed = try parsePorts(text)
+            var parsed = try parsePorts(text)
+            let flags = protocolFlags(tcp: tcp, udp: udp)
+            if let flags { parsed = try parsed.restricted(to: flags) }
             spec = parsed
-            query.protocols = protocols(of: parsed, tcpFlag: tcp, udpFlag: udp, defaults: [.tcp, .udp])
+            query.protocols = parsed.protocols(default: flags ?? [.tcp, .udp])
             // --all with a port filter also keeps connections going *to* those ports.
             query.ports = portFilters(parsed, protocols: query.protocols, matchPeer: all)
         }
         let options = SnapshotOptions(query: query, includeOutgoing: all,
                                       processes: noProcesses ? .none : (all ? .full : .owners))
-        let (snapshot, report) = try snapshotOrWindow(options, window: window, capture: capture)
+        let (snapshot, report) = try snapshotOrWindow(options, window: window, capture: capture.capture)
         var rows = snapshot.ports
         if let report {
             // Ports whose connections all came and went inside the window still get a row.
@@ -67,28 +67,7 @@ struct Ports: ParsableCommand {
         }
         let services = ServiceDatabase.system
         if output.json {
-            var doc: [(String, JSONValue)] = [
-                ("ports", .array(rows.map { row in
-                    let json = row.json(service: services.name(port: row.port, proto: row.proto))
-                    guard let report, case .object(var pairs) = json else { return json }
-                    let activity = report.activity(PortKey(role: row.role, proto: row.proto, port: row.port))
-                    pairs.append(("window", activity.windowJSON(seconds: report.seconds, captured: report.captured)))
-                    pairs.append(("rates", activity.ratesJSON(seconds: report.seconds)))
-                    return .object(pairs)
-                })),
-                ("source", .string(snapshot.source)),
-                ("taken_at", .double(snapshot.takenAt)),
-            ]
-            if let report {
-                doc.append(("window_seconds", .double(report.seconds)))
-                doc.append(("system_errors", report.systemJSON))
-                if report.captured {
-                    doc.append(("closed_port_hits", report.closedPortHitsJSON))
-                    doc.append(("capture_kernel_drops", .number(report.captureKernelDrops)))
-                }
-            }
-            doc.append(("notes", .array(snapshot.notes.map { .string($0) })))
-            output.print(.object(doc))
+            output.print { w in PortsDocument(snapshot: snapshot, report: report).write(rows, services: services, to: &w) }
         } else {
             let term = Terminal.stdout
             if rows.isEmpty {

@@ -32,7 +32,7 @@ struct Who: ParsableCommand {
         }
         let rows = snapshot.ports.filter { $0.role == .local && spec.contains(port: $0.port, proto: $0.proto) }
 
-        var results: [JSONValue] = []
+        var results: [(port: UInt16, proto: TransportProtocol, holders: [(ProcessRecord, [String])], unattributed: [String]?)] = []
         var table = Table([.init(title: "PROTO"), .init(title: "PORT", align: .right), .init(title: "PID", align: .right),
                            .init(title: "USER"), .init(title: "NAME"), .init(title: "UNIT/CONTAINER"),
                            .init(title: "SOCKETS"), .init(title: "COMMAND", flexible: true)])
@@ -42,38 +42,36 @@ struct Who: ParsableCommand {
                 ? row.listeners.map { ($0.inode, "\(row.proto.rawValue) \($0.local) \(row.proto == .udp ? "bound" : "listen")") }
                 : snapshot.sockets.filter { $0.proto == row.proto && $0.local.port == row.port && $0.inode != 0 }
                     .map { ($0.inode, "\($0.proto.rawValue) \($0.local) -> \($0.peer) \($0.state.name)") }
-            var procs: [JSONValue] = []
+            var holders: [(ProcessRecord, [String])] = []
             for process in row.processes {
                 let held = sockets.filter { (snapshot.owners[$0.0] ?? []).contains(process.pid) }.map(\.1)
-                var json = process.json
-                if case .object(var pairs) = json {
-                    pairs.append(("sockets", .array(held.map { .string($0) })))
-                    json = .object(pairs)
-                }
-                procs.append(json)
+                holders.append((process, held))
                 found += 1
                 let where_ = process.container.map { "container " + String($0.prefix(12)) } ?? process.unit ?? "-"
                 table.add([row.proto.rawValue, String(row.port), String(process.pid), process.user ?? "?", process.name,
                            where_, held.count == 1 ? held[0] : "\(held.count) sockets", process.command])
             }
-            var entry: [(String, JSONValue)] = [("port", .number(row.port)), ("protocol", .string(row.proto.rawValue)),
-                                                ("processes", .array(procs))]
-            if row.processes.isEmpty {
-                entry.append(("unattributed_sockets", .array(sockets.map { .string($0.1) })))
-            }
-            results.append(.object(entry))
+            results.append((row.port, row.proto, holders, row.processes.isEmpty ? sockets.map(\.1) : nil))
         }
         if output.json {
-            if results.count == 1 {
-                var doc = results[0]
-                if case .object(var pairs) = doc { pairs.append(("notes", .array(snapshot.notes.map { .string($0) }))); doc = .object(pairs) }
-                output.print(doc)
-            } else if results.isEmpty && spec.isSinglePort {
-                let proto = protos.count == 1 ? (protos.first?.rawValue ?? "tcp") : "tcp"
-                output.print(["port": .number(spec.ports(for: protos.first ?? .tcp).first ?? 0), "protocol": .string(proto),
-                              "processes": [], "notes": .array(snapshot.notes.map { .string($0) })])
-            } else {
-                output.print(["results": .array(results), "notes": .array(snapshot.notes.map { .string($0) })])
+            output.print { w in
+                if results.count == 1 {
+                    let r = results[0]
+                    w.whoEntry(port: r.port, proto: r.proto, holders: r.holders, unattributed: r.unattributed) { w in
+                        w.notes(snapshot.notes)
+                    }
+                } else if results.isEmpty && spec.isSinglePort {
+                    let proto = protos.count == 1 ? (protos.first ?? .tcp) : .tcp
+                    w.whoEntry(port: spec.ports(for: protos.first ?? .tcp).first ?? 0, proto: proto, holders: [],
+                               unattributed: nil) { w in w.notes(snapshot.notes) }
+                } else {
+                    w.beginObject()
+                    w.array("results") { w in
+                        for r in results { w.whoEntry(port: r.port, proto: r.proto, holders: r.holders, unattributed: r.unattributed) }
+                    }
+                    w.notes(snapshot.notes)
+                    w.endObject()
+                }
             }
         } else {
             if found > 0 {

@@ -56,3 +56,18 @@ func writeAll(_ fd: Int32, _ text: String) {
         offset += n
     }
 }
+
+/// Writes bytes to a descriptor, retrying short writes and EINTR (JSON output).
+func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+    var offset = 0
+    bytes.withUnsafeBytes { raw in
+        while offset < raw.count {
+            let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            offset += n
+        }
+    }
+}
