@@ -73,7 +73,8 @@ struct Ports: ParsableCommand {
             if rows.isEmpty {
                 emit(spec == nil ? "no ports in use" : "no ports in use matching \(ports ?? "")")
             } else {
-                emit(renderPortsTable(rows, services: services, processes: !noProcesses, terminal: term, window: report))
+                emit(renderPortsTable(rows, services: services, processes: !noProcesses, terminal: term, window: report,
+                                      bytesKnown: snapshot.source == "sock_diag"))
             }
             for note in snapshot.notes { printError("note: \(note)") }
         }
@@ -83,7 +84,7 @@ struct Ports: ParsableCommand {
 
 /// The human table of `ports`.
 func renderPortsTable(_ rows: [PortSummary], services: ServiceDatabase, processes: Bool, terminal: Terminal,
-                      window: WindowReport? = nil) -> String {
+                      window: WindowReport? = nil, bytesKnown: Bool = true) -> String {
     var columns: [Table.Column] = [
         .init(title: "PROTO"), .init(title: "PORT", align: .right), .init(title: "SERVICE"),
         .init(title: "STATE"), .init(title: "ADDRESSES"),
@@ -112,14 +113,18 @@ func renderPortsTable(_ rows: [PortSummary], services: ServiceDatabase, processe
         let service: String = services.name(port: p.port, proto: p.proto) ?? "-"
         let shownAddresses: String = addresses.isEmpty ? "-" : addresses.joined(separator: ",")
         let handshakes: Int = p.connections.synRecv + p.connections.synSent
-        var rx: String = p.proto == .udp ? "-" : formatBytes(p.bytesReceived)
-        var tx: String = p.proto == .udp ? "-" : formatBytes(p.bytesSent)
+        // UDP sockets and the /proc/net fallback carry no byte counters: unknown, not zero.
+        let known = bytesKnown && p.proto == .tcp
+        var rx: String = known ? formatBytes(p.bytesReceived) : "-"
+        var tx: String = known ? formatBytes(p.bytesSent) : "-"
         var errors = ""
         if let window {
             let a = window.activity(PortKey(role: p.role, proto: p.proto, port: p.port))
             let seconds = window.seconds > 0 ? window.seconds : 1
-            rx = formatRate(bitsPerSecond: Double(a.bytesReceived) * 8 / seconds)
-            tx = formatRate(bitsPerSecond: Double(a.bytesSent) * 8 / seconds)
+            if bytesKnown || p.proto == .udp {
+                rx = formatRate(bitsPerSecond: Double(a.bytesReceived) * 8 / seconds)
+                tx = formatRate(bitsPerSecond: Double(a.bytesSent) * 8 / seconds)
+            }
             errors = String(a.errorCount)
         }
         var cells: [Table.Cell] = [.init(text: p.proto.rawValue), .init(text: String(p.port)), .init(text: service)]

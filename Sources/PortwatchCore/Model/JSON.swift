@@ -101,19 +101,16 @@ extension JSONWriter {
         endObject()
     }
 
-    /// The members of a PORT object, for documents that extend it (`check`). `boundSockets`
-    /// overrides the summary's count where the caller counted otherwise.
-    public mutating func portMembers(_ s: PortSummary, service: String?, head: Bool = true, boundSockets: Int? = nil) {
-        if head {
-            field("protocol", s.proto.rawValue)
-            field("port", s.port)
-            field("service", service)
-        }
+    /// The members of a PORT object, for documents that extend it.
+    public mutating func portMembers(_ s: PortSummary, service: String?) {
+        field("protocol", s.proto.rawValue)
+        field("port", s.port)
+        field("service", service)
         field("role", s.role.rawValue)
         field("listening", s.listening)
         strings("addresses", s.addresses)
         key("connections"); write(s.connections)
-        field("bound_sockets", boundSockets ?? s.boundSockets)
+        field("bound_sockets", s.boundSockets)
         key("accept_queue"); write(s.acceptQueue)
         inOut("bytes", received: s.bytesReceived, sent: s.bytesSent)
         inOut("packets", received: s.packetsReceived, sent: s.packetsSent)
@@ -255,10 +252,10 @@ public struct CheckOutcome: Sendable {
 }
 
 extension JSONWriter {
-    /// One local `check --json` result: the verdict, then the PORT members of the port (an
-    /// empty port when nothing holds it), `time_wait`, and the window when measured.
+    /// One local `check --json` result: the verdict and the facts behind it (listeners,
+    /// connections, queue, errors, owners), and the window when measured.
     public mutating func localCheck(_ check: LocalCheck, _ outcome: CheckOutcome, service: String?, window: PortWindow?) {
-        let summary = check.summary ?? PortSummary(proto: check.proto, port: check.port, role: .local)
+        let s = check.summary
         beginObject()
         field("protocol", check.proto.rawValue)
         field("port", check.port)
@@ -267,8 +264,15 @@ extension JSONWriter {
         field("verdict", check.verdict.rawValue)
         field("expected", outcome.expected.rawValue)
         field("matched", outcome.matched)
-        portMembers(summary, service: service, head: false, boundSockets: check.boundSockets)
+        field("listening", s?.listening ?? false)
+        strings("addresses", s?.addresses ?? [])
+        key("connections"); write(s?.connections ?? ConnectionCounts())
+        key("accept_queue"); write(s?.acceptQueue)
         field("time_wait", check.timeWait)
+        field("bound_sockets", check.boundSockets)
+        key("errors")
+        if let s { portErrors(s) } else { null() }
+        processes("processes", s?.processes ?? [])
         if let window { windowMembers(window) }
         endObject()
     }
