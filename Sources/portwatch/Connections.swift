@@ -29,10 +29,16 @@ struct Connections: ParsableCommand {
             query.states = SocketState.allStatesMask & ~SocketQuery.stateMask([.listen])
         }
         let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .none))
-        var connections = snapshot.sockets.filter { s in
-            !s.isListening && (spec.contains(port: s.local.port, proto: s.proto) || spec.contains(port: s.peer.port, proto: s.proto))
+        // Indices, not copies: a socket record is large, and tens of thousands of them are
+        // filtered and sorted here.
+        let sockets = snapshot.sockets
+        var order: [Int] = sockets.indices.filter { i in
+            let s = sockets[i]
+            return !s.isListening && (spec.contains(port: s.local.port, proto: s.proto) || spec.contains(port: s.peer.port, proto: s.proto))
         }
-        connections.sort { a, b in a.local != b.local ? a.local < b.local : a.peer < b.peer }
+        let keys = sockets.map { ($0.local, $0.peer) }
+        order.sort { i, j in keys[i].0 != keys[j].0 ? keys[i].0 < keys[j].0 : keys[i].1 < keys[j].1 }
+        let connections = order.lazy.map { sockets[$0] }
         var scan: ProcessScan? = nil
         if processes {
             scan = ProcessScanner.scan(inodes: Set(connections.map(\.inode).filter { $0 != 0 }))

@@ -57,7 +57,7 @@ struct JSONWriterTests {
     @Test func streamsThroughTheSink() throws {
         final class Collected: @unchecked Sendable { var chunks: [[UInt8]] = [] }
         let got = Collected()
-        var w = JSONWriter(flushThreshold: 100, sink: { got.chunks.append($0) })
+        var w = JSONWriter(flushThreshold: 100, sink: { got.chunks.append(Array($0)) })
         w.beginObject()
         w.array("rows") { w in
             for i in 0..<100 { w.beginObject(); w.field("i", i); w.field("s", "row \(i)"); w.endObject() }
@@ -69,6 +69,40 @@ struct JSONWriterTests {
         let all = got.chunks.flatMap { $0 }
         let doc = try JSONSerialization.jsonObject(with: Data(all)) as? [String: Any]
         #expect((doc?["rows"] as? [Any])?.count == 100)
+    }
+
+    @Test func addresses() {
+        var w = JSONWriter()
+        w.beginArray()
+        w.write(Endpoint(address: IPAddress("10.1.200.3")!, port: 80))
+        w.write(Endpoint(address: IPAddress("0.0.0.0")!, port: 1))
+        w.write(Endpoint(address: IPAddress("fd00::2")!, port: 65535))
+        w.endArray()
+        #expect(w.text == #"[{"address":"10.1.200.3","port":80},{"address":"0.0.0.0","port":1},{"address":"fd00::2","port":65535}]"#)
+    }
+
+    /// A free port's check, written from the pre-encoded members, says the same as the
+    /// member-by-member encoding (pretty output takes that path).
+    @Test func freePortCheckShortcutMatches() throws {
+        let check = LocalCheck(proto: .udp, port: 5353, verdict: .free, summary: nil, timeWait: 0, boundSockets: 0)
+        let outcome = CheckOutcome(expected: .free, matched: true)
+        var compact = JSONWriter()
+        compact.beginArray()
+        compact.localCheck(check, outcome, service: "mdns", window: nil)
+        compact.localCheck(check, outcome, service: nil, window: nil)
+        compact.endArray()
+        var pretty = JSONWriter(pretty: true)
+        pretty.beginArray()
+        pretty.localCheck(check, outcome, service: "mdns", window: nil)
+        pretty.localCheck(check, outcome, service: nil, window: nil)
+        pretty.endArray()
+        let a = try #require(try parse(compact) as? NSArray)
+        let b = try #require(try parse(pretty) as? NSArray)
+        #expect(a == b)
+        let first = try #require(a.firstObject as? [String: Any])
+        #expect(first["verdict"] as? String == "free" && first["listening"] as? Bool == false)
+        #expect((first["connections"] as? [String: Any])?["total"] as? Int == 0)
+        #expect(first.keys.count == 15, "\(first.keys.sorted())")
     }
 
     /// The old boxed value type encodes through the writer with the same output.

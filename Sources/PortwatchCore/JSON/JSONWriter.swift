@@ -3,12 +3,14 @@
 /// so a document of 100,000 connections never sits in memory whole.
 ///
 /// The caller keeps the nesting right (`beginObject` … `endObject`); keys come before values
-/// inside objects. Pretty output indents by two spaces, as `jq` does.
+/// inside objects. Pretty output indents by two spaces, as `jq` does. A writer is used in place
+/// (`inout`): copies would share one buffer.
 public struct JSONWriter {
     /// What has been written and not yet handed to the sink.
-    public private(set) var bytes: [UInt8] = []
+    public var bytes: [UInt8] { Array(UnsafeBufferPointer(start: buffer.base, count: buffer.count)) }
     public let pretty: Bool
-    private let sink: (([UInt8]) -> Void)?
+    private let buffer: ByteBuffer
+    private let sink: ((UnsafeRawBufferPointer) -> Void)?
     private let flushThreshold: Int
     private var depth = 0
     /// No element written yet in the innermost open container.
@@ -18,25 +20,27 @@ public struct JSONWriter {
 
     /// A writer that keeps everything in `bytes` (without a sink) or hands chunks of about
     /// `flushThreshold` bytes to `sink` as containers close.
-    public init(pretty: Bool = false, flushThreshold: Int = 64 * 1024, sink: (([UInt8]) -> Void)? = nil) {
+    public init(pretty: Bool = false, flushThreshold: Int = 64 * 1024, sink: ((UnsafeRawBufferPointer) -> Void)? = nil) {
         self.pretty = pretty
         self.sink = sink
         self.flushThreshold = flushThreshold
-        bytes.reserveCapacity(sink == nil ? 4096 : flushThreshold + 4096)
+        buffer = ByteBuffer(capacity: sink == nil ? 4096 : flushThreshold + 4096)
     }
 
     /// The document as text (for writers without a sink).
-    public var text: String { String(decoding: bytes, as: UTF8.self) }
+    public var text: String {
+        String(decoding: UnsafeBufferPointer(start: buffer.base, count: buffer.count), as: UTF8.self)
+    }
 
     /// Hands everything written so far to the sink.
     public mutating func flush() {
-        guard let sink, !bytes.isEmpty else { return }
-        sink(bytes)
-        bytes.removeAll(keepingCapacity: true)
+        guard let sink, buffer.count > 0 else { return }
+        sink(UnsafeRawBufferPointer(start: buffer.base, count: buffer.count))
+        buffer.count = 0
     }
 
     /// Ends a document (or a JSON Lines record) with a newline.
-    public mutating func newline() { bytes.append(0x0A) }
+    public mutating func newline() { buffer.append(0x0A) }
 
     // MARK: - Structure
 
@@ -48,11 +52,11 @@ public struct JSONWriter {
     /// An object key; a value must follow.
     public mutating func key(_ name: StaticString) {
         separate()
-        bytes.append(UInt8(ascii: "\""))
-        name.withUTF8Buffer { bytes.append(contentsOf: $0) }
-        bytes.append(UInt8(ascii: "\""))
-        bytes.append(UInt8(ascii: ":"))
-        if pretty { bytes.append(UInt8(ascii: " ")) }
+        buffer.append(UInt8(ascii: "\""))
+        name.withUTF8Buffer { buffer.append($0) }
+        buffer.append(UInt8(ascii: "\""))
+        buffer.append(UInt8(ascii: ":"))
+        if pretty { buffer.append(UInt8(ascii: " ")) }
         afterKey = true
     }
 
@@ -60,8 +64,8 @@ public struct JSONWriter {
     public mutating func key(_ name: String) {
         separate()
         appendEscaped(name)
-        bytes.append(UInt8(ascii: ":"))
-        if pretty { bytes.append(UInt8(ascii: " ")) }
+        buffer.append(UInt8(ascii: ":"))
+        if pretty { buffer.append(UInt8(ascii: " ")) }
         afterKey = true
     }
 
@@ -89,7 +93,8 @@ public struct JSONWriter {
         if value == value.rounded(), abs(value) < 1e15 {
             appendDecimal(Int64(value))
         } else {
-            bytes.append(contentsOf: value.description.utf8)
+            var text = value.description
+            text.withUTF8 { buffer.append($0) }
         }
     }
 
@@ -106,9 +111,26 @@ public struct JSONWriter {
     /// A string made of ASCII digits and punctuation (addresses): no escaping needed.
     public mutating func asciiString(_ value: String) {
         separate()
-        bytes.append(UInt8(ascii: "\""))
-        bytes.append(contentsOf: value.utf8)
-        bytes.append(UInt8(ascii: "\""))
+        buffer.append(UInt8(ascii: "\""))
+        var value = value
+        value.withUTF8 { buffer.append($0) }
+        buffer.append(UInt8(ascii: "\""))
+    }
+
+    /// An IP address as a string; IPv4 digits go straight into the buffer (connections list two
+    /// per row), IPv6 through inet_ntop.
+    public mutating func address(_ ip: IPAddress) {
+        guard case .v4(let a) = ip else { asciiString(ip.description); return }
+        separate()
+        buffer.append(UInt8(ascii: "\""))
+        appendUnsigned(UInt64(a >> 24))
+        buffer.append(UInt8(ascii: "."))
+        appendUnsigned(UInt64((a >> 16) & 0xff))
+        buffer.append(UInt8(ascii: "."))
+        appendUnsigned(UInt64((a >> 8) & 0xff))
+        buffer.append(UInt8(ascii: "."))
+        appendUnsigned(UInt64(a & 0xff))
+        buffer.append(UInt8(ascii: "\""))
     }
 
     // MARK: - Fields (key and value in one call)
@@ -150,9 +172,21 @@ public struct JSONWriter {
 
     // MARK: - Internals
 
+    /// Ends the innermost object with members encoded earlier by a compact writer (`raw` ends
+    /// with the closing brace): for shapes written tens of thousands of times alike.
+    mutating func endObject(appendingEncodedMembers raw: [UInt8]) {
+        precondition(!pretty, "pre-encoded members are compact")
+        if !first { buffer.append(UInt8(ascii: ",")) }
+        raw.withUnsafeBufferPointer { buffer.append($0) }
+        depth -= 1
+        first = false
+        afterKey = false
+        if sink != nil && buffer.count >= flushThreshold { flush() }
+    }
+
     private mutating func open(_ bracket: UInt8) {
         separate()
-        bytes.append(bracket)
+        buffer.append(bracket)
         depth += 1
         first = true
     }
@@ -160,10 +194,10 @@ public struct JSONWriter {
     private mutating func close(_ bracket: UInt8) {
         depth -= 1
         if pretty && !first { indentLine() }
-        bytes.append(bracket)
+        buffer.append(bracket)
         first = false
         afterKey = false
-        if sink != nil && bytes.count >= flushThreshold { flush() }
+        if sink != nil && buffer.count >= flushThreshold { flush() }
     }
 
     /// The comma and (pretty) line break before an element; nothing after a key.
@@ -174,25 +208,25 @@ public struct JSONWriter {
             return
         }
         if depth > 0 {
-            if !first { bytes.append(UInt8(ascii: ",")) }
+            if !first { buffer.append(UInt8(ascii: ",")) }
             if pretty { indentLine() }
         }
         first = false
     }
 
     private mutating func indentLine() {
-        bytes.append(0x0A)
-        for _ in 0..<depth { bytes.append(0x20); bytes.append(0x20) }
+        buffer.append(0x0A)
+        for _ in 0..<depth { buffer.append(0x20); buffer.append(0x20) }
     }
 
     @inline(__always)
     private mutating func append(_ s: StaticString) {
-        s.withUTF8Buffer { bytes.append(contentsOf: $0) }
+        s.withUTF8Buffer { buffer.append($0) }
     }
 
     private mutating func appendDecimal<T: BinaryInteger>(_ value: T) {
         if value < 0 {
-            bytes.append(UInt8(ascii: "-"))
+            buffer.append(UInt8(ascii: "-"))
             // Int64.min has no positive Int64: go through the magnitude.
             appendUnsigned(UInt64(value.magnitude))
         } else {
@@ -202,33 +236,35 @@ public struct JSONWriter {
 
     private mutating func appendUnsigned(_ value: UInt64) {
         if value < 10 {
-            bytes.append(UInt8(ascii: "0") &+ UInt8(value))
+            buffer.append(UInt8(ascii: "0") &+ UInt8(value))
             return
         }
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for 20 digits
         var count = 0
         var v = value
-        withUnsafeMutableBytes(of: &digits) { raw in
-            while v > 0 {
-                raw[23 - count] = UInt8(ascii: "0") &+ UInt8(v % 10)
-                v /= 10
-                count += 1
-            }
-            bytes.append(contentsOf: raw[(24 - count)...])
+        while v > 0 { count += 1; v /= 10 }
+        buffer.reserve(count)
+        v = value
+        let end = buffer.base + buffer.count + count
+        var i = 1
+        while v > 0 {
+            (end - i).pointee = UInt8(ascii: "0") &+ UInt8(v % 10)
+            v /= 10
+            i += 1
         }
+        buffer.count += count
     }
 
     /// A JSON string: quotes, backslashes and control characters escaped; other bytes as they are
     /// (Swift strings are valid UTF-8).
     private mutating func appendEscaped(_ s: String) {
-        bytes.append(UInt8(ascii: "\""))
+        buffer.append(UInt8(ascii: "\""))
         var s = s
         s.withUTF8 { utf8 in
             var start = 0
             for i in 0..<utf8.count {
                 let b = utf8[i]
                 guard b < 0x20 || b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") else { continue }
-                if start < i { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start..<i])) }
+                if start < i { buffer.append(UnsafeBufferPointer(rebasing: utf8[start..<i])) }
                 start = i + 1
                 switch b {
                 case UInt8(ascii: "\""): append("\\\"")
@@ -239,12 +275,56 @@ public struct JSONWriter {
                 default:
                     let hex: [UInt8] = Array("0123456789abcdef".utf8)
                     append("\\u00")
-                    bytes.append(hex[Int(b >> 4)])
-                    bytes.append(hex[Int(b & 0xf)])
+                    buffer.append(hex[Int(b >> 4)])
+                    buffer.append(hex[Int(b & 0xf)])
                 }
             }
-            if start < utf8.count { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start...])) }
+            if start < utf8.count { buffer.append(UnsafeBufferPointer(rebasing: utf8[start...])) }
         }
-        bytes.append(UInt8(ascii: "\""))
+        buffer.append(UInt8(ascii: "\""))
+    }
+}
+
+/// The writer's growable byte store: plain memory, so appends are a bounds check and a copy
+/// (Array's generic append costs several times that per call, and JSON is many small appends).
+final class ByteBuffer {
+    var base: UnsafeMutablePointer<UInt8>
+    var count = 0
+    private(set) var capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = max(64, capacity)
+        base = .allocate(capacity: self.capacity)
+    }
+
+    deinit { base.deallocate() }
+
+    @inline(__always)
+    func reserve(_ n: Int) {
+        if count + n > capacity { grow(count + n) }
+    }
+
+    private func grow(_ needed: Int) {
+        let newCapacity = max(needed, capacity * 2)
+        let fresh = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
+        fresh.update(from: base, count: count)
+        base.deallocate()
+        base = fresh
+        capacity = newCapacity
+    }
+
+    @inline(__always)
+    func append(_ byte: UInt8) {
+        reserve(1)
+        base[count] = byte
+        count += 1
+    }
+
+    @inline(__always)
+    func append(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard let source = bytes.baseAddress, bytes.count > 0 else { return }
+        reserve(bytes.count)
+        (base + count).update(from: source, count: bytes.count)
+        count += bytes.count
     }
 }

@@ -54,7 +54,7 @@ extension JSONWriter {
     public mutating func write(_ e: Endpoint) {
         beginObject()
         key("address")
-        asciiString(e.address.description)
+        address(e.address)
         field("port", e.port)
         endObject()
     }
@@ -123,7 +123,7 @@ extension JSONWriter {
             array("listeners") { w in
                 for l in s.listeners {
                     w.beginObject()
-                    w.key("address"); w.asciiString(l.local.address.description)
+                    w.key("address"); w.address(l.local.address)
                     w.field("port", l.local.port)
                     w.field("accept_queue", l.acceptQueue)
                     w.field("backlog", l.backlogKnown ? l.backlog : nil)
@@ -255,7 +255,6 @@ extension JSONWriter {
     /// One local `check --json` result: the verdict and the facts behind it (listeners,
     /// connections, queue, errors, owners), and the window when measured.
     public mutating func localCheck(_ check: LocalCheck, _ outcome: CheckOutcome, service: String?, window: PortWindow?) {
-        let s = check.summary
         beginObject()
         field("protocol", check.proto.rawValue)
         field("port", check.port)
@@ -264,6 +263,27 @@ extension JSONWriter {
         field("verdict", check.verdict.rawValue)
         field("expected", outcome.expected.rawValue)
         field("matched", outcome.matched)
+        // `check 1-65535`: tens of thousands of ports with nothing on them share one encoding.
+        if !pretty && check.summary == nil && check.timeWait == 0 && check.boundSockets == 0 && window == nil {
+            endObject(appendingEncodedMembers: JSONWriter.emptyCheckMembers)
+            return
+        }
+        localCheckFacts(check, window: window)
+        endObject()
+    }
+
+    /// The members of a check of a port nothing holds, encoded once.
+    static let emptyCheckMembers: [UInt8] = {
+        var w = JSONWriter()
+        w.beginObject()
+        w.localCheckFacts(LocalCheck(proto: .tcp, port: 1, verdict: .free, summary: nil, timeWait: 0, boundSockets: 0), window: nil)
+        w.endObject()
+        return Array(w.bytes.dropFirst())
+    }()
+
+    /// A local check's facts: listeners, connections, queue, errors, owners, window.
+    mutating func localCheckFacts(_ check: LocalCheck, window: PortWindow?) {
+        let s = check.summary
         field("listening", s?.listening ?? false)
         strings("addresses", s?.addresses ?? [])
         key("connections"); write(s?.connections ?? ConnectionCounts())
@@ -274,7 +294,6 @@ extension JSONWriter {
         if let s { portErrors(s) } else { null() }
         processes("processes", s?.processes ?? [])
         if let window { windowMembers(window) }
-        endObject()
     }
 
     /// One remote `check --json` result: the verdict, the address that decided it, and every

@@ -58,16 +58,15 @@ func writeAll(_ fd: Int32, _ text: String) {
 }
 
 /// Writes bytes to a descriptor, retrying short writes and EINTR (JSON output).
-func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+func writeAll(_ fd: Int32, _ raw: UnsafeRawBufferPointer) {
+    guard let base = raw.baseAddress else { return }
     var offset = 0
-    bytes.withUnsafeBytes { raw in
-        while offset < raw.count {
-            let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                return
-            }
-            offset += n
+    while offset < raw.count {
+        let n = write(fd, base + offset, raw.count - offset)
+        if n < 0 {
+            if errno == EINTR { continue }
+            return
         }
+        offset += n
     }
 }
