@@ -47,7 +47,7 @@ struct Connections: ParsableCommand {
             output.print { w in
                 w.beginObject()
                 w.array("connections") { w in
-                    for c in connections { w.connection(c, processes: scan?.processes(owning: c.inode)) }
+                    for i in order { w.connection(sockets[i], processes: scan?.processes(owning: sockets[i].inode)) }
                 }
                 w.endObject()
             }

@@ -53,7 +53,7 @@ public struct JSONWriter {
     public mutating func key(_ name: StaticString) {
         separate()
         buffer.append(UInt8(ascii: "\""))
-        name.withUTF8Buffer { buffer.append($0) }
+        buffer.append(name)
         buffer.append(UInt8(ascii: "\""))
         buffer.append(UInt8(ascii: ":"))
         if pretty { buffer.append(UInt8(ascii: " ")) }
@@ -221,7 +221,7 @@ public struct JSONWriter {
 
     @inline(__always)
     private mutating func append(_ s: StaticString) {
-        s.withUTF8Buffer { buffer.append($0) }
+        buffer.append(s)
     }
 
     private mutating func appendDecimal<T: BinaryInteger>(_ value: T) {
@@ -318,6 +318,16 @@ final class ByteBuffer {
         reserve(1)
         base[count] = byte
         count += 1
+    }
+
+    /// Keys and literals: static ASCII text, copied without a closure.
+    @inline(__always)
+    func append(_ text: StaticString) {
+        guard text.hasPointerRepresentation else {
+            text.withUTF8Buffer { append($0) }
+            return
+        }
+        append(UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
     @inline(__always)
