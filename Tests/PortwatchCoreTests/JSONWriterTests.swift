@@ -105,12 +105,6 @@ struct JSONWriterTests {
         #expect(first.keys.count == 15, "\(first.keys.sorted())")
     }
 
-    /// The old boxed value type encodes through the writer with the same output.
-    @Test func jsonValueUsesTheWriter() {
-        let v: JSONValue = ["a": [1, "x", nil, true], "b": .double(0.5)]
-        #expect(v.serialized() == #"{"a":[1,"x",null,true],"b":0.5}"#)
-    }
-
     /// A PORT object keeps the field names of PRODUCT.md's contract.
     @Test func portObjectShape() throws {
         var summary = PortSummary(proto: .tcp, port: 8080, role: .local)
