@@ -122,14 +122,17 @@ struct ProcfsFallbackTests {
     @Test func forcedProcfsSaysSoAndHidesUnknownBytes() throws {
         let listener = try Net.tcpListenerOnFreePort()
         defer { listener.close() }
-        let r = runPortwatch(["ports", "\(listener.port)"], environment: ["PORTWATCH_SOCKET_SOURCE": "procfs"])
+        // /proc/net/tcp is read whole: with other programs' sockets by the hundred thousand on a
+        // shared machine, a debug build takes a while.
+        let r = runPortwatch(["ports", "\(listener.port)"], timeout: 90, environment: ["PORTWATCH_SOCKET_SOURCE": "procfs"])
         #expect(r.status == 0, "\(r)")
         #expect(r.stderr.contains("PORTWATCH_SOCKET_SOURCE=procfs"), "\(r)")
         #expect(!r.stderr.contains("unavailable"), "\(r)")
         let row = r.stdout.split(separator: "\n").first { $0.contains(" \(listener.port) ") }
         #expect(row != nil, "\(r)")
         #expect(row.map { !$0.contains("0 B") } == true, "unknown bytes shown as zero: \(r)")
-        let json = runPortwatch(["ports", "\(listener.port)", "--json"], environment: ["PORTWATCH_SOCKET_SOURCE": "procfs"])
+        let json = runPortwatch(["ports", "\(listener.port)", "--json"], timeout: 90,
+                                environment: ["PORTWATCH_SOCKET_SOURCE": "procfs"])
         #expect(json.json()?.string("source") == "procfs")
     }
 }

@@ -309,20 +309,23 @@ extension JSONWriter {
         field("matched", outcome.matched)
         key("address"); string(check.decisive.address.description)
         field("reason", check.decisive.reason)
-        field("seconds", double: check.decisive.seconds)
+        field("seconds", double: microseconds(check.decisive.seconds))
         array("attempts") { w in
             for a in check.attempts {
                 w.beginObject()
                 w.key("address"); w.string(a.address.description)
                 w.field("state", a.state.rawValue)
                 w.field("reason", a.reason)
-                w.field("seconds", double: a.seconds)
+                w.field("seconds", double: microseconds(a.seconds))
                 w.endObject()
             }
         }
         endObject()
     }
 }
+
+/// Seconds rounded to the microsecond: a connect's timing is not finer than that.
+private func microseconds(_ seconds: Double) -> Double { (seconds * 1e6).rounded() / 1e6 }
 
 // MARK: - connections
 
