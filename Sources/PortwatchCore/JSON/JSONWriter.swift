@@ -44,9 +44,13 @@ public struct JSONWriter {
 
     // MARK: - Structure
 
+    /// Opens an object: keys and values follow, then `endObject`.
     public mutating func beginObject() { open(UInt8(ascii: "{")) }
+    /// Closes the innermost object (and streams to the sink once enough is buffered).
     public mutating func endObject() { close(UInt8(ascii: "}")) }
+    /// Opens an array: values follow, then `endArray`.
     public mutating func beginArray() { open(UInt8(ascii: "[")) }
+    /// Closes the innermost array (and streams to the sink once enough is buffered).
     public mutating func endArray() { close(UInt8(ascii: "]")) }
 
     /// An object key; a value must follow.
@@ -71,16 +75,19 @@ public struct JSONWriter {
 
     // MARK: - Values
 
+    /// `null`.
     public mutating func null() {
         separate()
         append("null")
     }
 
+    /// `true` or `false`.
     public mutating func bool(_ value: Bool) {
         separate()
         append(value ? "true" : "false")
     }
 
+    /// An integer, in decimal.
     public mutating func int<T: BinaryInteger>(_ value: T) {
         separate()
         appendDecimal(value)
@@ -98,6 +105,7 @@ public struct JSONWriter {
         }
     }
 
+    /// A string, escaped.
     public mutating func string(_ value: String) {
         separate()
         appendEscaped(value)
@@ -135,6 +143,7 @@ public struct JSONWriter {
 
     // MARK: - Fields (key and value in one call)
 
+    /// `"name": value` (strings, optional strings, booleans, integers, optional integers).
     public mutating func field(_ name: StaticString, _ value: String) { key(name); string(value) }
     public mutating func field(_ name: StaticString, _ value: String?) { key(name); string(value) }
     public mutating func field(_ name: StaticString, _ value: Bool) { key(name); bool(value) }
@@ -143,7 +152,9 @@ public struct JSONWriter {
         key(name)
         if let value { int(value) } else { null() }
     }
+    /// `"name": number`.
     public mutating func field(_ name: StaticString, double value: Double) { key(name); double(value) }
+    /// `"name": null`.
     public mutating func nullField(_ name: StaticString) { key(name); null() }
 
     /// `"name": {…}` with the members `body` writes.

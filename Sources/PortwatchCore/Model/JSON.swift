@@ -80,6 +80,7 @@ public struct PortWindow: Sendable {
     public var seconds: Double
     public var captured: Bool
 
+    /// A window's activity on one port, its length, and whether packets were captured.
     public init(activity: PortActivity, seconds: Double, captured: Bool) {
         self.activity = activity
         self.seconds = seconds
@@ -212,6 +213,7 @@ public struct PortsDocument {
     public var snapshot: PortSnapshot
     public var report: WindowReport?
 
+    /// A document over one snapshot and, with `--sample`, its window.
     public init(snapshot: PortSnapshot, report: WindowReport?) {
         self.snapshot = snapshot
         self.report = report
@@ -245,6 +247,7 @@ public struct CheckOutcome: Sendable {
     public var expected: Verdict
     public var matched: Bool
 
+    /// The expectation and whether the verdict met it.
     public init(expected: Verdict, matched: Bool) {
         self.expected = expected
         self.matched = matched

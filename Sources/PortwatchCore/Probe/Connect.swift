@@ -39,6 +39,7 @@ public struct RemoteAddress: Sendable, Hashable, CustomStringConvertible {
     /// The zone as written (`eth0` or `2`), for display.
     public var zone: String?
 
+    /// An address, with the interface index and name of its zone when it has one.
     public init(_ ip: IPAddress, scopeID: UInt32 = 0, zone: String? = nil) {
         self.ip = ip
         self.scopeID = scopeID
