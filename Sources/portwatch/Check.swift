@@ -7,135 +7,164 @@ struct Check: ParsableCommand {
         abstract: "Is the port free, listening, busy or overloaded (locally), open, closed or filtered (remotely)?",
         discussion: """
             --expect sets what exit 0 means (default: free locally, open with --host). \
-            'listening' is met by any port something listens on (also busy or overloaded), \
-            'busy' by busy or overloaded; the others must match exactly. Every port must match.
+            'listening' is met only while something listens (also busy or overloaded; a bound-only \
+            socket or a client's source port is not listening), \
+            'busy' by busy or overloaded; the others must match exactly. Every port must match. \
+            A remote UDP port that neither answers nor refuses is open|filtered (as nmap says). \
+            A host with several addresses is open when any accepts; otherwise it gets the strongest \
+            answer among them (open|filtered, closed, filtered, unreachable).
             """)
 
-    @Argument(help: "Ports: 8080, 8000-8100, 22,80,443, ssh, 53/udp. Unsuffixed means TCP unless --udp.")
-    var ports: String
+    @Argument(help: "Ports: 8080, 8000-8100, 22,80,443, ssh, 53/udp. Unsuffixed means TCP unless --udp. Optional when --host names a port.")
+    var ports: String?
 
-    @Option(name: .long, help: "Check a remote host (name, IPv4 or IPv6) instead of this machine.")
+    @Option(name: .long, help: "Check a remote host instead of this machine: a name, IPv4, IPv6 (fe80::1%eth0), optionally with a port (host:80, [fd00::2]:80).")
     var host: String?
 
-    @Option(name: .long, help: "free|listening|busy|overloaded locally, open|closed|filtered|unreachable remotely.")
-    var expect: String?
+    @Option(name: .long, help: "free|listening|busy|overloaded locally, open|closed|filtered|open|filtered|unreachable remotely.")
+    var expect: Verdict?
 
-    @Option(name: .long, help: "Remote: how long to wait for an answer (default 2s).")
-    var timeout: String = "2s"
+    @Option(name: .long, help: "Remote: how long to wait for an answer, name resolution included (default 2s).",
+            transform: { try parsePositiveSeconds($0) })
+    var timeout: Double = 2
 
-    @Option(name: .long, help: "Locally: measure over this window (e.g. 1s): rates, window totals; drops rising means overloaded.")
-    var sample: String?
+    @OptionGroup var window: SampleOptions
 
-    @Flag(name: .long, help: "Unsuffixed ports mean UDP.")
+    @Flag(name: .long, help: "Unsuffixed ports (and service names) mean UDP.")
     var udp = false
 
-    @Flag(name: .long, help: "Also capture packets (AF_PACKET, needs root or CAP_NET_RAW): UDP traffic per port and packets hitting closed ports.")
-    var capture = false
+    @OptionGroup var capture: CaptureOptions
 
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        if capture && sample == nil { throw PortwatchError.usage("--capture measures over a window: add --sample (e.g. --sample 1s)") }
-        if host != nil && sample != nil { throw PortwatchError.usage("--sample measures local ports; it does not combine with --host") }
-        let spec = try parsePorts(ports)
+        if capture.capture && window.sample == nil { throw PortwatchError.usage("--capture measures over a window: add --sample (e.g. --sample 1s)") }
+        if host != nil && window.sample != nil { throw PortwatchError.usage("--sample measures local ports; it does not combine with --host") }
+        let target = try host.map { try HostPort.parseHostOption($0, proto: udp ? .udp : nil) }
+        let spec = try checkedPorts(hostPort: target?.port)
         let protos = spec.protocols(default: [udp ? .udp : .tcp])
         var pairs: [(TransportProtocol, UInt16)] = []
         for proto in TransportProtocol.allCases where protos.contains(proto) {
             for port in spec.ports(for: proto) { pairs.append((proto, port)) }
         }
-        if pairs.isEmpty { throw PortwatchError.usage("no ports to check in '\(ports)'") }
+        if pairs.isEmpty { throw PortwatchError.usage("no ports to check in '\(spec.text)'") }
 
-        let remoteHost = try host.map { try HostPort.parseHost($0) }
         let expected: Verdict
-        if let text = expect {
-            guard let v = Verdict(rawValue: text.lowercased()) else {
-                throw PortwatchError.usage("invalid --expect '\(text)': use free, listening, busy, overloaded, open, closed, filtered or unreachable")
+        if let v = expect {
+            if target == nil && !v.isLocal {
+                throw PortwatchError.usage("--expect \(v.rawValue) needs --host (local ports are free, listening, busy or overloaded)")
             }
-            if remoteHost == nil && !v.isLocal {
-                throw PortwatchError.usage("--expect \(text) needs --host (local ports are free, listening, busy or overloaded)")
-            }
-            if remoteHost != nil && v.isLocal {
-                throw PortwatchError.usage("--expect \(text) is a local verdict; with --host use open, closed, filtered or unreachable")
+            if target != nil && v.isLocal {
+                throw PortwatchError.usage("--expect \(v.rawValue) is a local verdict; with --host use open, closed, filtered, open|filtered or unreachable")
             }
             expected = v
         } else {
-            expected = remoteHost == nil ? .free : .open
+            expected = target == nil ? .free : .open
         }
-
-        var results: [JSONValue] = []
-        var lines: [String] = []
-        // System-wide error deltas of a --sample window: inside the one check's object, or
-        // beside the list of checks.
-        var systemErrors: JSONValue? = nil
-        let oneCheck = pairs.count == 1
-        var allMatched = true
-        let term = Terminal.stdout
         let services = ServiceDatabase.system
+        if let target {
+            try checkRemote(target.host, pairs, expected: expected, services: services)
+        } else {
+            try checkLocal(spec, protos, pairs, expected: expected, services: services)
+        }
+    }
 
-        if let remoteHost {
-            let seconds = try durationSeconds(timeout, option: "--timeout")
-            if seconds <= 0 { throw PortwatchError.usage("--timeout: must be more than 0 (an answer takes time)") }
-            let addresses = try resolveHost(remoteHost)
-            for (proto, port) in pairs {
-                var best: ConnectResult? = nil
-                for address in addresses {
-                    let r = proto == .tcp
-                        ? try probeTCP(address, port: port, timeout: seconds)
-                        : try probeUDP(address, port: port, timeout: seconds)
-                    if best == nil || r.state == .open { best = r }
-                    if r.state == .open { break }
+    /// The ports to check: the argument, or the port `--host` names (both must agree when given).
+    private func checkedPorts(hostPort: UInt16?) throws -> PortSpec {
+        var spec: PortSpec
+        switch (ports, hostPort) {
+        case (nil, nil):
+            throw PortwatchError.usage("missing ports: give PORTS (e.g. check 8080) or --host HOST:PORT")
+        case (nil, let port?):
+            spec = PortSpec(items: [.init(range: port...port)])
+        case (let text?, let port):
+            spec = try parsePorts(text)
+            if let port, !(spec.isSinglePort && spec.items.allSatisfy({ $0.range == port...port })) {
+                throw PortwatchError.usage("--host names port \(port) but the ports given are '\(text)': give the port once")
+            }
+        }
+        if udp { spec = try spec.restricted(to: [.udp]) }
+        return spec
+    }
+
+    private func checkRemote(_ host: String, _ pairs: [(TransportProtocol, UInt16)], expected: Verdict,
+                             services: ServiceDatabase) throws {
+        let start = now()
+        let addresses = try resolveHost(host, timeout: timeout)
+        let resolveSeconds = now() - start
+        var results: [(RemoteCheck, CheckOutcome)] = []
+        for (proto, port) in pairs {
+            // Name resolution comes out of the first port's budget, so --timeout bounds a one-port check.
+            let budget = results.isEmpty ? max(0.001, timeout - resolveSeconds) : timeout
+            let result = try PortwatchCore.checkRemote(host: host, addresses: addresses, proto: proto, port: port, timeout: budget)
+            let verdict = Verdict(result.state)
+            results.append((result, CheckOutcome(expected: expected, matched: verdict == expected)))
+        }
+        let allMatched = results.allSatisfy(\.1.matched)
+        if output.json {
+            output.print { w in
+                if results.count == 1 {
+                    w.remoteCheck(results[0].0, results[0].1, service: services.name(port: results[0].0.port, proto: results[0].0.proto))
+                } else {
+                    w.beginObject()
+                    w.array("checks") { w in
+                        for (r, o) in results { w.remoteCheck(r, o, service: services.name(port: r.port, proto: r.proto)) }
+                    }
+                    w.field("expected", expected.rawValue)
+                    w.field("matched", allMatched)
+                    w.endObject()
                 }
-                guard let result = best else { continue }
-                let verdict = Verdict(result.state)
-                let matched = verdict == expected
-                allMatched = allMatched && matched
-                results.append([
-                    "protocol": .string(proto.rawValue), "port": .number(port), "host": .string(remoteHost),
-                    "address": .string(result.address.description),
-                    "service": .optional(services.name(port: port, proto: proto)),
-                    "verdict": .string(verdict.rawValue), "expected": .string(expected.rawValue),
-                    "matched": .bool(matched), "seconds": .double(result.seconds),
-                ])
-                let ms = String(format1: result.seconds * 1000)
-                lines.append("\(proto.rawValue)/\(port) on \(remoteHost) (\(result.address)): \(paint(verdict, term)) in \(ms) ms")
             }
         } else {
-            // Counts and queues need no tcp_info: skip it unless a window measures traffic.
-            var query = SocketQuery(protocols: protos, withCounters: sample != nil)
-            query.ports = portFilters(spec, protocols: protos)
-            let options = SnapshotOptions(query: query, processes: .owners)
-            let window = try sample.map { try sampleWindow($0) }
-            let (snapshot, report) = try snapshotOrWindow(options, window: window, capture: capture)
-            systemErrors = report?.systemJSON
-            for check in localChecks(ports: pairs, snapshot: snapshot, window: report) {
-                let activity = report?.activity(PortKey.local(check.proto, check.port))
-                let matched = check.meets(expected)
-                allMatched = allMatched && matched
+            let term = Terminal.stdout
+            var lines: [String] = []
+            for (r, _) in results {
+                let ms = String(format1: r.decisive.seconds * 1000)
+                var line = "\(r.proto.rawValue)/\(r.port) on \(host) (\(r.decisive.address)): \(paint(Verdict(r.state), term)) in \(ms) ms"
+                if let reason = r.decisive.reason, r.state != .open { line += " — \(reason)" }
+                lines.append(line)
+            }
+            emit(lines.joined(separator: "\n"))
+        }
+        if !allMatched { throw AnswerNo() }
+    }
+
+    private func checkLocal(_ spec: PortSpec, _ protos: Set<TransportProtocol>, _ pairs: [(TransportProtocol, UInt16)],
+                            expected: Verdict, services: ServiceDatabase) throws {
+        // Counts and queues need no tcp_info: skip it unless a window measures traffic.
+        var query = SocketQuery(protocols: protos, withCounters: window.sample != nil)
+        query.ports = portFilters(spec, protocols: protos)
+        let options = SnapshotOptions(query: query, processes: .owners)
+        let (snapshot, report) = try snapshotOrWindow(options, window: window.sample, capture: capture.capture)
+        // The core judges (window drops and SYN cookies included) and matches the expectation.
+        let checks: [(LocalCheck, CheckOutcome, PortWindow?)] = localChecks(ports: pairs, snapshot: snapshot, window: report).map { check in
+            (check, CheckOutcome(expected: expected, matched: check.meets(expected)),
+             report.map { PortWindow($0, key: PortKey.local(check.proto, check.port)) })
+        }
+        let allMatched = checks.allSatisfy(\.1.matched)
+        if output.json {
+            output.print { w in
+                if checks.count == 1 {
+                    // One check: the window's system-wide deltas go inside its object.
+                    let (c, o, win) = checks[0]
+                    w.localCheck(c, o, service: services.name(port: c.port, proto: c.proto), window: win, systemErrors: report)
+                } else {
+                    w.beginObject()
+                    w.array("checks") { w in
+                        for (c, o, win) in checks { w.localCheck(c, o, service: services.name(port: c.port, proto: c.proto), window: win) }
+                    }
+                    w.field("expected", expected.rawValue)
+                    w.field("matched", allMatched)
+                    if let report { w.systemErrors(report) }
+                    w.endObject()
+                }
+            }
+        } else {
+            let term = Terminal.stdout
+            var lines: [String] = []
+            for (check, _, win) in checks {
                 let s = check.summary
                 let service = services.name(port: check.port, proto: check.proto)
-                var pairs: [(String, JSONValue)] = [
-                    ("protocol", .string(check.proto.rawValue)), ("port", .number(check.port)), ("host", .null),
-                    ("service", .optional(service)),
-                    ("verdict", .string(check.verdict.rawValue)), ("expected", .string(expected.rawValue)),
-                    ("matched", .bool(matched)),
-                    ("listening", .bool(check.listening)),
-                    ("addresses", .array((s?.addresses ?? []).map { .string($0) })),
-                    ("connections", check.connections.json),
-                    ("accept_queue", s?.acceptQueue.map(\.json) ?? .null),
-                    ("time_wait", .number(check.timeWait)),
-                    ("bound_sockets", .number(check.boundSockets)),
-                    ("client_connections", .number(check.clientConnections)),
-                    ("reasons", .array(check.reasons.map(\.json))),
-                    ("caveats", .array(check.caveats.map { .string($0) })),
-                    ("errors", s?.errorsJSON ?? .null),
-                    ("processes", .array((s?.processes ?? []).map(\.json))),
-                ]
-                if let activity, let report {
-                    pairs.append(("window", activity.windowJSON(seconds: report.seconds, captured: report.captured)))
-                    pairs.append(("rates", activity.ratesJSON(seconds: report.seconds)))
-                    if oneCheck { pairs.append(("system_errors", report.systemJSON)) }
-                }
-                results.append(.object(pairs))
                 var line = "\(check.proto.rawValue)/\(check.port)"
                 if let service { line += " (\(service))" }
                 line += ": \(paint(check.verdict, term))"
@@ -153,29 +182,18 @@ struct Check: ParsableCommand {
                     facts.append("\(check.connections.established) established")
                 }
                 if let s, !s.processes.isEmpty { facts.append("held by \(processList(s.processes))") }
-                if let activity, let report, check.verdict != .free {
-                    let secs = report.seconds > 0 ? report.seconds : 1
-                    facts.append("rx \(formatRate(bitsPerSecond: Double(activity.traffic.bytesReceived) * 8 / secs))")
-                    facts.append("tx \(formatRate(bitsPerSecond: Double(activity.traffic.bytesSent) * 8 / secs))")
+                if let win, check.verdict != .free {
+                    let a = win.activity
+                    let secs = win.seconds > 0 ? win.seconds : 1
+                    facts.append("rx \(formatRate(bitsPerSecond: Double(a.traffic.bytesReceived) * 8 / secs))")
+                    facts.append("tx \(formatRate(bitsPerSecond: Double(a.traffic.bytesSent) * 8 / secs))")
                 }
                 facts.append(contentsOf: check.caveats)
                 if !facts.isEmpty { line += " — " + facts.joined(separator: ", ") }
                 lines.append(line)
             }
-            for note in snapshot.notes where !output.json { printError("note: \(note)") }
-        }
-
-        if output.json {
-            if results.count == 1 {
-                output.print(results[0])
-            } else {
-                var doc: [(String, JSONValue)] = [("checks", .array(results)), ("expected", .string(expected.rawValue)),
-                                                  ("matched", .bool(allMatched))]
-                if let systemErrors { doc.append(("system_errors", systemErrors)) }
-                output.print(.object(doc))
-            }
-        } else {
             emit(lines.joined(separator: "\n"))
+            for note in snapshot.notes { printError("note: \(note)") }
         }
         if !allMatched { throw AnswerNo() }
     }
@@ -183,7 +201,7 @@ struct Check: ParsableCommand {
     private func paint(_ v: Verdict, _ term: Terminal) -> String {
         switch v {
         case .free, .open: return term.green(v.rawValue)
-        case .listening, .busy: return term.yellow(v.rawValue)
+        case .listening, .busy, .openFiltered: return term.yellow(v.rawValue)
         default: return term.red(v.rawValue)
         }
     }

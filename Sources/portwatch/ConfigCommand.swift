@@ -34,7 +34,7 @@ struct ConfigCheck: ParsableCommand {
             throw ExitCode(2)
         }
         if output.json {
-            output.print(document(problems: [], summary: summaryJSON(config)))
+            output.print { w in document(problems: [], config: config, to: &w) }
         } else {
             emit("\(file): ok — \(summaryLine(config))")
         }
@@ -44,7 +44,7 @@ struct ConfigCheck: ParsableCommand {
     /// file (missing, unreadable) is the usual one `portwatch: ` line.
     private func report(_ problems: [ConfigProblem]) {
         if output.json {
-            output.print(document(problems: problems, summary: nil))
+            output.print { w in document(problems: problems, config: nil, to: &w) }
             return
         }
         for problem in problems {
@@ -56,16 +56,24 @@ struct ConfigCheck: ParsableCommand {
         }
     }
 
-    private func document(problems: [ConfigProblem], summary: JSONValue?) -> JSONValue {
-        .object([
-            ("file", .string(file)),
-            ("valid", .bool(problems.isEmpty)),
-            ("problems", .array(problems.map { p in
-                .object([("file", .string(p.file)), ("line", .number(p.line)), ("column", .number(p.column)),
-                         ("message", .string(p.message))])
-            })),
-            ("summary", summary ?? .null),
-        ])
+    /// `{"file", "valid", "problems": [{"file", "line", "column", "message"}], "summary"}`.
+    private func document(problems: [ConfigProblem], config: MonitorConfig?, to w: inout JSONWriter) {
+        w.beginObject()
+        w.field("file", file)
+        w.field("valid", problems.isEmpty)
+        w.array("problems") { w in
+            for p in problems {
+                w.beginObject()
+                w.field("file", p.file)
+                w.field("line", p.line)
+                w.field("column", p.column)
+                w.field("message", p.message)
+                w.endObject()
+            }
+        }
+        w.key("summary")
+        if let config { summary(config, to: &w) } else { w.null() }
+        w.endObject()
     }
 
     private func summaryLine(_ config: MonitorConfig) -> String {
@@ -75,20 +83,20 @@ struct ConfigCheck: ParsableCommand {
             + "\(count(config.ports.count, "port"))"
     }
 
-    private func summaryJSON(_ config: MonitorConfig) -> JSONValue {
+    private func summary(_ config: MonitorConfig, to w: inout JSONWriter) {
         let (seconds, attoseconds) = config.interval.components
-        return .object([
-            ("interval", .string(formatDuration(config.interval))),
-            ("interval_seconds", .double(Double(seconds) + Double(attoseconds) / 1e18)),
-            ("listen", .string(config.listen.description)),
-            ("token_file", .optional(config.tokenFile)),
-            ("database", .optional(config.database.path)),
-            ("rules", .number(config.rules.count)),
-            ("channels", .number(config.channels.count)),
-            ("ports", .number(config.ports.count)),
-            ("capture", .bool(config.capture)),
-            ("instance", .optional(config.instance)),
-        ])
+        w.beginObject()
+        w.field("interval", formatDuration(config.interval))
+        w.field("interval_seconds", double: Double(seconds) + Double(attoseconds) / 1e18)
+        w.field("listen", config.listen.description)
+        w.field("token_file", config.tokenFile)
+        w.field("database", config.database.path)
+        w.field("rules", config.rules.count)
+        w.field("channels", config.channels.count)
+        w.field("ports", config.ports.count)
+        w.field("capture", config.capture)
+        w.field("instance", config.instance)
+        w.endObject()
     }
 }
 

@@ -9,8 +9,8 @@ struct Connections: ParsableCommand {
     @Argument(help: "Ports (local or remote side): 8080, 8000-8100, 22,80,443, ssh, 53/udp.")
     var ports: String
 
-    @Option(name: .long, help: "Only this state: established, syn-recv, syn-sent, time-wait, close-wait, fin-wait1, ...")
-    var state: String?
+    @Option(name: .long, help: "Only connections in this state.")
+    var state: ConnectionStateArgument?
 
     @Flag(name: .long, help: "Show the owning process of each connection.")
     var processes = false
@@ -19,13 +19,7 @@ struct Connections: ParsableCommand {
 
     func run() throws {
         let spec = try parsePorts(ports)
-        var wantedState: SocketState? = nil
-        if let state {
-            guard let s = SocketState(name: state), s != .listen else {
-                throw PortwatchError.usage("invalid --state '\(state)': use established, syn-recv, syn-sent, time-wait, close-wait, fin-wait1, fin-wait2, last-ack, closing")
-            }
-            wantedState = s
-        }
+        let wantedState = state?.state
         let protos = spec.protocols(default: [.tcp, .udp])
         var query = SocketQuery(protocols: protos)
         query.ports = portFilters(spec, protocols: protos, matchPeer: true)
@@ -35,20 +29,28 @@ struct Connections: ParsableCommand {
             query.states = SocketState.allStatesMask & ~SocketQuery.stateMask([.listen])
         }
         let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .none))
-        var connections = snapshot.sockets.filter { s in
-            !s.isListening && (spec.contains(port: s.local.port, proto: s.proto) || spec.contains(port: s.peer.port, proto: s.proto))
+        // Indices, not copies: a socket record is large, and tens of thousands of them are
+        // filtered and sorted here.
+        let sockets = snapshot.sockets
+        var order: [Int] = sockets.indices.filter { i in
+            let s = sockets[i]
+            return !s.isListening && (spec.contains(port: s.local.port, proto: s.proto) || spec.contains(port: s.peer.port, proto: s.proto))
         }
-        connections.sort { a, b in a.local != b.local ? a.local < b.local : a.peer < b.peer }
+        let keys = sockets.map { ($0.local, $0.peer) }
+        order.sort { i, j in keys[i].0 != keys[j].0 ? keys[i].0 < keys[j].0 : keys[i].1 < keys[j].1 }
+        let connections = order.lazy.map { sockets[$0] }
         var scan: ProcessScan? = nil
         if processes {
             scan = ProcessScanner.scan(inodes: Set(connections.map(\.inode).filter { $0 != 0 }))
         }
         if output.json {
-            output.print(["connections": .array(connections.map { c in
-                guard let scan, case .object(var pairs) = c.json else { return c.json }
-                pairs.append(("processes", .array(scan.processes(owning: c.inode).map(\.json))))
-                return .object(pairs)
-            })])
+            output.print { w in
+                w.beginObject()
+                w.array("connections") { w in
+                    for i in order { w.connection(sockets[i], processes: scan?.processes(owning: sockets[i].inode)) }
+                }
+                w.endObject()
+            }
         } else if connections.isEmpty {
             emit("no connections on \(ports)")
         } else {

@@ -48,8 +48,13 @@ struct Free: ParsableCommand {
             if canBind(port: port, proto: proto) { found.append(port) }
         }
         if output.json {
-            output.print(["protocol": .string(proto.rawValue), "ports": .array(found.map { .number($0) }),
-                          "requested": .number(count)])
+            output.print { w in
+                w.beginObject()
+                w.field("protocol", proto.rawValue)
+                w.array("ports") { w in for p in found { w.int(p) } }
+                w.field("requested", count)
+                w.endObject()
+            }
         } else if !found.isEmpty {
             emit(found.map(String.init).joined(separator: "\n"))
         }

@@ -12,8 +12,8 @@ struct Kill: ParsableCommand {
     @Argument(help: "Ports: 8080, 8000-8100, 22,80,443, ssh, 53/udp.")
     var ports: String
 
-    @Option(name: .long, help: "TERM (default), KILL, HUP, INT, QUIT, USR1, USR2, or a number.")
-    var signal: String = "TERM"
+    @Option(name: .long, help: "Any signal kill -l lists, by name (with or without SIG) or number (default TERM).")
+    var signal: SignalName = .term
 
     @Flag(name: .long, help: "Do not ask.")
     var yes = false
@@ -22,7 +22,7 @@ struct Kill: ParsableCommand {
 
     func run() throws {
         let spec = try parsePorts(ports)
-        let (signo, signame) = try parseSignal(signal)
+        let (signo, signame) = (signal.number, signal.name)
         let protos = spec.protocols(default: [.tcp, .udp])
         var query = SocketQuery(protocols: protos, withCounters: false)
         query.ports = portFilters(spec, protocols: protos)
@@ -35,7 +35,13 @@ struct Kill: ParsableCommand {
         let ordered = targets.keys.sorted().compactMap { targets[$0] }
         if ordered.isEmpty {
             if output.json {
-                output.print(["signal": .string(signame), "signalled": [], "notes": .array(snapshot.notes.map { .string($0) })])
+                output.print { w in
+                    w.beginObject()
+                    w.field("signal", signame)
+                    w.array("signalled") { _ in }
+                    w.notes(snapshot.notes)
+                    w.endObject()
+                }
             } else {
                 emit("nothing listens on \(ports) that this user can see")
                 for note in snapshot.notes { printError("note: \(note)") }
@@ -56,20 +62,26 @@ struct Kill: ParsableCommand {
                 throw AnswerNo()
             }
         }
-        var done: [JSONValue] = []
+        var done: [(ProcessRecord, [String])] = []
         var failures: [String] = []
         for (p, held) in ordered {
             do {
                 try sendSignal(signo, to: p.pid)
-                done.append(["pid": .number(p.pid), "name": .string(p.name), "ports": .array(held.map { .string($0) })])
+                done.append((p, held))
                 if !output.json { emit("sent SIG\(signame) to \(p.name)[\(p.pid)] (\(held.joined(separator: ", ")))") }
             } catch {
                 failures.append("\(p.name)[\(p.pid)]: \(error.description)")
             }
         }
         if output.json {
-            output.print(["signal": .string(signame), "signalled": .array(done),
-                          "failed": .array(failures.map { .string($0) })])
+            output.print { w in
+                w.beginObject()
+                w.field("signal", signame)
+                w.array("signalled") { w in for (p, held) in done { w.signalled(p, ports: held) } }
+                w.strings("failed", failures)
+                w.notes(snapshot.notes)
+                w.endObject()
+            }
         }
         if !failures.isEmpty { throw PortwatchError.permission("could not signal " + failures.joined(separator: "; ")) }
     }

@@ -1,31 +1,124 @@
 import ArgumentParser
 import PortwatchCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `--json`, shared by every command.
 struct OutputOptions: ParsableArguments {
     @Flag(name: .long, help: "Print one JSON document on stdout.")
     var json = false
 
-    /// Prints a JSON document (pretty on a terminal, compact in pipes).
-    func print(_ value: JSONValue) {
-        emit(value.serialized(pretty: Terminal.stdout.isTTY))
+    /// A JSON writer that streams to stdout (pretty on a terminal, compact in pipes); call
+    /// `finish(_:)` on it when the document is complete.
+    func jsonWriter() -> JSONWriter {
+        JSONWriter(pretty: Terminal.stdout.isTTY, sink: { bytes in writeAll(STDOUT_FILENO, bytes) })
+    }
+
+    /// Writes what is left of a document and its closing newline.
+    func finish(_ writer: inout JSONWriter) {
+        writer.newline()
+        writer.flush()
+    }
+
+    /// Builds and prints one document with `body`.
+    func print(_ body: (inout JSONWriter) -> Void) {
+        var writer = jsonWriter()
+        body(&writer)
+        finish(&writer)
     }
 }
+
+/// `--sample`, shared by the commands that can measure over a window (ports, check).
+struct SampleOptions: ParsableArguments {
+    @Option(name: .long, help: "Measure over this window (e.g. 1s, 1ms-1h): rates, window totals and errors.",
+            transform: { try sampleWindow($0) })
+    var sample: Double?
+}
+
+/// `--capture`, shared by the commands that measure over a window (ports, check, top).
+struct CaptureOptions: ParsableArguments {
+    @Flag(name: .long, help: "Also capture packets (AF_PACKET, needs root or CAP_NET_RAW): UDP traffic per port and packets hitting closed ports.")
+    var capture = false
+}
+
+/// Parses a duration option value (seconds); the parser names the option in its error.
+func parseSeconds(_ text: String) throws -> Double {
+    let (s, atto) = try parseDuration(text).components
+    return Double(s) + Double(atto) / 1e18
+}
+
+/// A duration that must be more than zero (timeouts).
+func parsePositiveSeconds(_ text: String) throws -> Double {
+    let seconds = try parseSeconds(text)
+    if seconds <= 0 { throw PortwatchError.usage("must be more than 0 (an answer takes time)") }
+    return seconds
+}
+
+/// Parses `--sample`: a window between 1 ms and 1 h.
+func sampleWindow(_ text: String) throws -> Double {
+    let window = try parseSeconds(text)
+    if window < 0.001 || window > 3600 { throw PortwatchError.usage("must be between 1ms and 1h") }
+    return window
+}
+
+// MARK: - Fixed sets of values
+
+extension Verdict: ExpressibleByArgument {
+    public init?(argument: String) { self.init(rawValue: argument.lowercased()) }
+}
+
+/// What `wait --until` waits for.
+enum WaitGoal: String, CaseIterable, ExpressibleByArgument {
+    case listening, free, open, closed
+
+    init?(argument: String) { self.init(rawValue: argument.lowercased()) }
+
+    var isLocal: Bool { self == .listening || self == .free }
+}
+
+/// `top --sort`.
+enum TopSort: String, CaseIterable, ExpressibleByArgument {
+    case rx, tx, conns, errors
+
+    init?(argument: String) { self.init(rawValue: argument.lowercased()) }
+}
+
+/// `connections --state`: every TCP state a connection can be in (not `listen`).
+struct ConnectionStateArgument: ExpressibleByArgument {
+    var state: SocketState
+
+    static let choices: [SocketState] = [.established, .synSent, .synRecv, .finWait1, .finWait2, .timeWait,
+                                         .closeWait, .lastAck, .closing, .close]
+
+    init?(argument: String) {
+        guard let s = SocketState(name: argument), s != .listen else { return nil }
+        state = s
+    }
+
+    static var allValueStrings: [String] { choices.map { $0.name.replacing("_", with: "-") } }
+}
+
+/// `kill --signal`: any name `kill -l` knows, with or without SIG, or a number.
+extension SignalName: ExpressibleByArgument {
+    public init?(argument: String) { try? self.init(parsing: argument) }
+    public static var allValueStrings: [String] { SignalName.all.map(\.name) }
+}
+
+// MARK: - Ports and protocols
 
 /// Parses a port spec, turning failures into the one-line usage error.
 func parsePorts(_ text: String) throws -> PortSpec {
     try PortSpec(parsing: text)
 }
 
-/// The protocols a spec covers when a command defaults to `defaults` for unsuffixed items.
-func protocols(of spec: PortSpec, tcpFlag: Bool, udpFlag: Bool, defaults: Set<TransportProtocol>) -> Set<TransportProtocol> {
-    var base = defaults
-    if tcpFlag || udpFlag {
-        base = []
-        if tcpFlag { base.insert(.tcp) }
-        if udpFlag { base.insert(.udp) }
-    }
-    return spec.protocols(default: base)
+/// The protocols `--tcp`/`--udp` ask for (nil when neither is given).
+func protocolFlags(tcp: Bool, udp: Bool) -> Set<TransportProtocol>? {
+    if !tcp && !udp { return nil }
+    var set: Set<TransportProtocol> = []
+    if tcp { set.insert(.tcp) }
+    if udp { set.insert(.udp) }
+    return set
 }
 
 /// Kernel-side port filters for the (proto, port) pairs a spec names.
@@ -51,24 +144,6 @@ func processList(_ processes: [ProcessRecord], limit: Int = 3) -> String {
     var names = processes.prefix(limit).map(\.short)
     if processes.count > limit { names.append("+\(processes.count - limit)") }
     return names.joined(separator: ",")
-}
-
-/// Parses a duration option, naming the option in the error.
-func durationSeconds(_ text: String, option: String) throws -> Double {
-    do {
-        let d = try parseDuration(text)
-        let (s, atto) = d.components
-        return Double(s) + Double(atto) / 1e18
-    } catch {
-        throw PortwatchError.usage("\(option): \(error.message)")
-    }
-}
-
-/// Parses `--sample`: a window between 1 ms and 1 h.
-func sampleWindow(_ text: String) throws -> Double {
-    let window = try durationSeconds(text, option: "--sample")
-    if window <= 0 || window > 3600 { throw PortwatchError.usage("--sample: must be between 1ms and 1h") }
-    return window
 }
 
 /// One snapshot, or (with a window) two snapshots `window` seconds apart and what happened

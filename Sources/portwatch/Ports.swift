@@ -27,56 +27,42 @@ struct Ports: ParsableCommand {
     @Flag(name: .long, help: "Skip process attribution (faster, no /proc walk).")
     var noProcesses = false
 
-    @Option(name: .long, help: "Measure over this window (e.g. 1s) and add rates, window totals and errors.")
-    var sample: String?
+    @OptionGroup var sample: SampleOptions
 
-    @Flag(name: .long, help: "Also capture packets (AF_PACKET, needs root or CAP_NET_RAW): UDP traffic per port and packets hitting closed ports.")
-    var capture = false
+    @OptionGroup var capture: CaptureOptions
 
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let window = try sample.map { try sampleWindow($0) }
-        if capture && window == nil { throw PortwatchError.usage("--capture measures over a window: add --sample (e.g. --sample 1s)") }
+        let window = sample.sample
+        if capture.capture && window == nil { throw PortwatchError.usage("--capture measures over a window: add --sample (e.g. --sample 1s)") }
         var query = SocketQuery()
         query.protocols = tcp || udp ? Set([tcp ? .tcp : nil, udp ? .udp : nil].compactMap { $0 }) : [.tcp, .udp]
         if ipv4 != ipv6 { query.families = ipv4 ? [.inet] : [.inet6] }
         var spec: PortSpec? = nil
         if let text = ports {
-            let parsed = try parsePorts(text)
+            var parsed = try parsePorts(text)
+            let flags = protocolFlags(tcp: tcp, udp: udp)
+            if let flags { parsed = try parsed.restricted(to: flags) }
             spec = parsed
-            query.protocols = protocols(of: parsed, tcpFlag: tcp, udpFlag: udp, defaults: [.tcp, .udp])
+            query.protocols = parsed.protocols(default: flags ?? [.tcp, .udp])
             // --all with a port filter also keeps connections going *to* those ports.
             query.ports = portFilters(parsed, protocols: query.protocols, matchPeer: all)
         }
         let options = SnapshotOptions(query: query, includeOutgoing: all,
                                       processes: noProcesses ? .none : (all ? .full : .owners))
-        let (snapshot, report) = try snapshotOrWindow(options, window: window, capture: capture)
+        let (snapshot, report) = try snapshotOrWindow(options, window: window, capture: capture.capture)
         let rows = portRows(snapshot: snapshot, window: report, includeOutgoing: all, filter: spec)
         let services = ServiceDatabase.system
         if output.json {
-            var doc: [(String, JSONValue)] = [
-                ("ports", .array(rows.map { $0.json(service: services.name(port: $0.key.port, proto: $0.key.proto), window: report) })),
-                ("source", .string(snapshot.source)),
-                ("taken_at", .double(snapshot.takenAt)),
-            ]
-            if let report {
-                doc.append(("window_seconds", .double(report.seconds)))
-                doc.append(("system_errors", report.systemJSON))
-                doc.append(("connect_failures_without_port", .number(report.connectFailuresWithoutPort)))
-                if report.captured {
-                    doc.append(("closed_port_hits", report.closedPortHitsJSON))
-                    doc.append(("capture_kernel_drops", .number(report.captureKernelDrops)))
-                }
-            }
-            doc.append(("notes", .array(snapshot.notes.map { .string($0) })))
-            output.print(.object(doc))
+            output.print { w in PortsDocument(snapshot: snapshot, report: report).write(rows, services: services, to: &w) }
         } else {
             let term = Terminal.stdout
             if rows.isEmpty {
                 emit(spec == nil ? "no ports in use" : "no ports in use matching \(ports ?? "")")
             } else {
-                emit(renderPortsTable(rows, services: services, processes: !noProcesses, terminal: term, window: report))
+                emit(renderPortsTable(rows, services: services, processes: !noProcesses, terminal: term, window: report,
+                                      bytesKnown: snapshot.source == "sock_diag"))
             }
             for row in rows where row.overloaded {
                 emit("\(row.key.proto.rawValue)/\(row.key.port) overloaded: \(row.reasons.map(\.message).joined(separator: "; "))")
@@ -90,7 +76,7 @@ struct Ports: ParsableCommand {
 
 /// The human table of `ports`.
 func renderPortsTable(_ rows: [PortRow], services: ServiceDatabase, processes: Bool, terminal: Terminal,
-                      window: WindowReport? = nil) -> String {
+                      window: WindowReport? = nil, bytesKnown: Bool = true) -> String {
     var columns: [Table.Column] = [
         .init(title: "PROTO"), .init(title: "PORT", align: .right), .init(title: "SERVICE"),
         .init(title: "STATE"), .init(title: "ADDRESSES"),
@@ -119,14 +105,18 @@ func renderPortsTable(_ rows: [PortRow], services: ServiceDatabase, processes: B
         let service: String = services.name(port: p.port, proto: p.proto) ?? "-"
         let shownAddresses: String = addresses.isEmpty ? "-" : addresses.joined(separator: ",")
         let handshakes: Int = p.connections.synRecv + p.connections.synSent
-        var rx: String = p.proto == .udp ? "-" : formatBytes(p.traffic.bytesReceived)
-        var tx: String = p.proto == .udp ? "-" : formatBytes(p.traffic.bytesSent)
+        // UDP sockets and the /proc/net fallback carry no byte counters: unknown, not zero.
+        let known = bytesKnown && p.proto == .tcp
+        var rx: String = known ? formatBytes(p.traffic.bytesReceived) : "-"
+        var tx: String = known ? formatBytes(p.traffic.bytesSent) : "-"
         var errors = ""
         if let window {
             let a = row.activity
             let seconds = window.seconds > 0 ? window.seconds : 1
-            rx = formatRate(bitsPerSecond: Double(a.traffic.bytesReceived) * 8 / seconds)
-            tx = formatRate(bitsPerSecond: Double(a.traffic.bytesSent) * 8 / seconds)
+            if bytesKnown || p.proto == .udp {
+                rx = formatRate(bitsPerSecond: Double(a.traffic.bytesReceived) * 8 / seconds)
+                tx = formatRate(bitsPerSecond: Double(a.traffic.bytesSent) * 8 / seconds)
+            }
             errors = String(row.errorCount)
         }
         var cells: [Table.Cell] = [.init(text: p.proto.rawValue), .init(text: String(p.port)), .init(text: service)]

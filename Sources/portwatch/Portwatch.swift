@@ -25,16 +25,19 @@ struct Portwatch: ParsableCommand {
     /// Runs the command with the 0/1/2 exit contract: no input ends in a trap or a usage dump.
     static func main() {
         signal(SIGPIPE, SIG_IGN)
-        let arguments = Array(CommandLine.arguments.dropFirst())
-        if let long = arguments.first(where: { $0.utf8.count > 65_536 }) {
+        let given = Array(CommandLine.arguments.dropFirst())
+        if let long = given.first(where: { $0.utf8.count > 65_536 }) {
             printError("argument too long (\(long.utf8.count) bytes)")
             Glibc.exit(2)
         }
+        let arguments = joinNegativeValues(given)
+        if let problem = unknownCommand(arguments) {
+            printError(problem)
+            Glibc.exit(2)
+        }
         // `check -1` would otherwise read as an unknown option "-1"; say what is really wrong.
-        // (-4 and -6 are real flags.)
-        if let negative = arguments.first(where: { arg in
-            arg.count > 1 && arg.first == "-" && arg.dropFirst().allSatisfy(\.isNumber) && arg != "-4" && arg != "-6"
-        }) {
+        // (-4 and -6 are real flags; option values were joined to their options above.)
+        if let negative = arguments.first(where: isNegativeNumber) {
             printError("invalid port '\(negative)': ports cannot be negative")
             Glibc.exit(2)
         }
@@ -45,6 +48,92 @@ struct Portwatch: ParsableCommand {
         } catch {
             Glibc.exit(exitCode(handling: error))
         }
+    }
+
+    /// Options that take a value. A value that starts with `-` (`--count -1`, `--timeout -1s`)
+    /// would read as an option of its own ("Missing value"); joined as `--count=-1` the option
+    /// gets it and says what is wrong with it.
+    static let valueOptions: Set<String> = [
+        "--host", "--expect", "--timeout", "--sample", "--until", "--state", "--interval", "--sort",
+        "--iterations", "--range", "--count", "--signal",
+    ]
+
+    /// `-1`, `-80` (but not the flags -4 and -6).
+    static func isNegativeNumber(_ arg: String) -> Bool {
+        guard arg.count > 1, arg.first == "-", arg != "-4", arg != "-6" else { return false }
+        return arg.dropFirst().allSatisfy(\.isNumber)
+    }
+
+    static func joinNegativeValues(_ arguments: [String]) -> [String] {
+        var out: [String] = []
+        var i = 0
+        while i < arguments.count {
+            let arg = arguments[i]
+            if arg == "--" { out.append(contentsOf: arguments[i...]); break }
+            if valueOptions.contains(arg), i + 1 < arguments.count, arguments[i + 1].hasPrefix("-"), arguments[i + 1].count > 1,
+               !arguments[i + 1].hasPrefix("--") {
+                out.append(arg + "=" + arguments[i + 1])
+                i += 2
+                continue
+            }
+            out.append(arg)
+            i += 1
+        }
+        return out
+    }
+
+    /// `portwatch checkk 80`: a first word that is neither a command nor a port list (which
+    /// would mean `ports`) is a mistyped command.
+    static func unknownCommand(_ arguments: [String]) -> String? {
+        guard let first = arguments.first, !first.hasPrefix("-") else { return nil }
+        let names = configuration.subcommands.map { $0._commandName } + ["help"]
+        if names.contains(first) { return nil }
+        if (try? PortSpec(parsing: first)) != nil { return nil }
+        let word = String(first.prefix(64))
+        if let near = names.min(by: { editDistance(word, $0) < editDistance(word, $1) }), editDistance(word, near) <= 2 {
+            return "unknown command '\(word)' (did you mean '\(near)'?)"
+        }
+        return "unknown command '\(word)' (commands: \(names.dropLast().joined(separator: ", ")))"
+    }
+
+    /// Levenshtein distance, for "did you mean".
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        var row = Array(0...y.count)
+        for i in 1...max(1, x.count) where !x.isEmpty {
+            var prev = row[0]
+            row[0] = i
+            for j in 1...max(1, y.count) where !y.isEmpty {
+                let cur = row[j]
+                row[j] = min(row[j] + 1, row[j - 1] + 1, prev + (x[i - 1] == y[j - 1] ? 0 : 1))
+                prev = cur
+            }
+        }
+        return x.isEmpty ? y.count : row[y.count]
+    }
+
+    /// ArgumentParser's "The value 'x' is invalid for '--opt <opt>'. Please provide one of the
+    /// following:\n- a\n- b" as one line: "invalid --opt 'x': use one of a, b".
+    static func oneLine(_ message: String) -> String {
+        let lines = message.split(separator: "\n").map { $0.drop(while: { $0 == " " }) }
+        guard var first = lines.first.map(String.init) else { return "" }
+        let choices = lines.dropFirst().filter { $0.hasPrefix("- ") }.map { String($0.dropFirst(2)) }
+        if first.hasPrefix("Error: ") { first.removeFirst("Error: ".count) }
+        if first.hasPrefix("The value '"), let forRange = first.firstRange(of: "' is invalid for '") {
+            let value = first[first.index(first.startIndex, offsetBy: "The value '".count)..<forRange.lowerBound]
+            let rest = first[forRange.upperBound...]
+            let option = rest.prefix { $0 != " " && $0 != "'" }
+            var tail = ""
+            if let colon = rest.firstRange(of: "': ") {
+                tail = ": " + rest[colon.upperBound...]
+            } else if let oneOf = rest.firstRange(of: "Please provide one of ") {
+                var listed = rest[oneOf.upperBound...]
+                while let last = listed.last, last == "." || last == ":" { listed = listed.dropLast() }
+                tail = ": use one of " + (choices.isEmpty ? String(listed) : choices.joined(separator: ", "))
+            }
+            return "invalid \(option) '\(value)'" + tail
+        }
+        return first
     }
 
     /// Prints what the user must see for an error and returns the exit code.
@@ -68,8 +157,7 @@ struct Portwatch: ParsableCommand {
                 return 0
             }
             // Parse errors: one line, ours.
-            var message = Self.message(for: error)
-            if let firstLine = message.split(separator: "\n").first { message = String(firstLine) }
+            var message = oneLine(Self.message(for: error))
             if message.hasPrefix("Error: ") { message.removeFirst("Error: ".count) }
             if message.isEmpty { message = "invalid arguments (see portwatch --help)" }
             printError(message)

@@ -13,11 +13,11 @@ struct Top: ParsableCommand {
     @Argument(help: "Only these ports (default: all).")
     var ports: String?
 
-    @Option(name: .long, help: "Time between refreshes (default 1s).")
-    var interval: String = "1s"
+    @Option(name: .long, help: "Time between refreshes, 50ms-1h (default 1s).", transform: { try parseSeconds($0) })
+    var interval: Double = 1
 
     @Option(name: .long, help: "Sort by rx, tx, conns or errors (default rx).")
-    var sort: String = "rx"
+    var sort: TopSort = .rx
 
     @Option(name: .long, help: "Stop after this many refreshes (for scripts and tests).")
     var iterations: Int?
@@ -25,18 +25,15 @@ struct Top: ParsableCommand {
     @Flag(name: .long, help: "Also show outgoing connections, grouped by remote port.")
     var all = false
 
-    @Flag(name: .long, help: "Also capture packets (AF_PACKET, needs root or CAP_NET_RAW): UDP traffic per port and packets hitting closed ports.")
-    var capture = false
+    @OptionGroup var capture: CaptureOptions
 
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let seconds = try durationSeconds(interval, option: "--interval")
+        let seconds = interval
         if seconds < 0.05 || seconds > 3600 { throw PortwatchError.usage("--interval: must be between 50ms and 1h") }
-        guard let order = TopSort(rawValue: sort.lowercased()) else {
-            throw PortwatchError.usage("invalid --sort '\(sort)': use rx, tx, conns or errors")
-        }
-        if let iterations, iterations < 1 { throw PortwatchError.usage("--iterations: must be at least 1") }
+        let order = sort
+        if let iterations, iterations < 1 { throw PortwatchError.usage("invalid --iterations \(iterations): must be at least 1") }
         let spec = try ports.map { try parsePorts($0) }
         var query = SocketQuery()
         if let spec {
@@ -44,11 +41,13 @@ struct Top: ParsableCommand {
             query.ports = portFilters(spec, protocols: query.protocols, matchPeer: true)
         }
         var model = TopModel(spec: spec, sort: order, showOutgoing: all, interval: seconds)
-        let sampler = try Sampler(options: SnapshotOptions(query: query, includeOutgoing: true, processes: .owners), capture: capture)
+        let sampler = try Sampler(options: SnapshotOptions(query: query, includeOutgoing: true, processes: .owners), capture: capture.capture)
         try sampler.start()
 
         if output.json || !Terminal.stdout.isTTY || isatty(STDIN_FILENO) != 1 {
-            // Scripts: one JSON document (or one plain table) per refresh.
+            // Scripts: one JSON document per refresh (JSON Lines) when stdout is not a terminal
+            // or --json asks; a terminal without a keyboard (stdin redirected) gets plain tables.
+            let lines = output.json || !Terminal.stdout.isTTY
             var done = 0
             var deadline = now() + seconds
             while iterations.map({ done < $0 }) ?? true {
@@ -58,7 +57,14 @@ struct Top: ParsableCommand {
                 deadline = max(deadline + seconds, now())
                 let (snapshot, report) = try sampler.sample()
                 model.update(snapshot, report)
-                emit(output.json ? model.json().serialized() : model.render(width: Terminal.stdout.width == Int.max ? 160 : Terminal.stdout.width, height: 1000, color: false))
+                if lines {
+                    var w = JSONWriter(sink: { writeAll(STDOUT_FILENO, $0) })
+                    model.write(to: &w)
+                    w.newline()
+                    w.flush()
+                } else {
+                    emit(model.render(width: Terminal.stdout.width, height: 1000, color: false))
+                }
                 done += 1
             }
             return
@@ -99,7 +105,6 @@ struct Top: ParsableCommand {
     }
 }
 
-enum TopSort: String { case rx, tx, conns, errors }
 
 /// What `top` shows: the latest snapshot and window, plus a minute of history per port.
 struct TopModel {
@@ -144,20 +149,24 @@ struct TopModel {
         return out
     }
 
-    func json() -> JSONValue {
+    /// One JSON Lines record: the window's rows as PORT objects with `window` and `rates`.
+    func write(to w: inout JSONWriter) {
         let seconds = report?.seconds ?? 0
-        return [
-            "taken_at": .double(snapshot?.takenAt ?? 0),
-            "interval_seconds": .double(seconds),
-            "sample_seconds": .double(report?.sampleSeconds ?? 0),
-            "sort": .string(sort.rawValue),
-            "ports": .array(rows().map { row in
-                row.json(service: services.name(port: row.key.port, proto: row.key.proto), window: report)
-            }),
-            "system_errors": report?.systemJSON ?? [:],
-            "closed_port_hits": report.map { $0.captured ? $0.closedPortHitsJSON : .null } ?? .null,
-            "notes": .array((snapshot?.notes ?? []).map { .string($0) } + (report?.notes ?? []).map { .string($0) }),
-        ]
+        w.beginObject()
+        w.field("taken_at", double: snapshot?.takenAt ?? 0)
+        w.field("interval_seconds", double: seconds)
+        w.field("sample_seconds", double: report?.sampleSeconds ?? 0)
+        w.field("sort", sort.rawValue)
+        w.array("ports") { w in
+            for row in rows() {
+                w.port(row, service: services.name(port: row.key.port, proto: row.key.proto),
+                       window: report.map { PortWindow($0, row: row) })
+            }
+        }
+        if let report { w.systemErrors(report) } else { w.object("system_errors") { _ in } }
+        w.captureMembers(report, kernelDrops: false)
+        w.notes((snapshot?.notes ?? []) + (report?.notes ?? []))
+        w.endObject()
     }
 
     /// The full screen as text lines (no cursor movement; the caller places it).

@@ -7,72 +7,109 @@ import Glibc
 /// `portwatch wait`: block until ports reach a state, or the timeout passes.
 struct Wait: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Wait until ports are listening or free (locally), open or closed (with --host).")
+        abstract: "Wait until ports are listening or free (locally), open or closed (with --host).",
+        discussion: """
+            A remote UDP port that never answers is open|filtered: waiting for it to be open ends \
+            with exit 2 (cannot tell), not 1.
+            """)
 
-    @Argument(help: "Ports: 8080, 8000-8100, 22,80,443, ssh, 53/udp. Unsuffixed means TCP.")
-    var ports: String
+    @Argument(help: "Ports: 8080, 8000-8100, 22,80,443, ssh, 53/udp. Unsuffixed means TCP. Optional when --host names a port.")
+    var ports: String?
 
-    @Option(name: .long, help: "Wait for a remote host's ports.")
+    @Option(name: .long, help: "Wait for a remote host's ports: a name, IPv4, IPv6, optionally with a port ([fd00::2]:80).")
     var host: String?
 
     @Option(name: .long, help: "listening|free locally, open|closed with --host.")
-    var until: String
+    var until: WaitGoal
 
-    @Option(name: .long, help: "Give up after this long (default 60s).")
-    var timeout: String = "60s"
+    @Option(name: .long, help: "Give up after this long, name resolution included (default 60s).",
+            transform: { try parsePositiveSeconds($0) })
+    var timeout: Double = 60
 
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let spec = try parsePorts(ports)
-        let protos = spec.protocols(default: [.tcp])
-        let remoteHost = try host.map { try HostPort.parseHost($0) }
-        let target = until.lowercased()
-        let valid = remoteHost == nil ? ["listening", "free"] : ["open", "closed"]
-        guard valid.contains(target) else {
-            throw PortwatchError.usage("invalid --until '\(until)': use \(valid.joined(separator: " or "))\(remoteHost == nil ? " (open/closed need --host)" : "")")
+        let target = try host.map { try HostPort.parseHostOption($0) }
+        if target == nil && !until.isLocal {
+            throw PortwatchError.usage("invalid --until '\(until.rawValue)': use listening or free (open/closed need --host)")
         }
-        let limit = try durationSeconds(timeout, option: "--timeout")
-        if limit <= 0 { throw PortwatchError.usage("--timeout: must be more than 0") }
+        if target != nil && until.isLocal {
+            throw PortwatchError.usage("invalid --until '\(until.rawValue)': with --host use open or closed")
+        }
+        let spec: PortSpec
+        switch (ports, target?.port) {
+        case (nil, nil): throw PortwatchError.usage("missing ports: give PORTS (e.g. wait 8080) or --host HOST:PORT")
+        case (nil, let port?): spec = PortSpec(items: [.init(range: port...port)])
+        case (let text?, let port):
+            spec = try parsePorts(text)
+            if let port, !(spec.isSinglePort && spec.items.allSatisfy({ $0.range == port...port })) {
+                throw PortwatchError.usage("--host names port \(port) but the ports given are '\(text)': give the port once")
+            }
+        }
+        let protos = spec.protocols(default: [.tcp])
         var pairs: [(TransportProtocol, UInt16)] = []
         for proto in TransportProtocol.allCases where protos.contains(proto) {
             for port in spec.ports(for: proto) { pairs.append((proto, port)) }
         }
-        let addresses = try remoteHost.map { try resolveHost($0) }
+        let limit = timeout
         let start = now()
+        let addresses = try target.map { try resolveHost($0.host, timeout: limit) }
         var attempts = 0
-        var reached = false
+        var states: [String] = Array(repeating: "unknown", count: pairs.count)
+        var reachedEach: [Bool] = Array(repeating: false, count: pairs.count)
         while true {
             attempts += 1
-            if let addresses {
-                reached = try pairs.allSatisfy { proto, port in
+            if let addresses, let target {
+                for (i, (proto, port)) in pairs.enumerated() {
                     let remaining = max(0.05, min(1.0, limit - (now() - start)))
-                    let states = try addresses.map { a in
-                        proto == .tcp ? try probeTCP(a, port: port, timeout: remaining).state
-                                      : try probeUDP(a, port: port, timeout: remaining).state
-                    }
-                    return target == "open" ? states.contains(.open) : states.allSatisfy { $0 == .closed }
+                    let r = try checkRemote(host: target.host, addresses: addresses, proto: proto, port: port, timeout: remaining)
+                    states[i] = Verdict(r.state).rawValue
+                    reachedEach[i] = until == .open ? r.state == .open : r.state == .closed
                 }
             } else {
                 var query = SocketQuery(protocols: protos, withCounters: false)
                 query.ports = portFilters(spec, protocols: protos)
                 let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .none))
-                reached = localChecks(ports: pairs, snapshot: snapshot).allSatisfy { $0.meets(target == "free" ? .free : .listening) }
+                for (i, check) in localChecks(ports: pairs, snapshot: snapshot).enumerated() {
+                    states[i] = check.verdict.rawValue
+                    // The one rule `check --expect` uses: only a listener meets `listening`.
+                    reachedEach[i] = check.meets(until == .free ? .free : .listening)
+                }
             }
             let elapsed = now() - start
-            if reached || elapsed >= limit { break }
+            if !reachedEach.contains(false) || elapsed >= limit { break }
             // Poll gently: 100 ms locally (one targeted netlink query), 250 ms for remote connects.
-            let pause = min(remoteHost == nil ? 0.1 : 0.25, limit - elapsed)
+            let pause = min(target == nil ? 0.1 : 0.25, limit - elapsed)
             if pause > 0 { usleep(UInt32(pause * 1_000_000)) }
         }
+        let reached = !reachedEach.contains(false)
         let elapsed = now() - start
+        let shown = ports ?? target.map(\.description) ?? ""
+        // A silent UDP port could be open: a wait for open that only ever saw silence cannot say no.
+        let undecided = !reached && until == .open
+            && zip(states, reachedEach).contains { state, done in !done && state == Verdict.openFiltered.rawValue }
         if output.json {
-            output.print(["ports": .string(ports), "host": .optional(remoteHost), "until": .string(target),
-                          "reached": .bool(reached), "seconds": .double((elapsed * 1000).rounded() / 1000),
-                          "attempts": .number(attempts)])
+            output.print { w in
+                w.beginObject()
+                w.array("ports") { w in
+                    for (i, (proto, port)) in pairs.enumerated() {
+                        w.waitedPort(proto, port, state: states[i], reached: reachedEach[i])
+                    }
+                }
+                w.field("spec", shown)
+                w.field("host", target?.host)
+                w.field("until", until.rawValue)
+                w.field("reached", reached)
+                w.field("seconds", double: (elapsed * 1000).rounded() / 1000)
+                w.field("attempts", attempts)
+                w.endObject()
+            }
         } else {
-            emit(reached ? "\(ports): \(target) after \(String(format1: elapsed))s"
-                         : "\(ports): not \(target) after \(String(format1: elapsed))s (timeout)")
+            emit(reached ? "\(shown): \(until.rawValue) after \(String(format1: elapsed))s"
+                         : "\(shown): not \(until.rawValue) after \(String(format1: elapsed))s (timeout)")
+        }
+        if undecided {
+            throw PortwatchError.usage("cannot tell whether \(shown) is open: UDP gave no answer and no refusal (open|filtered) for \(String(format1: elapsed))s")
         }
         if !reached { throw AnswerNo() }
     }

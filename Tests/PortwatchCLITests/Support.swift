@@ -793,7 +793,8 @@ enum Net {
 /// - `tcp`: listen (backlog 16) and accept-then-close every connection;
 /// - `tcp-hold`: listen and never accept;
 /// - `tcp-reuseport`: like `tcp-hold`, with SO_REUSEPORT (for several processes on one port);
-/// - `udp-echo`: answer every datagram with the same bytes.
+/// - `udp-echo`: answer every datagram with the same bytes;
+/// - `udp-silent`: bind and never answer.
 /// HOST `::` is dual-stack. PORT 0 lets the kernel pick.
 final class PythonServer: @unchecked Sendable {
     let child: Child

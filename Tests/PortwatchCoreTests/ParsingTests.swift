@@ -167,7 +167,8 @@ private func usageMessage(_ body: () throws(PortwatchError) -> Void) -> String {
         #expect(!ssh.contains(port: 22, proto: .udp))
 
         let domain = try spec("domain")
-        #expect(domain.items == [.init(range: 53...53, proto: .tcp), .init(range: 53...53, proto: .udp)])
+        #expect(domain.items == [.init(range: 53...53, proto: .tcp, protocolFromService: true),
+                                 .init(range: 53...53, proto: .udp, protocolFromService: true)])
         #expect(domain.protocols(default: [.tcp]) == [.tcp, .udp])
         #expect(domain.isSinglePort)
 

@@ -47,6 +47,16 @@ public struct PortHolders: Sendable {
     /// Socket inode → owning pids.
     public var owners: OwnerTable
 
+    /// A port's holders: its sockets, their owning processes (pid order) and the inode → pids table.
+    public init(proto: TransportProtocol, port: UInt16, sockets: [HeldSocket] = [], processes: [ProcessRecord] = [],
+                owners: OwnerTable = OwnerTable()) {
+        self.proto = proto
+        self.port = port
+        self.sockets = sockets
+        self.processes = processes
+        self.owners = owners
+    }
+
     /// The sockets a process holds on the port.
     public func sockets(heldBy pid: Int32) -> [HeldSocket] {
         sockets.filter { (owners[$0.socket.inode] ?? []).contains(pid) }

@@ -67,6 +67,13 @@ public func overloadReasons(_ summary: PortSummary, activity: PortActivity?, syn
 extension WindowReport {
     /// SYN cookies the system sent during the window.
     public var syncookiesSent: Int64 { system.first { $0.0 == "syncookies_sent" }?.1 ?? 0 }
+
+    /// The system's nonzero error deltas, `name count` (for the system line of tables).
+    public var systemErrorsLine: String? {
+        var parts = system.filter { $0.1 > 0 }.map { "\($0.0) \($0.1)" }
+        if connectFailuresWithoutPort > 0 { parts.append("connect_failures_without_port \(connectFailuresWithoutPort)") }
+        return parts.isEmpty ? nil : parts.joined(separator: ", ")
+    }
 }
 
 /// The rows of a snapshot merged with its window, in key order: every row of the snapshot

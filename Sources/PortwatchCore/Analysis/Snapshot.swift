@@ -113,7 +113,8 @@ public struct PortSnapshot: Sendable {
         }
         var notes: [String] = []
         if source.name != "sock_diag" {
-            notes.append("sock_diag unavailable: read /proc/net instead (no byte counters, no accept-queue limit)")
+            let why = (source as? ProcNetSource)?.reason ?? "sock_diag unavailable"
+            notes.append("\(why): read /proc/net instead (no byte counters, no accept-queue limit)")
         }
         var owners = OwnerTable()
         var processes: [Int32: ProcessRecord] = [:]

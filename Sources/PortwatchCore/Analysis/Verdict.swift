@@ -14,6 +14,8 @@ public enum Verdict: String, Sendable, Hashable, Codable, CaseIterable {
     case closed
     /// Remote: no answer before the timeout.
     case filtered
+    /// Remote UDP: no answer and no refusal (a silent service, or a firewall dropping).
+    case openFiltered = "open|filtered"
     /// Remote: no route, or ICMP unreachable.
     case unreachable
 
@@ -22,6 +24,7 @@ public enum Verdict: String, Sendable, Hashable, Codable, CaseIterable {
         case .open: self = .open
         case .closed: self = .closed
         case .filtered: self = .filtered
+        case .openFiltered: self = .openFiltered
         case .unreachable: self = .unreachable
         }
     }

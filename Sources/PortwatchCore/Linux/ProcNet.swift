@@ -3,9 +3,12 @@
 public struct ProcNetSource: SocketSource {
     public var name: String { "procfs" }
     public var root: String
+    /// Why this source is used instead of sock_diag, for the note every snapshot carries.
+    public var reason: String
 
-    public init(root: String = "/proc/net") {
+    public init(root: String = "/proc/net", reason: String = "sock_diag unavailable") {
         self.root = root
+        self.reason = reason
     }
 
     public func sockets(_ query: SocketQuery) throws(PortwatchError) -> [SocketRecord] {

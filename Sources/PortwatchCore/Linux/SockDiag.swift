@@ -46,7 +46,7 @@ public protocol SocketSource: Sendable {
 /// `PORTWATCH_SOCKET_SOURCE=procfs` forces the fallback (used by tests).
 public func defaultSocketSource() -> any SocketSource {
     if let forced = getenv("PORTWATCH_SOCKET_SOURCE"), String(cString: forced) == "procfs" {
-        return ProcNetSource()
+        return ProcNetSource(reason: "sock_diag not used (PORTWATCH_SOCKET_SOURCE=procfs forces the fallback)")
     }
     let fd = socket(AF_NETLINK, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NETLINK_SOCK_DIAG)
     if fd < 0 { return ProcNetSource() }

@@ -1,293 +1,442 @@
-/// A JSON document with ordered object keys, so output field order is stable and readable.
-/// Shared by the CLI and the daemon's API so both speak the same shapes.
-public indirect enum JSONValue: Sendable, Equatable {
-    case null
-    case bool(Bool)
-    case int(Int64)
-    case double(Double)
-    case string(String)
-    case array([JSONValue])
-    case object([(String, JSONValue)])
+// The JSON view: every document portwatch prints (PRODUCT.md "JSON shapes") is written here,
+// straight into a `JSONWriter`. The CLI commands and the daemon's API call these functions;
+// none of them builds a PORT object of its own.
 
-    public static func == (a: JSONValue, b: JSONValue) -> Bool {
-        switch (a, b) {
-        case (.null, .null): return true
-        case (.bool(let x), .bool(let y)): return x == y
-        case (.int(let x), .int(let y)): return x == y
-        case (.double(let x), .double(let y)): return x == y
-        case (.string(let x), .string(let y)): return x == y
-        case (.array(let x), .array(let y)): return x == y
-        case (.object(let x), .object(let y)):
-            return x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
-        default: return false
+// MARK: - Pieces shared by every document
+
+extension JSONWriter {
+    /// `{"current": n, "max": n}` (max null when unknown), or null.
+    public mutating func write(_ queue: QueueDepth?) {
+        guard let queue else { null(); return }
+        beginObject()
+        field("current", queue.current)
+        field("max", queue.max)
+        endObject()
+    }
+
+    /// Connections by state, with their total.
+    public mutating func write(_ c: ConnectionCounts) {
+        beginObject()
+        field("established", c.established)
+        field("syn_recv", c.synRecv)
+        field("syn_sent", c.synSent)
+        field("time_wait", c.timeWait)
+        field("close_wait", c.closeWait)
+        field("fin_wait", c.finWait)
+        field("other", c.other)
+        field("total", c.total)
+        endObject()
+    }
+
+    /// A process; `holds` and `sockets` (for `who`) say how it holds the port and with which sockets.
+    public mutating func write(_ p: ProcessRecord, holds: [HoldKind]? = nil, sockets: [String]? = nil) {
+        beginObject()
+        field("pid", p.pid)
+        field("name", p.name)
+        field("user", p.user)
+        field("uid", p.uid)
+        field("command", p.command)
+        field("unit", p.unit)
+        field("container", p.container)
+        if let holds { strings("holds", holds.map(\.rawValue)) }
+        if let sockets { strings("sockets", sockets) }
+        endObject()
+    }
+
+    /// `"name": [process, ...]`.
+    public mutating func processes(_ name: StaticString, _ list: [ProcessRecord]) {
+        key(name)
+        beginArray()
+        for p in list { write(p) }
+        endArray()
+    }
+
+    /// `{"address": "…", "port": n}`.
+    public mutating func write(_ e: Endpoint) {
+        beginObject()
+        key("address")
+        address(e.address)
+        field("port", e.port)
+        endObject()
+    }
+
+    /// `{"received": n, "sent": n}`.
+    public mutating func inOut<T: BinaryInteger>(_ name: StaticString, received: T, sent: T) {
+        key(name)
+        beginObject()
+        field("received", received)
+        field("sent", sent)
+        endObject()
+    }
+
+    /// `"notes": ["…", …]`.
+    public mutating func notes(_ list: [String]) { strings("notes", list) }
+}
+
+// MARK: - PORT (ports, check, top, the daemon's API)
+
+/// A port's window: what happened on it between two samples, and the report it came from.
+public struct PortWindow: Sendable {
+    public var activity: PortActivity
+    public var seconds: Double
+    public var captured: Bool
+
+    /// A window's activity on one port, its length, and whether packets were captured.
+    public init(activity: PortActivity, seconds: Double, captured: Bool) {
+        self.activity = activity
+        self.seconds = seconds
+        self.captured = captured
+    }
+
+    /// The window of one port in a report.
+    public init(_ report: WindowReport, key: PortKey) {
+        self.init(activity: report.activity(key), seconds: report.seconds, captured: report.captured)
+    }
+
+    /// The window of a row merged with `report` (the row carries its activity).
+    public init(_ report: WindowReport, row: PortRow) {
+        self.init(activity: row.activity, seconds: report.seconds, captured: report.captured)
+    }
+}
+
+extension JSONWriter {
+    /// The `PORT` object of `ports --json`, `top --json` and the daemon: the row's summary, its
+    /// `state` and overload `reasons` (the window's drops and SYN cookies count), and `window`
+    /// and `rates` when measured over one (`window` carries the row's own activity).
+    public mutating func port(_ row: PortRow, service: String?, window: PortWindow? = nil) {
+        beginObject()
+        portMembers(row.summary, service: service, overloaded: row.overloaded)
+        field("state", row.state.rawValue)
+        overloadReasons(row.reasons)
+        if let window { windowMembers(window) }
+        endObject()
+    }
+
+    /// `"reasons": [{"reason", "count", "limit", "message"}, …]`: why a port is overloaded.
+    public mutating func overloadReasons(_ reasons: [OverloadReason]) {
+        array("reasons") { w in
+            for r in reasons {
+                w.beginObject()
+                w.field("reason", r.name)
+                w.field("count", r.count)
+                w.field("limit", r.limit)
+                w.field("message", r.message)
+                w.endObject()
+            }
         }
     }
 
-    /// Serializes compactly (pretty: two-space indentation).
-    public func serialized(pretty: Bool = false) -> String {
-        var out = ""
-        out.reserveCapacity(256)
-        write(to: &out, pretty: pretty, indent: 0)
-        return out
-    }
-
-    private func write(to out: inout String, pretty: Bool, indent: Int) {
-        switch self {
-        case .null: out += "null"
-        case .bool(let b): out += b ? "true" : "false"
-        case .int(let i): out += String(i)
-        case .double(let d):
-            if d.isFinite {
-                if d == d.rounded(), abs(d) < 1e15 { out += String(Int64(d)) } else { out += String(d) }
-            } else {
-                out += "null"
-            }
-        case .string(let s): JSONValue.escape(s, into: &out)
-        case .array(let items):
-            if items.isEmpty { out += "[]"; return }
-            out += "["
-            for (i, item) in items.enumerated() {
-                if i > 0 { out += "," }
-                if pretty { newline(&out, indent + 1) }
-                item.write(to: &out, pretty: pretty, indent: indent + 1)
-            }
-            if pretty { newline(&out, indent) }
-            out += "]"
-        case .object(let pairs):
-            if pairs.isEmpty { out += "{}"; return }
-            out += "{"
-            for (i, (key, value)) in pairs.enumerated() {
-                if i > 0 { out += "," }
-                if pretty { newline(&out, indent + 1) }
-                JSONValue.escape(key, into: &out)
-                out += pretty ? ": " : ":"
-                value.write(to: &out, pretty: pretty, indent: indent + 1)
-            }
-            if pretty { newline(&out, indent) }
-            out += "}"
-        }
-    }
-
-    private func newline(_ out: inout String, _ indent: Int) {
-        out += "\n"
-        out += String(repeating: "  ", count: indent)
-    }
-
-    static func escape(_ s: String, into out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
+    /// The members of a PORT object, for documents that extend it; `overloaded` defaults to the
+    /// snapshot's own judgement (a row merged with a window passes its own).
+    public mutating func portMembers(_ s: PortSummary, service: String?, overloaded: Bool? = nil) {
+        field("protocol", s.proto.rawValue)
+        field("port", s.port)
+        field("service", service)
+        field("role", s.role.rawValue)
+        field("listening", s.listening)
+        strings("addresses", s.addresses)
+        key("connections"); write(s.connections)
+        field("bound_sockets", s.boundSockets)
+        key("accept_queue"); write(s.acceptQueue)
+        inOut("bytes", received: s.traffic.bytesReceived, sent: s.traffic.bytesSent)
+        inOut("packets", received: s.traffic.packetsReceived, sent: s.traffic.packetsSent)
+        field("retransmits", s.traffic.retransmits)
+        field("drops", s.traffic.drops &+ s.listenDrops)
+        field("overloaded", overloaded ?? s.overloaded)
+        key("errors"); portErrors(s)
+        processes("processes", s.processes)
+        if s.role == .local {
+            array("listeners") { w in
+                for l in s.listeners {
+                    w.beginObject()
+                    w.key("address"); w.address(l.local.address)
+                    w.field("port", l.local.port)
+                    w.field("accept_queue", l.acceptQueue)
+                    w.field("backlog", l.backlogKnown ? l.backlog : nil)
+                    w.field("drops", l.drops)
+                    w.field("inode", l.inode)
+                    w.field("uid", l.uid)
+                    w.endObject()
                 }
             }
         }
-        out += "\""
     }
-}
 
-extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral,
-    ExpressibleByNilLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral {
-    public init(stringLiteral value: String) { self = .string(value) }
-    public init(integerLiteral value: Int) { self = .int(Int64(value)) }
-    public init(booleanLiteral value: Bool) { self = .bool(value) }
-    public init(nilLiteral: ()) { self = .null }
-    public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
-    public init(dictionaryLiteral elements: (String, JSONValue)...) { self = .object(elements) }
-}
-
-extension JSONValue {
-    public static func number<T: BinaryInteger>(_ v: T) -> JSONValue { .int(Int64(clamping: v)) }
-    public static func optional(_ s: String?) -> JSONValue { s.map { .string($0) } ?? .null }
-}
-
-// MARK: - Shapes shared by every view (PRODUCT.md "JSON shapes")
-
-extension QueueDepth {
-    /// `{"current": n, "max": n}` (max null when unknown).
-    public var json: JSONValue { ["current": .number(current), "max": max.map { .number($0) } ?? .null] }
-}
-
-extension ConnectionCounts {
-    public var json: JSONValue {
-        [
-            "established": .number(established), "syn_recv": .number(synRecv), "syn_sent": .number(synSent),
-            "time_wait": .number(timeWait), "close_wait": .number(closeWait), "fin_wait": .number(finWait),
-            "other": .number(other), "total": .number(total),
-        ]
-    }
-}
-
-extension ProcessRecord {
-    public var json: JSONValue {
-        [
-            "pid": .number(pid), "name": .string(name), "user": .optional(user), "uid": uid.map { .number($0) } ?? .null,
-            "command": .string(command), "unit": .optional(unit), "container": .optional(container),
-        ]
-    }
-}
-
-extension Endpoint {
-    public var json: JSONValue { ["address": .string(address.description), "port": .number(port)] }
-}
-
-extension PortSummary {
-    /// The `PORT` object of `ports --json`.
-    public func json(service: String?) -> JSONValue {
-        var pairs: [(String, JSONValue)] = [
-            ("protocol", .string(proto.rawValue)),
-            ("port", .number(port)),
-            ("service", .optional(service)),
-            ("role", .string(role.rawValue)),
-            ("listening", .bool(listening)),
-            ("addresses", .array(addresses.map { .string($0) })),
-            ("connections", connections.json),
-            ("bound_sockets", .number(boundSockets)),
-            ("accept_queue", acceptQueue.map(\.json) ?? .null),
-            ("bytes", ["received": .number(traffic.bytesReceived), "sent": .number(traffic.bytesSent)]),
-            ("packets", ["received": .number(traffic.packetsReceived), "sent": .number(traffic.packetsSent)]),
-            ("retransmits", .number(traffic.retransmits)),
-            ("drops", .number(traffic.drops &+ listenDrops)),
-            ("overloaded", .bool(overloaded)),
-            ("errors", errorsJSON),
-            ("processes", .array(processes.map(\.json))),
-        ]
-        if role == .local {
-            pairs.append(("listeners", .array(listeners.map { l in
-                [
-                    "address": .string(l.local.address.description), "port": .number(l.local.port),
-                    "accept_queue": .number(l.acceptQueue), "backlog": l.backlogKnown ? .number(l.backlog) : .null,
-                    "drops": .number(l.drops), "inode": .number(l.inode), "uid": .number(l.uid),
-                ]
-            })))
-        }
-        return .object(pairs)
-    }
-}
-
-extension PortRow {
-    /// The `PORT` object of a row merged with its window: `overloaded` and `reasons` count the
-    /// window's drops too; `window` and `rates` are added when a window was measured.
-    public func json(service: String?, window: WindowReport?) -> JSONValue {
-        guard case .object(var pairs) = summary.json(service: service) else { return .null }
-        if let i = pairs.firstIndex(where: { $0.0 == "overloaded" }) { pairs[i].1 = .bool(overloaded) }
-        pairs.append(("state", .string(state.rawValue)))
-        pairs.append(("reasons", .array(reasons.map(\.json))))
-        if let window {
-            pairs.append(("window", activity.windowJSON(seconds: window.seconds, captured: window.captured)))
-            pairs.append(("rates", activity.ratesJSON(seconds: window.seconds)))
-        }
-        return .object(pairs)
-    }
-}
-
-extension WindowReport {
-    /// The system's nonzero error deltas, `name count` (for the system line of tables).
-    public var systemErrorsLine: String? {
-        var parts = system.filter { $0.1 > 0 }.map { "\($0.0) \($0.1)" }
-        if connectFailuresWithoutPort > 0 { parts.append("connect_failures_without_port \(connectFailuresWithoutPort)") }
-        return parts.isEmpty ? nil : parts.joined(separator: ", ")
-    }
-}
-
-extension PortSummary {
     /// Named error counters of a port, as its sockets carry them now (lifetime totals).
-    public var errorsJSON: JSONValue {
+    public mutating func portErrors(_ s: PortSummary) {
         // A bound UDP socket's drops are receive-buffer drops, not listen drops.
-        let listen: UInt64 = proto == .tcp ? listenDrops : 0
-        let other: UInt64 = proto == .tcp ? traffic.drops : traffic.drops &+ listenDrops
-        return [
-            "listen_drops": .number(listen), "drops": .number(other), "retransmits": .number(traffic.retransmits),
-            "syn_backlog": .number(connections.synRecv), "accept_queue_full": .bool(acceptQueueFull),
-        ]
+        beginObject()
+        field("listen_drops", s.proto == .tcp ? s.listenDrops : 0)
+        field("drops", s.proto == .tcp ? s.traffic.drops : s.traffic.drops &+ s.listenDrops)
+        field("retransmits", s.traffic.retransmits)
+        field("syn_backlog", s.connections.synRecv)
+        field("accept_queue_full", s.acceptQueueFull)
+        endObject()
     }
-}
 
-extension OverloadReason {
-    /// `{"reason": "accept_queue_full", "count": 9, "limit": 8, "message": "..."}`.
-    public var json: JSONValue {
-        ["reason": .string(name), "count": .number(count), "limit": limit.map { .number($0) } ?? .null,
-         "message": .string(message)]
-    }
-}
-
-extension PortActivity {
-    /// The `window` object of `--sample` output (`resets_*` only when packets were captured).
-    public func windowJSON(seconds: Double, captured: Bool = false) -> JSONValue {
-        var errors: [(String, JSONValue)] = [
-            ("listen_drops", .number(listenDrops)), ("drops", .number(traffic.drops)), ("retransmits", .number(traffic.retransmits)),
-            ("connect_timeouts", .number(connectTimeouts)), ("connect_refused", .number(connectRefused)),
-        ]
-        if captured {
-            errors.append(("resets_sent", .number(resetsSent)))
-            errors.append(("resets_received", .number(resetsReceived)))
+    /// `"window": {…}, "rates": {…}` of `--sample` output (`resets_*` only when packets were captured).
+    public mutating func windowMembers(_ w: PortWindow) {
+        let a = w.activity
+        object("window") { j in
+            j.field("seconds", double: w.seconds)
+            j.inOut("bytes", received: a.traffic.bytesReceived, sent: a.traffic.bytesSent)
+            j.inOut("packets", received: a.traffic.packetsReceived, sent: a.traffic.packetsSent)
+            j.field("connections_opened", a.opened)
+            j.field("connections_closed", a.closed)
+            j.object("errors") { e in
+                e.field("listen_drops", a.listenDrops)
+                e.field("drops", a.traffic.drops)
+                e.field("retransmits", a.traffic.retransmits)
+                e.field("connect_timeouts", a.connectTimeouts)
+                e.field("connect_refused", a.connectRefused)
+                if w.captured {
+                    e.field("resets_sent", a.resetsSent)
+                    e.field("resets_received", a.resetsReceived)
+                }
+            }
         }
-        return [
-            "seconds": .double(seconds),
-            "bytes": ["received": .number(traffic.bytesReceived), "sent": .number(traffic.bytesSent)],
-            "packets": ["received": .number(traffic.packetsReceived), "sent": .number(traffic.packetsSent)],
-            "connections_opened": .number(opened), "connections_closed": .number(closed),
-            "errors": .object(errors),
-        ]
-    }
-
-    /// The `rates` object: bits and packets per second over the window.
-    public func ratesJSON(seconds: Double) -> JSONValue {
-        let s = seconds > 0 ? seconds : 1
-        return [
-            "received_bps": .double((Double(traffic.bytesReceived) * 8 / s).rounded()),
-            "sent_bps": .double((Double(traffic.bytesSent) * 8 / s).rounded()),
-            "received_pps": .double((Double(traffic.packetsReceived) / s * 10).rounded() / 10),
-            "sent_pps": .double((Double(traffic.packetsSent) / s * 10).rounded() / 10),
-        ]
-    }
-}
-
-extension WindowReport {
-    /// System-wide error deltas as a JSON object.
-    public var systemJSON: JSONValue { .object(system.map { ($0.0, .int($0.1)) }) }
-
-    /// Closed-port hits (packet capture), busiest first: the raw material of scan detection.
-    public var closedPortHitsJSON: JSONValue {
-        .array(closedPortHits.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map { key, count in
-            ["protocol": .string(key.proto.rawValue), "port": .number(key.port),
-             "source": .string(key.source.description), "packets": .number(count)]
-        })
-    }
-}
-
-extension SocketRecord {
-    /// One entry of `connections --json`.
-    public var json: JSONValue {
-        var pairs: [(String, JSONValue)] = [
-            ("protocol", .string(proto.rawValue)),
-            ("state", .string(state.name)),
-            ("local", local.json),
-            ("peer", peer.json),
-            ("bytes", ["received": .number(payloadReceived), "sent": .number(payloadSent)]),
-            ("packets", ["received": .number(tcp?.segmentsIn ?? 0), "sent": .number(tcp?.segmentsOut ?? 0)]),
-            ("retransmits", .number(tcp?.totalRetransmits ?? 0)),
-            ("rtt_ms", tcp.map { .double(Double($0.rttMicros) / 1000) } ?? .null),
-            ("receive_queue", .number(receiveQueue)),
-            ("send_queue", .number(sendQueue)),
-            ("drops", drops.map { .number($0) } ?? .null),
-            ("uid", .number(uid)),
-            ("inode", .number(inode)),
-            ("cookie", .number(cookie)),
-        ]
-        if let tcp {
-            pairs.append(("lost", .number(tcp.lost)))
-            pairs.append(("bytes_retransmitted", .number(tcp.bytesRetransmitted)))
+        let s = w.seconds > 0 ? w.seconds : 1
+        object("rates") { j in
+            j.field("received_bps", double: (Double(a.traffic.bytesReceived) * 8 / s).rounded())
+            j.field("sent_bps", double: (Double(a.traffic.bytesSent) * 8 / s).rounded())
+            j.field("received_pps", double: (Double(a.traffic.packetsReceived) / s * 10).rounded() / 10)
+            j.field("sent_pps", double: (Double(a.traffic.packetsSent) / s * 10).rounded() / 10)
         }
-        return .object(pairs)
+    }
+
+    /// System-wide error deltas of a window: `"system_errors": {"ListenOverflows": n, …}`.
+    public mutating func systemErrors(_ report: WindowReport) {
+        object("system_errors") { w in
+            for (name, value) in report.system {
+                w.key(name)
+                w.int(value)
+            }
+        }
+    }
+
+    /// `"closed_port_hits": [...]` (busiest first) and `"capture_kernel_drops"` when packets were
+    /// captured; `"closed_port_hits": null` otherwise.
+    public mutating func captureMembers(_ report: WindowReport?, kernelDrops: Bool = true) {
+        guard let report, report.captured else { nullField("closed_port_hits"); return }
+        array("closed_port_hits") { w in
+            let sorted = report.closedPortHits.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+            for (key, count) in sorted {
+                w.beginObject()
+                w.field("protocol", key.proto.rawValue)
+                w.field("port", key.port)
+                w.key("source"); w.asciiString(key.source.description)
+                w.field("packets", count)
+                w.endObject()
+            }
+        }
+        if kernelDrops { field("capture_kernel_drops", report.captureKernelDrops) }
+    }
+}
+
+/// `ports --json`: the document's parts, written in order so rows stream out as they are written.
+public struct PortsDocument {
+    public var snapshot: PortSnapshot
+    public var report: WindowReport?
+
+    /// A document over one snapshot and, with `--sample`, its window.
+    public init(snapshot: PortSnapshot, report: WindowReport?) {
+        self.snapshot = snapshot
+        self.report = report
+    }
+
+    /// `{"ports": [PORT, …], "source", "taken_at", ["window_seconds", "system_errors",
+    /// "connect_failures_without_port", …], "notes"}`; `rows` are `portRows` of the snapshot
+    /// merged with the report.
+    public func write(_ rows: [PortRow], services: ServiceDatabase, to w: inout JSONWriter) {
+        w.beginObject()
+        w.array("ports") { w in
+            for row in rows {
+                w.port(row, service: services.name(port: row.key.port, proto: row.key.proto),
+                       window: report.map { PortWindow($0, row: row) })
+            }
+        }
+        w.field("source", snapshot.source)
+        w.field("taken_at", double: snapshot.takenAt)
+        if let report {
+            w.field("window_seconds", double: report.seconds)
+            w.systemErrors(report)
+            w.field("connect_failures_without_port", report.connectFailuresWithoutPort)
+            if report.captured { w.captureMembers(report) }
+        }
+        w.notes(snapshot.notes)
+        w.endObject()
+    }
+}
+
+// MARK: - check
+
+/// What a check was asked to meet, and whether it did.
+public struct CheckOutcome: Sendable {
+    public var expected: Verdict
+    public var matched: Bool
+
+    /// The expectation and whether the verdict met it.
+    public init(expected: Verdict, matched: Bool) {
+        self.expected = expected
+        self.matched = matched
+    }
+}
+
+extension JSONWriter {
+    /// One local `check --json` result: the verdict and the facts behind it (listeners,
+    /// connections, queue, overload reasons, caveats, errors, owners), and the window when
+    /// measured; `systemErrors` adds the window's system-wide deltas (a single check's document).
+    public mutating func localCheck(_ check: LocalCheck, _ outcome: CheckOutcome, service: String?, window: PortWindow?,
+                                    systemErrors report: WindowReport? = nil) {
+        beginObject()
+        field("protocol", check.proto.rawValue)
+        field("port", check.port)
+        nullField("host")
+        field("service", service)
+        field("verdict", check.verdict.rawValue)
+        field("expected", outcome.expected.rawValue)
+        field("matched", outcome.matched)
+        // `check 1-65535`: tens of thousands of ports with nothing on them share one encoding.
+        if !pretty && check.summary == nil && check.connections.total == 0 && check.boundSockets == 0
+            && window == nil && report == nil {
+            endObject(appendingEncodedMembers: JSONWriter.emptyCheckMembers)
+            return
+        }
+        localCheckFacts(check, window: window)
+        if let report { systemErrors(report) }
+        endObject()
+    }
+
+    /// The members of a check of a port nothing holds, encoded once.
+    static let emptyCheckMembers: [UInt8] = {
+        var w = JSONWriter()
+        w.beginObject()
+        w.localCheckFacts(LocalCheck(proto: .tcp, port: 1, verdict: .free, summary: nil, listening: false,
+                                     connections: ConnectionCounts(), boundSockets: 0, clientConnections: 0, reasons: []),
+                          window: nil)
+        w.endObject()
+        return Array(w.bytes.dropFirst())
+    }()
+
+    /// A local check's facts: listeners, the connections the verdict counted, queue, overload
+    /// reasons, caveats, errors, owners, window.
+    mutating func localCheckFacts(_ check: LocalCheck, window: PortWindow?) {
+        let s = check.summary
+        field("listening", check.listening)
+        strings("addresses", s?.addresses ?? [])
+        key("connections"); write(check.connections)
+        key("accept_queue"); write(s?.acceptQueue)
+        field("time_wait", check.timeWait)
+        field("bound_sockets", check.boundSockets)
+        field("client_connections", check.clientConnections)
+        overloadReasons(check.reasons)
+        strings("caveats", check.caveats)
+        key("errors")
+        if let s { portErrors(s) } else { null() }
+        processes("processes", s?.processes ?? [])
+        if let window { windowMembers(window) }
+    }
+
+    /// One remote `check --json` result: the verdict, the address that decided it, and every
+    /// address tried.
+    public mutating func remoteCheck(_ check: RemoteCheck, _ outcome: CheckOutcome, service: String?) {
+        beginObject()
+        field("protocol", check.proto.rawValue)
+        field("port", check.port)
+        field("host", check.host)
+        field("service", service)
+        field("verdict", Verdict(check.state).rawValue)
+        field("expected", outcome.expected.rawValue)
+        field("matched", outcome.matched)
+        key("address"); string(check.decisive.address.description)
+        field("reason", check.decisive.reason)
+        field("seconds", double: microseconds(check.decisive.seconds))
+        array("attempts") { w in
+            for a in check.attempts {
+                w.beginObject()
+                w.key("address"); w.string(a.address.description)
+                w.field("state", a.state.rawValue)
+                w.field("reason", a.reason)
+                w.field("seconds", double: microseconds(a.seconds))
+                w.endObject()
+            }
+        }
+        endObject()
+    }
+}
+
+/// Seconds rounded to the microsecond: a connect's timing is not finer than that.
+private func microseconds(_ seconds: Double) -> Double { (seconds * 1e6).rounded() / 1e6 }
+
+// MARK: - connections
+
+extension JSONWriter {
+    /// One entry of `connections --json`; `processes` when asked for.
+    public mutating func connection(_ c: SocketRecord, processes list: [ProcessRecord]? = nil) {
+        beginObject()
+        field("protocol", c.proto.rawValue)
+        field("state", c.state.name)
+        key("local"); write(c.local)
+        key("peer"); write(c.peer)
+        inOut("bytes", received: c.payloadReceived, sent: c.payloadSent)
+        inOut("packets", received: c.tcp?.segmentsIn ?? 0, sent: c.tcp?.segmentsOut ?? 0)
+        field("retransmits", c.tcp?.totalRetransmits ?? 0)
+        key("rtt_ms")
+        if let tcp = c.tcp { double(Double(tcp.rttMicros) / 1000) } else { null() }
+        field("receive_queue", c.receiveQueue)
+        field("send_queue", c.sendQueue)
+        field("drops", c.drops)
+        field("uid", c.uid)
+        field("inode", c.inode)
+        field("cookie", c.cookie)
+        if let tcp = c.tcp {
+            field("lost", tcp.lost)
+            field("bytes_retransmitted", tcp.bytesRetransmitted)
+        }
+        if let list { processes("processes", list) }
+        endObject()
+    }
+}
+
+// MARK: - who, wait, free, kill
+
+extension JSONWriter {
+    /// One port of `who --json`: `{"port", "protocol", "processes": [{…, "holds", "sockets"}],
+    /// ["unattributed_sockets"]}` (the sockets whose owner could not be seen, when there are any);
+    /// `members` adds more (notes) before the object closes.
+    public mutating func whoEntry(_ h: PortHolders, members: (inout JSONWriter) -> Void = { _ in }) {
+        beginObject()
+        field("port", h.port)
+        field("protocol", h.proto.rawValue)
+        array("processes") { w in
+            for p in h.processes {
+                let held = h.sockets(heldBy: p.pid)
+                let kinds = HoldKind.allCases.filter { k in held.contains { $0.kind == k } }
+                w.write(p, holds: kinds, sockets: held.map(\.description))
+            }
+        }
+        let unattributed = h.unattributed
+        if !unattributed.isEmpty { strings("unattributed_sockets", unattributed.map(\.description)) }
+        members(&self)
+        endObject()
+    }
+
+    /// One port of `wait --json`'s `"ports"` list.
+    public mutating func waitedPort(_ proto: TransportProtocol, _ port: UInt16, state: String, reached: Bool) {
+        beginObject()
+        field("protocol", proto.rawValue)
+        field("port", port)
+        field("state", state)
+        field("reached", reached)
+        endObject()
+    }
+
+    /// A process `kill` signalled, with the ports it held.
+    public mutating func signalled(_ p: ProcessRecord, ports: [String]) {
+        beginObject()
+        field("pid", p.pid)
+        field("name", p.name)
+        strings("ports", ports)
+        endObject()
     }
 }

@@ -12,11 +12,15 @@ public struct PortSpec: Sendable, Hashable {
         public var range: ClosedRange<UInt16>
         /// The protocol from a suffix or a service's listing; nil means either protocol.
         public var proto: TransportProtocol?
+        /// True when `proto` came from a service name's listing rather than a typed suffix
+        /// (`ssh` is listed for TCP only, but `ssh --udp` still means port 22).
+        public var protocolFromService: Bool
 
         /// Makes an item from a range and an optional protocol.
-        public init(range: ClosedRange<UInt16>, proto: TransportProtocol? = nil) {
+        public init(range: ClosedRange<UInt16>, proto: TransportProtocol? = nil, protocolFromService: Bool = false) {
             self.range = range
             self.proto = proto
+            self.protocolFromService = protocolFromService
         }
     }
 
@@ -108,6 +112,30 @@ public struct PortSpec: Sendable, Hashable {
         return result
     }
 
+    /// The spec as read by a command given `--tcp`/`--udp` (`flags`): items typed with another
+    /// protocol's suffix drop out; service names take the flags' protocols even where
+    /// `/etc/services` lists them for another (`ssh --udp` is udp/22). Throws when nothing is left
+    /// (`53/udp --tcp`).
+    public func restricted(to flags: Set<TransportProtocol>) throws(PortwatchError) -> PortSpec {
+        var kept: [Item] = []
+        for item in items {
+            guard let proto = item.proto else { kept.append(item); continue }
+            if flags.contains(proto) {
+                kept.append(item)
+            } else if item.protocolFromService {
+                for p in TransportProtocol.allCases where flags.contains(p) {
+                    kept.append(Item(range: item.range, proto: p, protocolFromService: true))
+                }
+            }
+        }
+        if kept.isEmpty {
+            let asked = TransportProtocol.allCases.filter { flags.contains($0) }.map { "--\($0.rawValue)" }.joined(separator: " ")
+            throw usageError("'\(text)' names no \(asked.replacing("--", with: "").uppercased()) port, but \(asked) asks for those only")
+        }
+        var seen = Set<Item>()
+        return PortSpec(items: kept.filter { seen.insert($0).inserted }, text: text)
+    }
+
     /// How many distinct port numbers the spec covers, whatever the protocol.
     public var portCount: Int {
         allRanges.reduce(0) { $0 + $1.count }
@@ -180,7 +208,7 @@ public struct PortSpec: Sendable, Hashable {
                                        services: ServiceDatabase) throws(PortwatchError) -> [Item] {
         let found = services.ports(named: String(name), proto: proto)
         if !found.isEmpty {
-            return found.map { Item(range: $0.0...$0.0, proto: $0.1) }
+            return found.map { Item(range: $0.0...$0.0, proto: $0.1, protocolFromService: proto == nil) }
         }
         if let first = name.utf8.first, isASCIIDigit(first) {
             throw usageError("invalid port '\(item)': not a number (expected 1-65535, a range A-B or a service name)")

@@ -60,6 +60,19 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
         return text.lowercased()
     }
 
+    /// Parses a `--host` value: a host alone (`example.com`, `10.0.0.1`, `fd00::2`, `[fd00::2]`,
+    /// `fe80::1%eth0`) or a host with a port (`example.com:80`, `[fd99::2]:50070`).
+    public static func parseHostOption(_ text: String, services: ServiceDatabase = .system,
+                                       proto: TransportProtocol? = nil) throws(PortwatchError) -> HostPort {
+        let colons = text.utf8.count(where: { $0 == UInt8(ascii: ":") })
+        let bracketedWithPort = text.hasPrefix("[") && !text.hasSuffix("]") && text.contains("]")
+        if bracketedWithPort || (!text.hasPrefix("[") && colons == 1) {
+            let target = try parseTarget(text, services: services, proto: proto)
+            return HostPort(host: target.host, port: target.port)
+        }
+        return HostPort(host: try parseHost(text))
+    }
+
     /// Parses `host:port`, `[v6]:port`, `host:service` or `1.2.3.4:80`. A service name resolves for
     /// `proto`, or when nil for TCP first and then UDP.
     public static func parseTarget(_ text: String, services: ServiceDatabase = .system,

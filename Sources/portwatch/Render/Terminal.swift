@@ -56,3 +56,17 @@ func writeAll(_ fd: Int32, _ text: String) {
         offset += n
     }
 }
+
+/// Writes bytes to a descriptor, retrying short writes and EINTR (JSON output).
+func writeAll(_ fd: Int32, _ raw: UnsafeRawBufferPointer) {
+    guard let base = raw.baseAddress else { return }
+    var offset = 0
+    while offset < raw.count {
+        let n = write(fd, base + offset, raw.count - offset)
+        if n < 0 {
+            if errno == EINTR { continue }
+            return
+        }
+        offset += n
+    }
+}
