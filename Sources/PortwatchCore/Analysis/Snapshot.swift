@@ -8,10 +8,11 @@ import Synchronization
 public enum ProcessAttribution: Sendable, Hashable {
     /// None (`--no-processes`): the fastest answer.
     case none
-    /// Owners of the sockets the summaries name: a targeted scan that stops when all are found,
-    /// reading no fd above 1023 (listeners live low; connection fds can number tens of thousands).
+    /// Owners of the local rows' sockets: a targeted scan that reads low fds first and goes on
+    /// only for the sockets still unowned (listeners live low; connection fds can number tens of
+    /// thousands).
     case owners
-    /// The same, searching every fd until each owner is found (`who`, `kill`).
+    /// The same for every row's sockets, outgoing ones too (`who`, `kill`).
     case ownersThorough
     /// Every socket of every process (used when most sockets are wanted anyway).
     case full
@@ -48,6 +49,9 @@ public struct PortSnapshot: Sendable {
     public var processes: [Int32: ProcessRecord]
     /// Things the reader should know: what could not be seen, and why.
     public var notes: [String]
+    /// Why some owners may be missing (processes the kernel would not show us), as the error a
+    /// command reports when it cannot answer without them; nil when every process was visible.
+    public var ownerProblem: PortwatchError? = nil
     /// Which row each socket belongs to (knows every listener, even for filtered queries).
     public var classifier: PortClassifier
 
@@ -91,6 +95,9 @@ public struct PortSnapshot: Sendable {
             // in several parts so the two cores stay busy until the end (whichever thread is
             // free takes the next part), and the fold runs while the walk goes on.
             let walkParts = 6
+            // One listing, split: parts listing /proc each on their own would skip pids whenever
+            // processes come and go between their listings.
+            let pids = ProcessScanner.listPids()
             let parts = Mutex<[ProcessScanner.FullScanPart]>([])
             let collected = Mutex<Result<([SocketRecord], PortClassifier, [PortSummary]), PortwatchError>?>(nil)
             DispatchQueue.concurrentPerform(iterations: 1 + walkParts) { i in
@@ -98,7 +105,7 @@ public struct PortSnapshot: Sendable {
                     let r = Result { () throws(PortwatchError) in try collect() }
                     collected.withLock { $0 = r }
                 } else {
-                    let part = ProcessScanner.fullScanPart(i - 1, of: walkParts)
+                    let part = ProcessScanner.fullScanPart(pids: ProcessScanner.slice(pids, part: i - 1, of: walkParts))
                     parts.withLock { $0.append(part) }
                 }
             }
@@ -114,6 +121,7 @@ public struct PortSnapshot: Sendable {
         }
         var owners = OwnerTable()
         var processes: [Int32: ProcessRecord] = [:]
+        var ownerProblem: PortwatchError? = nil
         if options.processes != .none && !ports.isEmpty {
             let scan: ProcessScan
             if let fullScan {
@@ -126,15 +134,15 @@ public struct PortSnapshot: Sendable {
                     wanted.formUnion(p.ownerInodes)
                 }
                 if ownerCache != nil {
-                    scan = ownerCache!.lookup(wanted, now: Double(ts.tv_sec),
-                                              thorough: options.processes == .ownersThorough)
+                    scan = ownerCache!.lookup(wanted, now: Double(ts.tv_sec))
                 } else {
-                    scan = ProcessScanner.scan(inodes: wanted, thorough: options.processes == .ownersThorough)
+                    scan = ProcessScanner.scan(inodes: wanted)
                 }
             }
             owners = scan.owners
             processes = scan.processes
-            if let note = scan.note { notes.append(note) }
+            notes.append(contentsOf: scan.notes)
+            ownerProblem = scan.permissionProblem
             attach(owners: owners, processes: processes, to: &ports)
         }
         var mono = timespec()
@@ -142,7 +150,7 @@ public struct PortSnapshot: Sendable {
         return PortSnapshot(takenAt: Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9,
                             monotonicAt: Double(mono.tv_sec) + Double(mono.tv_nsec) / 1e9, source: source.name,
                             sockets: sockets, ports: ports, owners: owners, processes: processes, notes: notes,
-                            classifier: classifier)
+                            ownerProblem: ownerProblem, classifier: classifier)
     }
 
     /// The processes holding a socket, in pid order.
@@ -157,31 +165,31 @@ public struct OwnerCache: Sendable {
     var owners = OwnerTable()
     var processes: [Int32: ProcessRecord] = [:]
     var searched = Set<UInt64>()
-    var note: String?
+    var notes: [String] = []
+    var blocked: [InspectionBlock: Int] = [:]
     var since: Double = 0
     public var lifetime: Double
 
     public init(lifetime: Double = 30) { self.lifetime = lifetime }
 
     /// The owners of `wanted`, searching /proc only for inodes not searched before.
-    mutating func lookup(_ wanted: Set<UInt64>, now: Double, thorough: Bool) -> ProcessScan {
+    mutating func lookup(_ wanted: Set<UInt64>, now: Double) -> ProcessScan {
         if now - since >= lifetime {
             self = OwnerCache(lifetime: lifetime)
             since = now
         }
         let missing = wanted.subtracting(searched)
         if !missing.isEmpty {
-            let scan = ProcessScanner.scan(inodes: missing, thorough: thorough)
+            let scan = ProcessScanner.scan(inodes: missing)
             for inode in missing {
                 for pid in scan.owners[inode] ?? [] { owners.add(inode, pid) }
             }
             processes.merge(scan.processes) { a, _ in a }
             searched.formUnion(missing)
-            if let n = scan.note { note = n }
+            for note in scan.notes where !notes.contains(note) { notes.append(note) }
+            blocked.merge(scan.blocked) { max($0, $1) }
         }
-        var result = ProcessScan(owners: owners, processes: processes, unreadableProcesses: 0)
-        result.note = note
-        return result
+        return ProcessScan(owners: owners, processes: processes, blocked: blocked, notes: notes)
     }
 }
 
