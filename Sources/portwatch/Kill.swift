@@ -34,12 +34,16 @@ struct Kill: ParsableCommand {
         }
         let ordered = targets.keys.sorted().compactMap { targets[$0] }
         if ordered.isEmpty {
+            // Listeners whose holders the kernel would not show us: exit 2 with the reason.
+            let held = snapshot.ports.contains { $0.listening && spec.contains(port: $0.port, proto: $0.proto) }
+            if held, !output.json, let problem = snapshot.ownerProblem { throw problem }
             if output.json {
                 output.print(["signal": .string(signame), "signalled": [], "notes": .array(snapshot.notes.map { .string($0) })])
             } else {
                 emit("nothing listens on \(ports) that this user can see")
                 for note in snapshot.notes { printError("note: \(note)") }
             }
+            if held, let problem = snapshot.ownerProblem { throw problem }
             throw AnswerNo()
         }
         if !yes {

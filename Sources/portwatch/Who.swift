@@ -63,6 +63,9 @@ struct Who: ParsableCommand {
             }
             results.append(.object(entry))
         }
+        // Sockets whose holders the kernel would not show us: the question has no answer (exit 2,
+        // the reason on stderr), not a "nothing".
+        if found == 0, !rows.isEmpty, !output.json, let problem = snapshot.ownerProblem { throw problem }
         if output.json {
             if results.count == 1 {
                 var doc = results[0]
@@ -85,6 +88,7 @@ struct Who: ParsableCommand {
             }
             for note in snapshot.notes { printError("note: \(note)") }
         }
+        if found == 0, !rows.isEmpty, let problem = snapshot.ownerProblem { throw problem }
         if found == 0 { throw AnswerNo() }
     }
 }

@@ -460,3 +460,50 @@ func cgroupParsing(_ c: CgroupCase) {
     #expect(parsed.container == "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90")
     #expect(parsed.unit == nil)
 }
+
+// MARK: - What blocked a process
+
+@Test func hidepidIsReadFromTheProcMount() {
+    let mountinfo = """
+    21 1 8:1 / / rw,relatime - ext4 /dev/root rw
+    22 21 0:21 / /proc rw,nosuid,relatime - proc proc rw,hidepid=invisible,subset=pid
+    23 21 0:22 / /sys rw - sysfs sysfs rw
+    """
+    #expect(ProcAccess.hidepidOption(mountinfo: mountinfo, mountPoint: "/proc") == "hidepid=invisible")
+    #expect(ProcAccess.hidepidOption(mountinfo: mountinfo, mountPoint: "/sys") == nil)
+    #expect(ProcAccess.hidepidOption(mountinfo: "22 21 0:21 / /proc rw - proc proc rw,hidepid=0", mountPoint: "/proc") == nil)
+    #expect(ProcAccess.hidepidOption(mountinfo: "22 21 0:21 / /proc rw shared:5 - proc proc rw,hidepid=2", mountPoint: "/proc") == "hidepid=2")
+    #expect(ProcAccess.hexField("CapEff:", in: Array("Name:\tx\nCapEff:\t000001ffffffffff\n".utf8)) == 0x1ff_ffff_ffff)
+}
+
+/// Each cause is named for what it is: only the unprivileged case advises root.
+@Test func blocksExplainTheirCause() {
+    #expect(InspectionBlock.otherUser.explanation(count: 3).contains("needs root or CAP_SYS_PTRACE"))
+    #expect(InspectionBlock.otherUser.explanation(count: 1).hasPrefix("1 process "))
+    for block in [InspectionBlock.missingPtraceCapability, .otherUserNamespace, .refused(errno: EACCES)] {
+        #expect(!block.explanation(count: 2).contains("needs root"))
+    }
+    #expect(InspectionBlock.refused(errno: EACCES).explanation(count: 1).contains("EACCES"))
+    #expect(InspectionBlock.otherUserNamespace.explanation(count: 1).contains("user namespace"))
+    #expect(InspectionBlock.hiddenByProcMount("hidepid=invisible").explanation(count: 0).contains("hidepid=invisible"))
+}
+
+/// Notes and causes accumulate: one never replaces another.
+@Test func scanNotesAccumulate() throws {
+    var scan = ProcessScan(blocked: [.otherUser: 4, .hiddenByProcMount("hidepid=2"): 0])
+    scan.addNote("first")
+    scan.addNote("second")
+    scan.addNote("first")
+    #expect(scan.notes == ["first", "second"])
+    let problem = try #require(scan.permissionProblem)
+    #expect(problem.kind == .permission)
+    #expect(problem.message.contains("CAP_SYS_PTRACE") && problem.message.contains("hidepid=2"))
+    #expect(ProcessScan().permissionProblem == nil)
+
+    // The sampler's cache keeps the notes of every lookup, not only the last one's.
+    var cache = OwnerCache()
+    _ = cache.lookup([UInt64.max - 1], now: 1)
+    cache.notes.append("from an earlier lookup")
+    let later = cache.lookup([UInt64.max - 2], now: 2)
+    #expect(later.notes.contains("from an earlier lookup"))
+}

@@ -76,7 +76,7 @@ public enum InspectionBlock: Sendable, Hashable, Comparable {
         case .hiddenByProcMount(let option):
             return "\(count == 0 ? "other users' processes" : n) are hidden: /proc is mounted with \(option) — needs root, CAP_SYS_PTRACE or the mount's gid= group"
         case .refused(let code):
-            return "\(n) could not be inspected although portwatch may trace them (\(errnoName(code)): a security module such as AppArmor or SELinux, or a protected process)"
+            return "\(n) could not be inspected although portwatch holds CAP_SYS_PTRACE (\(errnoName(code)) from the kernel: a security module such as AppArmor or SELinux, or a protected process such as a sandbox's init)"
         }
     }
 }

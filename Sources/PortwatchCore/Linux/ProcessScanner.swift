@@ -126,7 +126,9 @@ public enum ProcessScanner {
                 scan.processes[pid] = record
             }
         }
-        if refusals.isEmpty && !unowned { return scan }
+        // A targeted walk that found every owner has a complete answer: processes it could not
+        // read hid nothing it was asked for, so they are not worth a note.
+        if !unowned { return scan }
         let access = ProcAccess(procfd: procfd, procRoot: procRoot)
         var seen = Set<Int32>()
         for refusal in refusals where seen.insert(refusal.pid).inserted {
