@@ -39,7 +39,7 @@ struct Who: ParsableCommand {
         var found = 0
         for row in rows {
             let sockets = row.listening
-                ? row.listeners.map { ($0.inode, "\(row.proto.rawValue) \($0.local) \(row.proto == .udp ? "bound" : "listen")") }
+                ? row.listeners.map { ($0.inode, "\(row.proto.rawValue) \($0.local.listenText(v6only: $0.v6only)) \(row.proto == .udp ? "bound" : "listen")") }
                 : snapshot.sockets.filter { $0.proto == row.proto && $0.local.port == row.port && $0.inode != 0 }
                     .map { ($0.inode, "\($0.proto.rawValue) \($0.local) -> \($0.peer) \($0.state.name)") }
             var procs: [JSONValue] = []

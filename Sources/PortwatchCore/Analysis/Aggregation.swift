@@ -115,7 +115,7 @@ public func summarizePorts(_ sockets: [SocketRecord], includeOutgoing: Bool,
             summary.listeners.append(ListenerInfo(local: s.local, acceptQueue: s.receiveQueue,
                                                   backlog: s.proto == .tcp ? s.sendQueue : 0,
                                                   inode: s.inode, uid: s.uid, drops: UInt64(s.drops ?? 0),
-                                                  backlogKnown: s.queueLimitKnown))
+                                                  backlogKnown: s.queueLimitKnown, v6only: s.v6only))
             if s.inode != 0 { summary.ownerInodes.append(s.inode) }
         }
     }

@@ -111,8 +111,9 @@ func parseInetDiagMessage(_ body: UnsafeRawBufferPointer, proto: TransportProtoc
     var record = SocketRecord(
         proto: proto,
         state: SocketState(rawValue: state),
-        local: Endpoint(address: src, port: sport),
-        peer: Endpoint(address: dst, port: dport),
+        // A link-local address names no host without its interface: keep the zone.
+        local: Endpoint(address: src, port: sport, scope: src.isLinkLocal ? ifindex : 0),
+        peer: Endpoint(address: dst, port: dport, scope: dst.isLinkLocal ? ifindex : 0),
         uid: body.loadUnaligned(fromByteOffset: 64, as: UInt32.self),
         inode: UInt64(body.loadUnaligned(fromByteOffset: 68, as: UInt32.self)),
         cookie: cookieHigh << 32 | cookieLow,
@@ -148,6 +149,8 @@ func parseInetDiagMessage(_ body: UnsafeRawBufferPointer, proto: TransportProtoc
             if payload.count >= (index + 1) * 4 {
                 record.drops = payload.loadUnaligned(fromByteOffset: index * 4, as: UInt32.self)
             }
+        case UInt16(INET_DIAG_SKV6ONLY):
+            if payload.count >= 1 { record.v6only = payload[0] != 0 }
         case UInt16(INET_DIAG_PROTOCOL):
             // Destroy events carry their protocol (TCP and UDP share one subscription).
             if payload.count >= 1 {

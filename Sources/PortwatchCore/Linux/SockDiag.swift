@@ -79,7 +79,12 @@ public struct SockDiagSource: SocketSource {
     /// Set for tests that check the per-family path against the one-walk TCP request.
     nonisolated(unsafe) static var compatUnsupported = false
 
-    private func dump(_ query: SocketQuery) throws -> [SocketRecord] {
+    private func dump(_ asked: SocketQuery) throws -> [SocketRecord] {
+        // IPv4 only (`-4`) still means the IPv6 sockets that serve IPv4: dual-stack listeners
+        // (v6only false) and their connections from IPv4 clients (v4-mapped local addresses).
+        var query = asked
+        let servesIPv4Only = asked.families == [.inet]
+        if servesIPv4Only { query.families = [.inet, .inet6] }
         let fd = try syscallRetrying("socket(AF_NETLINK)") {
             socket(AF_NETLINK, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NETLINK_SOCK_DIAG)
         }
@@ -165,6 +170,11 @@ public struct SockDiagSource: SocketSource {
             }
         }
         if query.listenersOnly { records.removeAll { !$0.isListening } }
+        if servesIPv4Only {
+            records.removeAll { r in
+                r.local.address.isV6 && r.local.address.mappedV4 == nil && !(r.isListening && r.v6only == false)
+            }
+        }
         return records
     }
 

@@ -137,7 +137,7 @@ extension ProcessRecord {
 }
 
 extension Endpoint {
-    public var json: JSONValue { ["address": .string(address.description), "port": .number(port)] }
+    public var json: JSONValue { ["address": .string(addressText), "port": .number(port)] }
 }
 
 extension PortSummary {
@@ -164,7 +164,8 @@ extension PortSummary {
         if role == .local {
             pairs.append(("listeners", .array(listeners.map { l in
                 [
-                    "address": .string(l.local.address.description), "port": .number(l.local.port),
+                    "address": .string(l.local.addressText), "port": .number(l.local.port),
+                    "v6only": l.v6only.map { .bool($0) } ?? .null,
                     "accept_queue": .number(l.acceptQueue), "backlog": l.backlogKnown ? .number(l.backlog) : .null,
                     "drops": .number(l.drops), "inode": .number(l.inode), "uid": .number(l.uid),
                 ]
