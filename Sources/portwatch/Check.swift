@@ -99,7 +99,7 @@ struct Check: ParsableCommand {
             // Counts and queues need no tcp_info: skip it unless a window measures traffic.
             var query = SocketQuery(protocols: protos, withCounters: sample != nil)
             query.ports = portFilters(spec, protocols: protos)
-            let options = SnapshotOptions(query: query, processes: .owners)
+            let options = SnapshotOptions(query: query, processes: .owners, socketSource: .fromEnvironment)
             let window = try sample.map { try sampleWindow($0) }
             let (snapshot, report) = try snapshotOrWindow(options, window: window, capture: capture)
             for var check in localChecks(ports: pairs, snapshot: snapshot) {

@@ -34,7 +34,7 @@ struct Connections: ParsableCommand {
         } else {
             query.states = SocketState.allStatesMask & ~SocketQuery.stateMask([.listen])
         }
-        let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .none))
+        let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .none, socketSource: .fromEnvironment))
         var connections = snapshot.sockets.filter { s in
             !s.isListening && (spec.contains(port: s.local.port, proto: s.proto) || spec.contains(port: s.peer.port, proto: s.proto))
         }

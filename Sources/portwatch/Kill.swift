@@ -27,7 +27,7 @@ struct Kill: ParsableCommand {
         var query = SocketQuery(protocols: protos, withCounters: false)
         query.ports = portFilters(spec, protocols: protos)
         query.listenersOnly = true
-        let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .ownersThorough))
+        let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .ownersThorough, socketSource: .fromEnvironment))
         var targets: [Int32: (ProcessRecord, [String])] = [:]
         for row in snapshot.ports where row.listening && spec.contains(port: row.port, proto: row.proto) {
             for p in row.processes { targets[p.pid, default: (p, [])].1.append("\(row.proto.rawValue)/\(row.port)") }

@@ -56,7 +56,7 @@ struct Wait: ParsableCommand {
             } else {
                 var query = SocketQuery(protocols: protos, withCounters: false)
                 query.ports = portFilters(spec, protocols: protos)
-                let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .none))
+                let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .none, socketSource: .fromEnvironment))
                 reached = localChecks(ports: pairs, snapshot: snapshot).allSatisfy { check in
                     target == "free" ? check.verdict == .free : check.verdict != .free && check.summary?.listening == true
                 }

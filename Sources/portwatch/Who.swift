@@ -23,12 +23,12 @@ struct Who: ParsableCommand {
         if spec.isSinglePort {
             var listeners = query
             listeners.listenersOnly = true
-            snapshot = try PortSnapshot.take(SnapshotOptions(query: listeners, processes: .ownersThorough))
+            snapshot = try PortSnapshot.take(SnapshotOptions(query: listeners, processes: .ownersThorough, socketSource: .fromEnvironment))
             if !snapshot.ports.contains(where: { $0.listening }) {
-                snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .ownersThorough))
+                snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .ownersThorough, socketSource: .fromEnvironment))
             }
         } else {
-            snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .ownersThorough))
+            snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .ownersThorough, socketSource: .fromEnvironment))
         }
         let rows = snapshot.ports.filter { $0.role == .local && spec.contains(port: $0.port, proto: $0.proto) }
 

@@ -20,7 +20,7 @@ public final class Sampler {
     ///
     /// With `capture`, an AF_PACKET capture also measures UDP traffic per port and packets that
     /// hit closed ports; it needs CAP_NET_RAW, and its absence is an error (it was asked for).
-    public init(options: SnapshotOptions, source: any SocketSource = defaultSocketSource(),
+    public init(options: SnapshotOptions, source: (any SocketSource)? = nil,
                 closedConnections: Bool = true, capture: Bool = false) throws(PortwatchError) {
         self.options = options
         if capture {
@@ -30,7 +30,7 @@ public final class Sampler {
         } else {
             self.capture = nil
         }
-        self.source = source
+        self.source = source ?? defaultSocketSource(options.socketSource)
         var stream: DestroyEventStream? = nil
         var reason: String? = nil
         if closedConnections {

@@ -24,12 +24,15 @@ public struct SnapshotOptions: Sendable, Hashable {
     /// Group outgoing connections by remote port (`ports --all`).
     public var includeOutgoing: Bool
     public var processes: ProcessAttribution
+    /// Where sockets come from when no source is given.
+    public var socketSource: SocketSourceChoice
 
     public init(query: SocketQuery = SocketQuery(), includeOutgoing: Bool = false,
-                processes: ProcessAttribution = .owners) {
+                processes: ProcessAttribution = .owners, socketSource: SocketSourceChoice = .automatic) {
         self.query = query
         self.includeOutgoing = includeOutgoing
         self.processes = processes
+        self.socketSource = socketSource
     }
 }
 
@@ -57,9 +60,9 @@ public struct PortSnapshot: Sendable {
 
     /// Takes a snapshot: one dump, one aggregation, and (if asked) one process scan.
     public static func take(_ options: SnapshotOptions,
-                            source: any SocketSource = defaultSocketSource()) throws(PortwatchError) -> PortSnapshot {
+                            source: (any SocketSource)? = nil) throws(PortwatchError) -> PortSnapshot {
         var cache: OwnerCache? = nil
-        return try take(options, source: source, ownerCache: &cache)
+        return try take(options, source: source ?? defaultSocketSource(options.socketSource), ownerCache: &cache)
     }
 
     /// Takes a snapshot, reusing what `ownerCache` already knows of socket owners (for repeated

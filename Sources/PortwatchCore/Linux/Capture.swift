@@ -473,11 +473,11 @@ private final class CaptureRing: @unchecked Sendable {
         if fd < 0 {
             let code = errno
             if code == EPERM || code == EACCES { throw .permission("packet capture needs root or CAP_NET_RAW") }
-            throw SystemCallError("socket(AF_PACKET)", errno: code).asPortwatchError
+            throw SystemCallError("socket(AF_PACKET)", errno: code).asPortwatchError(needs: "CAP_NET_RAW")
         }
         func fail(_ call: String, _ code: Int32) -> PortwatchError {
             close(fd)
-            return SystemCallError(call, errno: code).asPortwatchError
+            return SystemCallError(call, errno: code).asPortwatchError(needs: "CAP_NET_RAW")
         }
         let loopback = if_nametoindex("lo")
         let program = captureFilterProgram(loopbackIndex: loopback == 0 ? nil : loopback)
@@ -492,7 +492,7 @@ private final class CaptureRing: @unchecked Sendable {
         self.init(fd: fd, memory: mapped, blockSize: blockSize, blockCount: blockCount)
         // From here deinit unmaps and closes on failure. ifindex 0 = every interface.
         rc = csd_packet_bind(fd, ifindex)
-        if rc != 0 { throw SystemCallError("bind(AF_PACKET)", errno: -rc).asPortwatchError }
+        if rc != 0 { throw SystemCallError("bind(AF_PACKET)", errno: -rc).asPortwatchError(needs: "CAP_NET_RAW") }
     }
 
     private init(fd: Int32, memory: UnsafeMutableRawPointer, blockSize: Int, blockCount: Int) {

@@ -34,7 +34,7 @@ public final class DestroyEventStream: @unchecked Sendable {
     /// Subscribes to the TCP destroy groups (IPv4 and IPv6). Needs CAP_NET_ADMIN.
     public init(receiveBuffer: Int32 = 32 << 20) throws(PortwatchError) {
         let fd = socket(AF_NETLINK, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NETLINK_SOCK_DIAG)
-        if fd < 0 { throw SystemCallError("socket(NETLINK_SOCK_DIAG)", errno: errno).asPortwatchError }
+        if fd < 0 { throw SystemCallError("socket(NETLINK_SOCK_DIAG)", errno: errno).asPortwatchError(needs: "CAP_NET_ADMIN") }
         // As root, SO_RCVBUFFORCE goes past rmem_max; otherwise the kernel caps SO_RCVBUF.
         var size = receiveBuffer
         if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size)) != 0 {
@@ -57,7 +57,7 @@ public final class DestroyEventStream: @unchecked Sendable {
             if code == EPERM || code == EACCES {
                 throw .permission("closed connections' counters need root or CAP_NET_ADMIN (sock_diag destroy events)")
             }
-            throw SystemCallError("bind(sock_diag destroy groups)", errno: code).asPortwatchError
+            throw SystemCallError("bind(sock_diag destroy groups)", errno: code).asPortwatchError(needs: "CAP_NET_ADMIN")
         }
         self.fd = fd
     }

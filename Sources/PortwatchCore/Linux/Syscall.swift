@@ -18,28 +18,51 @@ public struct SystemCallError: Error, CustomStringConvertible, Sendable, Equatab
         "\(call): \(String(cString: strerror(errno)))"
     }
 
-    /// The same failure as a user-facing error, classifying permission problems.
+    /// The same failure as a user-facing error; a permission failure is classified as one but
+    /// carries no advice: only the caller knows what would have allowed the call.
     public var asPortwatchError: PortwatchError {
-        if errno == EPERM || errno == EACCES {
-            return .permission("\(description) (needs root or CAP_NET_ADMIN)")
-        }
-        return .system(description)
+        errno == EPERM || errno == EACCES ? .permission(description) : .system(description)
+    }
+
+    /// The same failure as a user-facing error, naming what a permission failure lacks
+    /// (`needs: "CAP_NET_ADMIN"` for a destroy-event subscription, `"CAP_NET_RAW"` for a capture).
+    public func asPortwatchError(needs privilege: String) -> PortwatchError {
+        errno == EPERM || errno == EACCES
+            ? .permission("\(description) (needs root or \(privilege))") : .system(description)
     }
 }
 
-/// Runs a system call, retrying on EINTR, and turns -1 into a `SystemCallError` naming the call.
+/// Runs a system call, retrying on EINTR, and turns -1 into a `SystemCallError` naming the call:
+/// the one place where -1/errno becomes a Swift error (as swift-system's `valueOrErrno`).
 @inline(__always)
 @discardableResult
-func syscallRetrying<T: FixedWidthInteger>(_ name: String, _ body: () -> T) throws(SystemCallError) -> T {
+func syscallRetrying<T: FixedWidthInteger>(_ name: @autoclosure () -> String, _ body: () -> T) throws(SystemCallError) -> T {
     while true {
         let result = body()
         if result == -1 {
             let code = Glibc.errno
             if code == EINTR { continue }
-            throw SystemCallError(name, errno: code)
+            throw SystemCallError(name(), errno: code)
         }
         return result
     }
+}
+
+/// A file descriptor that closes itself: whoever holds the last reference owns the close.
+final class OwnedDescriptor: Sendable {
+    let raw: Int32
+
+    init(_ raw: Int32) { self.raw = raw }
+
+    /// Opens `path` (relative to `directory` when given) with O_CLOEXEC.
+    convenience init(opening path: String, relativeTo directory: Int32? = nil, flags: Int32 = O_RDONLY) throws(SystemCallError) {
+        let fd = try syscallRetrying("open(\(path))") {
+            directory.map { openat($0, path, flags | O_CLOEXEC) } ?? open(path, flags | O_CLOEXEC)
+        }
+        self.init(fd)
+    }
+
+    deinit { close(raw) }
 }
 
 /// Reads a whole (small, e.g. /proc) file into bytes; nil when it cannot be opened or read.
