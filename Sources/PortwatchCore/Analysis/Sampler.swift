@@ -55,7 +55,7 @@ public final class Sampler {
     public func start() throws(PortwatchError) -> PortSnapshot {
         let snapshot = try PortSnapshot.take(options, source: source, ownerCache: &ownerCache)
         _ = events?.drain()
-        tracker.start(snapshot, system: SystemCounters.read(), classifier: snapshot.classifier)
+        tracker.start(snapshot, system: SystemCounterCollector().collect().value, classifier: snapshot.classifier)
         if let capture { lastCapture = capture.snapshot() }
         return snapshot
     }
@@ -66,8 +66,10 @@ public final class Sampler {
         clock_gettime(CLOCK_MONOTONIC, &t0)
         let snapshot = try PortSnapshot.take(options, source: source, ownerCache: &ownerCache)
         let batch = events?.drain()
-        var report = tracker.advance(snapshot, destroyed: batch, system: SystemCounters.read(),
+        let system = SystemCounterCollector().collect()
+        var report = tracker.advance(snapshot, destroyed: batch, system: system.value,
                                       classifier: snapshot.classifier)
+        report.notes.append(contentsOf: system.notes)
         if let capture {
             let now = capture.snapshot()
             let delta = now.delta(since: lastCapture)

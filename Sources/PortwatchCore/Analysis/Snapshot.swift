@@ -73,7 +73,7 @@ public struct PortSnapshot: Sendable {
         clock_gettime(CLOCK_REALTIME, &ts)
         // Dump, classify and fold: the part that only needs the kernel's socket tables.
         @Sendable func collect() throws(PortwatchError) -> ([SocketRecord], PortClassifier, [PortSummary]) {
-            let sockets = try source.sockets(options.query)
+            let sockets = try SocketCollector(source: source, query: options.query).collect().value
             var classifier = PortClassifier(sockets: sockets)
             if options.query.ports != nil {
                 // A port-filtered dump misses the listeners of other ports, and with them the
@@ -118,10 +118,7 @@ public struct PortSnapshot: Sendable {
         } else {
             (sockets, classifier, ports) = try collect()
         }
-        var notes: [String] = []
-        if source.name != "sock_diag" {
-            notes.append("sock_diag unavailable: read /proc/net instead (no byte counters, no accept-queue limit)")
-        }
+        var notes = source.notes
         var owners = OwnerTable()
         var processes: [Int32: ProcessRecord] = [:]
         var ownerProblem: PortwatchError? = nil
@@ -139,7 +136,7 @@ public struct PortSnapshot: Sendable {
                 if ownerCache != nil {
                     scan = ownerCache!.lookup(wanted, now: Double(ts.tv_sec))
                 } else {
-                    scan = ProcessScanner.scan(inodes: wanted)
+                    scan = OwnerCollector(inodes: wanted).collect().value
                 }
             }
             owners = scan.owners

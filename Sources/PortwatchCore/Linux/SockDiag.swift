@@ -39,7 +39,13 @@ public struct SocketQuery: Sendable, Hashable {
 public protocol SocketSource: Sendable {
     /// A short name for notes and debugging ("sock_diag", "procfs").
     var name: String { get }
+    /// What this source cannot tell, for the reader (a fallback's missing counters).
+    var notes: [String] { get }
     func sockets(_ query: SocketQuery) throws(PortwatchError) -> [SocketRecord]
+}
+
+extension SocketSource {
+    public var notes: [String] { [] }
 }
 
 /// Which socket source to use: the CLI maps `PORTWATCH_SOCKET_SOURCE` and
@@ -63,11 +69,11 @@ public struct SocketSourceChoice: Sendable, Hashable {
 /// refuses us. `openNetlink` is the kernel end (a replayed one in tests).
 public func defaultSocketSource(_ choice: SocketSourceChoice = .automatic, procNet: String = "/proc/net",
                                 openNetlink: @escaping NetlinkOpener = NetlinkSocket.sockDiag) -> any SocketSource {
-    if choice.forceProcfs { return ProcNetSource(root: procNet) }
+    if choice.forceProcfs { return ProcNetSource(root: procNet, reason: "the /proc/net source was chosen") }
     do {
         _ = try openNetlink()
     } catch {
-        return ProcNetSource(root: procNet)
+        return ProcNetSource(root: procNet, reason: "sock_diag unavailable (\(error.description))")
     }
     return SockDiagSource(recordTo: choice.recordNetlinkTo, openNetlink: openNetlink)
 }
