@@ -58,7 +58,7 @@ _Static_assert(sizeof(struct tpacket_stats_v3) == 12, "tpacket_stats_v3 layout c
 
 int csd_packet_setup_ring(int fd, uint32_t block_size, uint32_t block_count, uint32_t frame_size, uint32_t retire_ms) {
     int version = TPACKET_V3;
-    if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version, sizeof(version)) != 0) return -errno;
+    if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version, sizeof(version)) != 0) return -1;
     struct tpacket_req3 req;
     memset(&req, 0, sizeof(req));
     req.tp_block_size = block_size;
@@ -68,7 +68,7 @@ int csd_packet_setup_ring(int fd, uint32_t block_size, uint32_t block_count, uin
     req.tp_retire_blk_tov = retire_ms;
     req.tp_sizeof_priv = 0;
     req.tp_feature_req_word = 0;
-    if (setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) != 0) return -errno;
+    if (setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) != 0) return -1;
     return 0;
 }
 
@@ -78,7 +78,7 @@ int csd_packet_bind(int fd, int ifindex) {
     sll.sll_family = AF_PACKET;
     sll.sll_protocol = htons(ETH_P_ALL);
     sll.sll_ifindex = ifindex;
-    if (bind(fd, (const struct sockaddr *)&sll, sizeof(sll)) != 0) return -errno;
+    if (bind(fd, (const struct sockaddr *)&sll, sizeof(sll)) != 0) return -1;
     return 0;
 }
 
@@ -86,7 +86,7 @@ int csd_packet_attach_filter(int fd, const void *instructions, uint16_t count) {
     struct sock_fprog prog;
     prog.len = count;
     prog.filter = (struct sock_filter *)instructions;
-    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) != 0) return -errno;
+    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) != 0) return -1;
     return 0;
 }
 
@@ -94,7 +94,7 @@ int csd_packet_statistics(int fd, uint64_t *packets, uint64_t *drops) {
     struct tpacket_stats_v3 st;
     socklen_t len = sizeof(st);
     memset(&st, 0, sizeof(st));
-    if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) != 0) return -errno;
+    if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) != 0) return -1;
     *packets = st.tp_packets;
     *drops = st.tp_drops;
     return 0;

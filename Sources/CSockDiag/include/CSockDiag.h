@@ -54,16 +54,16 @@ typedef struct {
 
 /// Switches `fd` to TPACKET_V3 and asks for a receive ring of block_count blocks of block_size
 /// bytes (block_size a multiple of the page size); a block is handed to user space when full or
-/// after retire_ms. 0 or -errno.
+/// after retire_ms. 0, or -1 with errno set (as the system calls they wrap).
 int csd_packet_setup_ring(int fd, uint32_t block_size, uint32_t block_count, uint32_t frame_size, uint32_t retire_ms);
 /// Binds an AF_PACKET socket for every protocol (ETH_P_ALL) to one interface, or to all when
-/// ifindex is 0. 0 or -errno.
+/// ifindex is 0. 0, or -1 with errno set (as the system calls they wrap).
 int csd_packet_bind(int fd, int ifindex);
 /// Attaches a classic BPF program (`count` 8-byte sock_filter instructions) with SO_ATTACH_FILTER.
-/// 0 or -errno.
+/// 0, or -1 with errno set (as the system calls they wrap).
 int csd_packet_attach_filter(int fd, const void *instructions, uint16_t count);
 /// Reads PACKET_STATISTICS (TPACKET_V3: packets and drops since the previous read; reading resets
-/// them). 0 or -errno.
+/// them). 0, or -1 with errno set (as the system calls they wrap).
 int csd_packet_statistics(int fd, uint64_t *packets, uint64_t *drops);
 /// True when the kernel handed this block to user space (TP_STATUS_USER), with acquire ordering.
 int csd_block_ready(const void *block);

@@ -95,7 +95,8 @@ private final class CaptureRing: @unchecked Sendable {
     // `stop` joins it before the final drain on the stopping thread); it is unmapped in deinit, when
     // no thread can hold a reference. Counters and the thread handle live in Mutexes; the stop flag
     // is an Atomic.
-    let fd: Int32
+    let descriptor: OwnedDescriptor
+    var fd: Int32 { descriptor.raw }
     let memory: UnsafeMutableRawPointer
     let blockSize: Int
     let blockCount: Int
@@ -128,34 +129,43 @@ private final class CaptureRing: @unchecked Sendable {
         }
         // Protocol 0: the socket receives nothing until bind() names ETH_P_ALL, after the filter
         // and the ring are in place, so no unfiltered packet is ever queued.
-        let fd = socket(AF_PACKET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        if fd < 0 {
-            let code = errno
-            if code == EPERM || code == EACCES { throw .permission("packet capture needs root or CAP_NET_RAW") }
-            throw SystemCallError("socket(AF_PACKET)", errno: code).asPortwatchError(needs: "CAP_NET_RAW")
+        let descriptor: OwnedDescriptor
+        let mapped: UnsafeMutableRawPointer
+        do throws(SystemCallError) {
+            descriptor = OwnedDescriptor(try syscallRetrying("socket(AF_PACKET)") {
+                socket(AF_PACKET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            })
+            let fd = descriptor.raw
+            let loopback = if_nametoindex("lo")
+            let program = captureFilterProgram(loopbackIndex: loopback == 0 ? nil : loopback)
+            let packed = program.packedForKernel
+            try syscallRetrying("setsockopt(SO_ATTACH_FILTER)") {
+                packed.withUnsafeBytes { csd_packet_attach_filter(fd, $0.baseAddress, UInt16(program.count)) }
+            }
+            try syscallRetrying("setsockopt(PACKET_RX_RING)") {
+                csd_packet_setup_ring(fd, UInt32(blockSize), UInt32(blockCount), 2048, retireMilliseconds)
+            }
+            // The ring's pages are kernel memory (never swapped): no need to lock them.
+            let ring = mmap(nil, blockSize * blockCount, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+            guard let ring, ring != MAP_FAILED else { throw SystemCallError("mmap(packet ring)", errno: errno) }
+            mapped = ring
+        } catch {
+            if error.call == "socket(AF_PACKET)" && (error.errno == EPERM || error.errno == EACCES) {
+                throw .permission("packet capture needs root or CAP_NET_RAW")
+            }
+            throw error.asPortwatchError(needs: "CAP_NET_RAW")
         }
-        func fail(_ call: String, _ code: Int32) -> PortwatchError {
-            close(fd)
-            return SystemCallError(call, errno: code).asPortwatchError(needs: "CAP_NET_RAW")
+        self.init(fd: descriptor, memory: mapped, blockSize: blockSize, blockCount: blockCount)
+        // From here deinit unmaps (and the descriptor closes) on failure. ifindex 0 = every interface.
+        do {
+            try syscallRetrying("bind(AF_PACKET)") { csd_packet_bind(descriptor.raw, ifindex) }
+        } catch {
+            throw error.asPortwatchError(needs: "CAP_NET_RAW")
         }
-        let loopback = if_nametoindex("lo")
-        let program = captureFilterProgram(loopbackIndex: loopback == 0 ? nil : loopback)
-        let packed = program.packedForKernel
-        var rc = packed.withUnsafeBytes { csd_packet_attach_filter(fd, $0.baseAddress, UInt16(program.count)) }
-        if rc != 0 { throw fail("setsockopt(SO_ATTACH_FILTER)", -rc) }
-        rc = csd_packet_setup_ring(fd, UInt32(blockSize), UInt32(blockCount), 2048, retireMilliseconds)
-        if rc != 0 { throw fail("setsockopt(PACKET_RX_RING)", -rc) }
-        // The ring's pages are kernel memory (never swapped): no need to lock them.
-        let mapped = mmap(nil, blockSize * blockCount, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
-        guard let mapped, mapped != MAP_FAILED else { throw fail("mmap(packet ring)", errno) }
-        self.init(fd: fd, memory: mapped, blockSize: blockSize, blockCount: blockCount)
-        // From here deinit unmaps and closes on failure. ifindex 0 = every interface.
-        rc = csd_packet_bind(fd, ifindex)
-        if rc != 0 { throw SystemCallError("bind(AF_PACKET)", errno: -rc).asPortwatchError(needs: "CAP_NET_RAW") }
     }
 
-    private init(fd: Int32, memory: UnsafeMutableRawPointer, blockSize: Int, blockCount: Int) {
-        self.fd = fd
+    private init(fd descriptor: OwnedDescriptor, memory: UnsafeMutableRawPointer, blockSize: Int, blockCount: Int) {
+        self.descriptor = descriptor
         self.memory = memory
         self.blockSize = blockSize
         self.blockCount = blockCount
@@ -163,7 +173,6 @@ private final class CaptureRing: @unchecked Sendable {
 
     deinit {
         munmap(memory, blockSize * blockCount)
-        close(fd)
     }
 
     func start() {
@@ -228,12 +237,14 @@ private final class CaptureRing: @unchecked Sendable {
             if !drain(countingInto: true) {
                 // Nothing ready: sleep until the kernel retires a block (or 100 ms, to see `stop`).
                 pfd.revents = 0
-                if poll(&pfd, 1, 100) > 0, pfd.revents & Int16(POLLERR) != 0 {
+                if (try? syscallRetrying("poll(packet ring)") { poll(&pfd, 1, 100) }) ?? 0 > 0,
+                   pfd.revents & Int16(POLLERR) != 0 {
                     // E.g. ENETDOWN when the bound interface goes down (capture resumes when it
                     // comes back up). Reading SO_ERROR clears it, so poll does not spin.
                     var code: Int32 = 0
                     var length = socklen_t(MemoryLayout<Int32>.size)
-                    if getsockopt(fd, SOL_SOCKET, SO_ERROR, &code, &length) == 0, code != 0 {
+                    if (try? syscallRetrying("getsockopt(SO_ERROR)") { getsockopt(fd, SOL_SOCKET, SO_ERROR, &code, &length) }) != nil,
+                       code != 0 {
                         let message = SystemCallError("packet capture", errno: code).description
                         state.withLock { s in
                             s.counters.socketErrors &+= 1
