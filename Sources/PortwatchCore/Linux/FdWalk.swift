@@ -183,14 +183,14 @@ struct FdWalk: ~Copyable {
             n += 1
         }
         path[n] = 0
-        let dfd = openat(procfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd < 0 {
-            // ENOENT/ESRCH: exited since the listing, silently skipped. EACCES/EPERM: another
-            // user's process without CAP_SYS_PTRACE, counted so the caller can say so.
-            let code = errno
-            if code == EACCES || code == EPERM { refusals.append(Refusal(pid: pid, errno: code)) }
+        do {
+            return try syscallRetrying("openat(PID/fd)") { openat(procfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        } catch {
+            // ENOENT/ESRCH: exited since the listing, silently skipped. EACCES/EPERM: refused
+            // (why is worked out later, for the note), counted so the caller can say so.
+            if error.errno == EACCES || error.errno == EPERM { refusals.append(Refusal(pid: pid, errno: error.errno)) }
+            return -1
         }
-        return dfd
     }
 
     /// Reads links 0..<lowFdLimit by name; true when the process may hold fds beyond them.

@@ -8,9 +8,10 @@ import Musl
 extension ProcessScanner {
     static func readRecord(pid: Int32, procfd: Int32, users: inout [UInt32: String]) -> ProcessRecord? {
         guard pid > 0 else { return nil }
-        let dir = openat(procfd, String(pid), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dir < 0 { return nil }
-        defer { close(dir) }
+        // Gone (ENOENT) or hidden: no details, the pid stays an owner without a record.
+        guard let directory = try? OwnedDescriptor(opening: String(pid), relativeTo: procfd, flags: O_RDONLY | O_DIRECTORY)
+        else { return nil }
+        let dir = directory.raw
         // comm is the one file every live process has; without it the process is gone.
         guard let comm = readFileBytes(at: dir, "comm", limit: 256) else { return nil }
         let name = String(decoding: comm.last == UInt8(ascii: "\n") ? comm.dropLast() : comm[...], as: UTF8.self)
