@@ -69,7 +69,7 @@ public struct SocketSourceChoice: Sendable, Hashable {
 /// refuses us. `openNetlink` is the kernel end (a replayed one in tests).
 public func defaultSocketSource(_ choice: SocketSourceChoice = .automatic, procNet: String = "/proc/net",
                                 openNetlink: @escaping NetlinkOpener = NetlinkSocket.sockDiag) -> any SocketSource {
-    if choice.forceProcfs { return ProcNetSource(root: procNet, reason: "the /proc/net source was chosen") }
+    if choice.forceProcfs { return ProcNetSource(root: procNet, reason: "sock_diag not used (the /proc/net source was chosen)") }
     do {
         _ = try openNetlink()
     } catch {

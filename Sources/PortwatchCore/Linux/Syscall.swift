@@ -67,32 +67,25 @@ final class OwnedDescriptor: Sendable {
 
 /// Reads a whole (small, e.g. /proc) file into bytes; nil when it cannot be opened or read.
 public func readFileBytes(_ path: String, limit: Int = 16 << 20) -> [UInt8]? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    if fd < 0 { return nil }
-    defer { close(fd) }
-    return readAll(fd: fd, limit: limit)
+    guard let file = try? OwnedDescriptor(opening: path) else { return nil }
+    return readAll(fd: file.raw, limit: limit)
 }
 
 /// Reads a file relative to a directory descriptor; nil on any failure.
 public func readFileBytes(at dirfd: Int32, _ path: String, limit: Int = 1 << 20) -> [UInt8]? {
-    let fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC)
-    if fd < 0 { return nil }
-    defer { close(fd) }
-    return readAll(fd: fd, limit: limit)
+    guard let file = try? OwnedDescriptor(opening: path, relativeTo: dirfd) else { return nil }
+    return readAll(fd: file.raw, limit: limit)
 }
 
 private func readAll(fd: Int32, limit: Int) -> [UInt8]? {
     var out: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 8192)
     while out.count < limit {
-        let got = buffer.withUnsafeMutableBytes { raw -> Int in
-            while true {
-                let n = read(fd, raw.baseAddress, raw.count)
-                if n < 0 && errno == EINTR { continue }
-                return n
-            }
+        let read: Result<Int, SystemCallError> = buffer.withUnsafeMutableBytes { raw in
+            Result { () throws(SystemCallError) in try syscallRetrying("read") { Glibc.read(fd, raw.baseAddress, raw.count) } }
         }
-        if got < 0 { return out.isEmpty ? nil : out }
+        // A read that fails part way (a process exiting under /proc/PID) keeps what was read.
+        guard case .success(let got) = read else { return out.isEmpty ? nil : out }
         if got == 0 { break }
         out.append(contentsOf: buffer[0..<got])
         if buffer.count < 65536 { buffer = [UInt8](repeating: 0, count: buffer.count * 2) }
