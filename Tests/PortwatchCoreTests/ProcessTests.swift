@@ -172,7 +172,14 @@ private func spawnSocketHolder(_ script: String) throws -> (Process, Int32, UInt
     let targeted = ProcessScanner.scan(inodes: [inode])
     #expect(targeted.owners[inode] == [pid])
     #expect(targeted.processes[pid]?.name.hasPrefix("python") == true)
-    #expect(!targeted.notes.contains { $0.contains("1024") })
+    #expect(!targeted.notes.contains { $0.contains("not searched") })
+    // The bounded walk of `ports` reads up to its budget of high fds: this child's are within it.
+    let bounded = ProcessScanner.scan(inodes: [inode], highFdBudget: ProcessScanner.boundedHighFdBudget)
+    #expect(bounded.owners[inode] == [pid])
+    // A budget too small to reach fd 3000 says where the rest of the search lies.
+    let starved = ProcessScanner.scan(inodes: [inode], highFdBudget: 0)
+    #expect(starved.owners[inode] == nil)
+    #expect(starved.notes.contains { $0.contains("portwatch who PORT") })
     let full = ProcessScanner.scan(inodes: nil)
     #expect(full.owners[inode] == [pid])
 

@@ -9,10 +9,11 @@ public enum ProcessAttribution: Sendable, Hashable {
     /// None (`--no-processes`): the fastest answer.
     case none
     /// Owners of the local rows' sockets: a targeted scan that reads low fds first and goes on
-    /// only for the sockets still unowned (listeners live low; connection fds can number tens of
-    /// thousands).
+    /// only for the sockets still unowned, within `ProcessScanner.boundedHighFdBudget` fds above
+    /// 1023 (listeners live low; connection fds can number tens of thousands).
     case owners
-    /// The same for every row's sockets, outgoing ones too (`who`, `kill`).
+    /// Every row's sockets, outgoing ones too, searching every fd until each owner is found
+    /// (`who`, `kill`).
     case ownersThorough
     /// Every socket of every process (used when most sockets are wanted anyway).
     case full
@@ -133,10 +134,11 @@ public struct PortSnapshot: Sendable {
                 for p in ports where p.role == .local || options.processes == .ownersThorough {
                     wanted.formUnion(p.ownerInodes)
                 }
+                let budget = options.processes == .ownersThorough ? nil : ProcessScanner.boundedHighFdBudget
                 if ownerCache != nil {
-                    scan = ownerCache!.lookup(wanted, now: Double(ts.tv_sec))
+                    scan = ownerCache!.lookup(wanted, now: Double(ts.tv_sec), highFdBudget: budget)
                 } else {
-                    scan = OwnerCollector(inodes: wanted).collect().value
+                    scan = OwnerCollector(inodes: wanted, highFdBudget: budget).collect().value
                 }
             }
             owners = scan.owners
@@ -173,14 +175,14 @@ public struct OwnerCache: Sendable {
     public init(lifetime: Double = 30) { self.lifetime = lifetime }
 
     /// The owners of `wanted`, searching /proc only for inodes not searched before.
-    mutating func lookup(_ wanted: Set<UInt64>, now: Double) -> ProcessScan {
+    mutating func lookup(_ wanted: Set<UInt64>, now: Double, highFdBudget: Int? = nil) -> ProcessScan {
         if now - since >= lifetime {
             self = OwnerCache(lifetime: lifetime)
             since = now
         }
         let missing = wanted.subtracting(searched)
         if !missing.isEmpty {
-            let scan = ProcessScanner.scan(inodes: missing)
+            let scan = ProcessScanner.scan(inodes: missing, highFdBudget: highFdBudget)
             for inode in missing {
                 for pid in scan.owners[inode] ?? [] { owners.add(inode, pid) }
             }

@@ -38,14 +38,17 @@ public struct SocketCollector: Collector {
 public struct OwnerCollector: Collector {
     public var inodes: Set<UInt64>?
     public var procRoot: String
+    /// Fds above 1023 read in all (nil: every one); see `ProcessScanner.scan`.
+    public var highFdBudget: Int?
 
-    public init(inodes: Set<UInt64>?, procRoot: String = "/proc") {
+    public init(inodes: Set<UInt64>?, procRoot: String = "/proc", highFdBudget: Int? = nil) {
         self.inodes = inodes
         self.procRoot = procRoot
+        self.highFdBudget = highFdBudget
     }
 
     public func collect() -> Collected<ProcessScan> {
-        let scan = ProcessScanner.scan(inodes: inodes, procRoot: procRoot)
+        let scan = ProcessScanner.scan(inodes: inodes, procRoot: procRoot, highFdBudget: highFdBudget)
         return Collected(scan, notes: scan.notes)
     }
 }

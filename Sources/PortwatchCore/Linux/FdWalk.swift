@@ -22,6 +22,8 @@ struct FdWalk: ~Copyable {
     var ownerPids: [Int32] = []
     /// Processes the kernel refused to show (EACCES/EPERM), once each per pass.
     var refusals: [Refusal] = []
+    /// Pass 3 stopped at its budget with sockets still unowned.
+    var budgetExhausted = false
     /// Whether fd directories report their fd count as st_size, letting pass 1 skip listing them.
     let sizeIsFdCount: Bool
 
@@ -125,9 +127,11 @@ struct FdWalk: ~Copyable {
     /// pre-forking server's workers share the master's low-fd listener, so `who` names them all.
     /// Pass 2 reads fds 16..<1024 of the processes that may have more, smallest fd tables first;
     /// pass 3 the fds from 1024 up of the processes that have them, for exactly the sockets still
-    /// unowned. Both end as soon as every wanted inode has an owner, so a listener found low
-    /// never costs a walk of a busy process's connection fds.
-    mutating func targetedScan(_ pids: [Int32]) {
+    /// unowned, within `highFdBudget` fds in all (nil: no limit). Both end as soon as every wanted
+    /// inode has an owner, so a listener found low never costs a walk of a busy process's
+    /// connection fds; the budget bounds what a socket nobody visible holds (a kernel socket, a
+    /// hidden process's) costs.
+    mutating func targetedScan(_ pids: [Int32], highFdBudget: Int? = nil) {
         var needListing: [(pid: Int32, fds: Int)] = []
         for pid in pids {
             let dfd = openFdDir(pid)
@@ -140,7 +144,7 @@ struct FdWalk: ~Copyable {
         }
         if remaining == 0 { return }
         needListing.sort { $0.fds < $1.fds }
-        var big: [Int32] = []
+        var big: [(pid: Int32, fds: Int)] = []
         for (pid, fds) in needListing {
             let dfd = openFdDir(pid)
             if dfd < 0 { continue }
@@ -148,13 +152,20 @@ struct FdWalk: ~Copyable {
                 // A huge fd table: read the middle range by name instead of listing it all.
                 probeRange(dfd, pid: pid, ProcessScanner.lowFdLimit..<ProcessScanner.midFdLimit)
                 close(dfd)
-                big.append(pid)
+                big.append((pid, fds))
             } else {
                 listFds(dfd, pid: pid, from: ProcessScanner.lowFdLimit)
             }
             if remaining == 0 { return }
         }
-        for pid in big {
+        var spent = 0
+        for (pid, fds) in big {
+            let high = fds - Int(ProcessScanner.midFdLimit)
+            if let highFdBudget, spent + high > highFdBudget {
+                budgetExhausted = true
+                return
+            }
+            spent += high
             let dfd = openFdDir(pid)
             if dfd >= 0 { listFds(dfd, pid: pid, from: ProcessScanner.midFdLimit) }
             if remaining == 0 { return }
