@@ -14,8 +14,6 @@ _Static_assert(sizeof(struct inet_diag_req_v2) == 56, "inet_diag_req_v2 layout c
 _Static_assert(sizeof(struct inet_diag_bc_op) == 4, "inet_diag_bc_op layout changed");
 _Static_assert(sizeof(struct nlmsghdr) == 16, "nlmsghdr layout changed");
 
-size_t csd_tcp_info_size(void) { return sizeof(struct tcp_info); }
-
 #define HAS(field) (len >= offsetof(struct tcp_info, field) + sizeof(((struct tcp_info *)0)->field))
 
 void csd_tcp_stats_read(const void *data, size_t len, csd_tcp_stats *out) {
@@ -24,17 +22,9 @@ void csd_tcp_stats_read(const void *data, size_t len, csd_tcp_stats *out) {
     memset(&ti, 0, sizeof(ti));
     // Older kernels send a shorter tcp_info, newer ones a longer: copy what both know.
     memcpy(&ti, data, len < sizeof(ti) ? len : sizeof(ti));
-    out->length = (uint32_t)len;
-    out->state = ti.tcpi_state;
-    out->retransmits = ti.tcpi_retransmits;
-    out->probes = ti.tcpi_probes;
-    out->backoff = ti.tcpi_backoff;
-    out->rto_us = ti.tcpi_rto;
     out->unacked = ti.tcpi_unacked;
     out->sacked = ti.tcpi_sacked;
     out->lost = ti.tcpi_lost;
-    out->retrans = ti.tcpi_retrans;
-    out->last_data_recv_ms = ti.tcpi_last_data_recv;
     out->rtt_us = ti.tcpi_rtt;
     out->rttvar_us = ti.tcpi_rttvar;
     out->snd_cwnd = ti.tcpi_snd_cwnd;
@@ -47,13 +37,7 @@ void csd_tcp_stats_read(const void *data, size_t len, csd_tcp_stats *out) {
         out->segs_out = ti.tcpi_segs_out;
         out->segs_in = ti.tcpi_segs_in;
     }
-    if (HAS(tcpi_data_segs_out)) {
-        out->notsent_bytes = ti.tcpi_notsent_bytes;
-        out->min_rtt_us = ti.tcpi_min_rtt;
-        out->data_segs_in = ti.tcpi_data_segs_in;
-        out->data_segs_out = ti.tcpi_data_segs_out;
-    }
-    if (HAS(tcpi_delivered)) out->delivered = ti.tcpi_delivered;
+    if (HAS(tcpi_min_rtt)) out->min_rtt_us = ti.tcpi_min_rtt;
     if (HAS(tcpi_bytes_retrans)) {
         out->bytes_sent = ti.tcpi_bytes_sent;
         out->bytes_retrans = ti.tcpi_bytes_retrans;
@@ -74,7 +58,7 @@ _Static_assert(sizeof(struct tpacket_stats_v3) == 12, "tpacket_stats_v3 layout c
 
 int csd_packet_setup_ring(int fd, uint32_t block_size, uint32_t block_count, uint32_t frame_size, uint32_t retire_ms) {
     int version = TPACKET_V3;
-    if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version, sizeof(version)) != 0) return -errno;
+    if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version, sizeof(version)) != 0) return -1;
     struct tpacket_req3 req;
     memset(&req, 0, sizeof(req));
     req.tp_block_size = block_size;
@@ -84,7 +68,7 @@ int csd_packet_setup_ring(int fd, uint32_t block_size, uint32_t block_count, uin
     req.tp_retire_blk_tov = retire_ms;
     req.tp_sizeof_priv = 0;
     req.tp_feature_req_word = 0;
-    if (setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) != 0) return -errno;
+    if (setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) != 0) return -1;
     return 0;
 }
 
@@ -94,7 +78,7 @@ int csd_packet_bind(int fd, int ifindex) {
     sll.sll_family = AF_PACKET;
     sll.sll_protocol = htons(ETH_P_ALL);
     sll.sll_ifindex = ifindex;
-    if (bind(fd, (const struct sockaddr *)&sll, sizeof(sll)) != 0) return -errno;
+    if (bind(fd, (const struct sockaddr *)&sll, sizeof(sll)) != 0) return -1;
     return 0;
 }
 
@@ -102,7 +86,7 @@ int csd_packet_attach_filter(int fd, const void *instructions, uint16_t count) {
     struct sock_fprog prog;
     prog.len = count;
     prog.filter = (struct sock_filter *)instructions;
-    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) != 0) return -errno;
+    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) != 0) return -1;
     return 0;
 }
 
@@ -110,7 +94,7 @@ int csd_packet_statistics(int fd, uint64_t *packets, uint64_t *drops) {
     struct tpacket_stats_v3 st;
     socklen_t len = sizeof(st);
     memset(&st, 0, sizeof(st));
-    if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) != 0) return -errno;
+    if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) != 0) return -1;
     *packets = st.tp_packets;
     *drops = st.tp_drops;
     return 0;
@@ -127,10 +111,6 @@ uint32_t csd_block_packet_count(const void *block) {
 
 uint32_t csd_block_first_offset(const void *block) {
     return ((const struct tpacket_block_desc *)block)->hdr.bh1.offset_to_first_pkt;
-}
-
-uint32_t csd_block_length(const void *block) {
-    return ((const struct tpacket_block_desc *)block)->hdr.bh1.blk_len;
 }
 
 void csd_block_release(void *block) {

@@ -134,7 +134,7 @@ struct Check: ParsableCommand {
         // Counts and queues need no tcp_info: skip it unless a window measures traffic.
         var query = SocketQuery(protocols: protos, withCounters: window.sample != nil)
         query.ports = portFilters(spec, protocols: protos)
-        let options = SnapshotOptions(query: query, processes: .owners)
+        let options = SnapshotOptions(query: query, processes: .owners, socketSource: .fromEnvironment)
         let (snapshot, report) = try snapshotOrWindow(options, window: window.sample, capture: capture.capture)
         // The core judges (window drops and SYN cookies included) and matches the expectation.
         let checks: [(LocalCheck, CheckOutcome, PortWindow?)] = localChecks(ports: pairs, snapshot: snapshot, window: report).map { check in

@@ -28,7 +28,7 @@ struct Connections: ParsableCommand {
         } else {
             query.states = SocketState.allStatesMask & ~SocketQuery.stateMask([.listen])
         }
-        let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .none))
+        let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .none, socketSource: .fromEnvironment))
         // Indices, not copies: a socket record is large, and tens of thousands of them are
         // filtered and sorted here.
         let sockets = snapshot.sockets

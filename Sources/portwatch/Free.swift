@@ -43,9 +43,19 @@ struct Free: ParsableCommand {
         var rng = SystemRandomNumberGenerator()
         let start = candidates.isEmpty ? 0 : Int.random(in: 0..<candidates.count, using: &rng)
         var found: [UInt16] = []
+        var denied: [UInt16] = []
         for i in 0..<candidates.count where found.count < count {
             let port = candidates[(start + i) % candidates.count]
-            if canBind(port: port, proto: proto) { found.append(port) }
+            switch tryBind(port: port, proto: proto) {
+            case .free: found.append(port)
+            case .denied: denied.append(port)
+            case .taken: break
+            }
+        }
+        if found.count < count && !denied.isEmpty {
+            // Not a "no": the ports could not be tried at all.
+            let floor = unprivilegedPortStart().map { " (net.ipv4.ip_unprivileged_port_start = \($0))" } ?? ""
+            throw PortwatchError.permission("binding \(denied.count) of the \(candidates.count) ports was denied: ports below the unprivileged start\(floor) need root or CAP_NET_BIND_SERVICE")
         }
         if output.json {
             output.print { w in

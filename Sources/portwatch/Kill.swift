@@ -27,13 +27,16 @@ struct Kill: ParsableCommand {
         var query = SocketQuery(protocols: protos, withCounters: false)
         query.ports = portFilters(spec, protocols: protos)
         query.listenersOnly = true
-        let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .ownersThorough))
+        let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .ownersThorough, socketSource: .fromEnvironment))
         var targets: [Int32: (ProcessRecord, [String])] = [:]
         for row in snapshot.ports where row.listening && spec.contains(port: row.port, proto: row.proto) {
             for p in row.processes { targets[p.pid, default: (p, [])].1.append("\(row.proto.rawValue)/\(row.port)") }
         }
         let ordered = targets.keys.sorted().compactMap { targets[$0] }
         if ordered.isEmpty {
+            // Listeners whose holders the kernel would not show us: exit 2 with the reason.
+            let held = snapshot.ports.contains { $0.listening && spec.contains(port: $0.port, proto: $0.proto) }
+            if held, !output.json, let problem = snapshot.ownerProblem { throw problem }
             if output.json {
                 output.print { w in
                     w.beginObject()
@@ -46,6 +49,7 @@ struct Kill: ParsableCommand {
                 emit("nothing listens on \(ports) that this user can see")
                 for note in snapshot.notes { printError("note: \(note)") }
             }
+            if held, let problem = snapshot.ownerProblem { throw problem }
             throw AnswerNo()
         }
         if !yes {

@@ -50,7 +50,8 @@ struct Ports: ParsableCommand {
             query.ports = portFilters(parsed, protocols: query.protocols, matchPeer: all)
         }
         let options = SnapshotOptions(query: query, includeOutgoing: all,
-                                      processes: noProcesses ? .none : (all ? .full : .owners))
+                                      processes: noProcesses ? .none : (all ? .full : .owners),
+                                      socketSource: .fromEnvironment)
         let (snapshot, report) = try snapshotOrWindow(options, window: window, capture: capture.capture)
         let rows = portRows(snapshot: snapshot, window: report, includeOutgoing: all, filter: spec)
         let services = ServiceDatabase.system

@@ -41,7 +41,7 @@ struct Top: ParsableCommand {
             query.ports = portFilters(spec, protocols: query.protocols, matchPeer: true)
         }
         var model = TopModel(spec: spec, sort: order, showOutgoing: all, interval: seconds)
-        let sampler = try Sampler(options: SnapshotOptions(query: query, includeOutgoing: true, processes: .owners), capture: capture.capture)
+        let sampler = try Sampler(options: SnapshotOptions(query: query, includeOutgoing: true, processes: .owners, socketSource: .fromEnvironment), capture: capture.capture)
         try sampler.start()
 
         if output.json || !Terminal.stdout.isTTY || isatty(STDIN_FILENO) != 1 {

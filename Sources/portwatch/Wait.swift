@@ -69,7 +69,7 @@ struct Wait: ParsableCommand {
             } else {
                 var query = SocketQuery(protocols: protos, withCounters: false)
                 query.ports = portFilters(spec, protocols: protos)
-                let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .none))
+                let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .none, socketSource: .fromEnvironment))
                 for (i, check) in localChecks(ports: pairs, snapshot: snapshot).enumerated() {
                     states[i] = check.verdict.rawValue
                     // The one rule `check --expect` uses: only a listener meets `listening`.

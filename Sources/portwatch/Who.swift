@@ -14,7 +14,7 @@ struct Who: ParsableCommand {
     func run() throws {
         let spec = try parsePorts(ports)
         let protos = spec.protocols(default: [.tcp, .udp])
-        let report = try findHolders(spec, protocols: protos)
+        let report = try findHolders(spec, protocols: protos, source: defaultSocketSource(.fromEnvironment))
 
         var table = Table([.init(title: "PROTO"), .init(title: "PORT", align: .right), .init(title: "PID", align: .right),
                            .init(title: "USER"), .init(title: "NAME"), .init(title: "UNIT/CONTAINER"),
@@ -31,6 +31,9 @@ struct Who: ParsableCommand {
                            held.count == 1 ? held[0].description : "\(held.count) sockets", process.command])
             }
         }
+        // Sockets whose holders the kernel would not show us: the question has no answer (exit 2,
+        // the reason on stderr), not a "nothing".
+        if found == 0, !report.ports.isEmpty, !output.json, let problem = report.ownerProblem { throw problem }
         if output.json {
             output.print { w in
                 if report.ports.count == 1 {
@@ -59,6 +62,7 @@ struct Who: ParsableCommand {
             }
             for note in report.notes { printError("note: \(note)") }
         }
+        if found == 0, !report.ports.isEmpty, let problem = report.ownerProblem { throw problem }
         if found == 0 { throw AnswerNo() }
     }
 }

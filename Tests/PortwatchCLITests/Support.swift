@@ -978,22 +978,3 @@ final class Counter: @unchecked Sendable {
         return value
     }
 }
-
-// MARK: - Threads
-
-/// Runs `body` on a new thread; `join` waits for it (bounded).
-final class Background: @unchecked Sendable {
-    private let done = DispatchSemaphore(value: 0)
-    init(_ body: @escaping @Sendable () -> Void) {
-        let sem = done
-        Thread.detachNewThread {
-            body()
-            sem.signal()
-        }
-    }
-
-    @discardableResult
-    func join(timeout: Double) -> Bool {
-        done.wait(timeout: .now() + timeout) == .success
-    }
-}

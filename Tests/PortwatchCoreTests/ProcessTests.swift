@@ -70,7 +70,7 @@ private func makeTempDir() throws -> String {
     #expect(scan.processes.isEmpty)
     // A note appears only when some process really could not be inspected (even root cannot
     // read PID 1's fd links in some sandboxes); it is never a blank.
-    #expect((scan.note == nil) == (scan.unreadableProcesses == 0))
+    #expect(scan.notes.isEmpty == (scan.unreadableProcesses == 0))
 }
 
 @Test func emptyWantedSetIsEmptyScan() {
@@ -82,7 +82,7 @@ private func makeTempDir() throws -> String {
 @Test func missingProcRootSaysSo() {
     let scan = ProcessScanner.scan(inodes: nil, procRoot: "/nonexistent/proc")
     #expect(scan.owners.isEmpty)
-    #expect(scan.note?.contains("/nonexistent/proc") == true)
+    #expect(scan.notes.contains { $0.contains("/nonexistent/proc") })
     #expect(ProcessScanner.record(pid: 1, procRoot: "/nonexistent/proc") == nil)
 }
 
@@ -147,9 +147,10 @@ private func spawnSocketHolder(_ script: String) throws -> (Process, Int32, UInt
 }
 
 /// A child with a big fd table (1,200 pipes, so its fds are dense) holding a listener on fd
-/// 3000: the bounded walk `ports` uses stops below fd 1024 and says so; the thorough walk of
-/// `who` finds it; the full walk (dense probing by number) finds it too.
-@Test func listenerAboveFd1024NeedsTheThoroughWalk() throws {
+/// 3000, far above the fds a first look reads: the targeted walk every command uses (`ports`,
+/// `check`, `top`, `who`) goes on past fd 1023 for exactly that unowned socket, and the full
+/// walk (dense probing by number) finds it too.
+@Test func listenerAboveFd1023IsFoundByTheTargetedWalk() throws {
     let script = """
     import socket, os, time, resource
     resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
@@ -164,14 +165,83 @@ private func spawnSocketHolder(_ script: String) throws -> (Process, Int32, UInt
         kill(child.processIdentifier, SIGKILL)
         child.waitUntilExit()
     }
+    // The child really is past the point where the old walk stopped.
+    let fdCount = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count
+    #expect(fdCount > 2400)
 
-    let bounded = ProcessScanner.scan(inodes: [inode], thorough: false)
-    #expect(bounded.owners[inode] == nil)
-    #expect(bounded.note?.contains("below 1024") == true || bounded.unreadableProcesses > 0)
-    let thorough = ProcessScanner.scan(inodes: [inode], thorough: true)
-    #expect(thorough.owners[inode] == [pid])
+    let targeted = ProcessScanner.scan(inodes: [inode])
+    #expect(targeted.owners[inode] == [pid])
+    #expect(targeted.processes[pid]?.name.hasPrefix("python") == true)
+    #expect(!targeted.notes.contains { $0.contains("not searched") })
+    // The bounded walk of `ports` reads up to its budget of high fds: this child's are within it.
+    let bounded = ProcessScanner.scan(inodes: [inode], highFdBudget: ProcessScanner.boundedHighFdBudget)
+    #expect(bounded.owners[inode] == [pid])
+    // A budget too small to reach fd 3000 says where the rest of the search lies.
+    let starved = ProcessScanner.scan(inodes: [inode], highFdBudget: 0)
+    #expect(starved.owners[inode] == nil)
+    #expect(starved.notes.contains { $0.contains("portwatch who PORT") })
     let full = ProcessScanner.scan(inodes: nil)
     #expect(full.owners[inode] == [pid])
+
+    // The snapshot `ports` and `check` take, and the cached lookups of `top`'s sampler.
+    var query = SocketQuery(protocols: [.tcp], withCounters: false)
+    query.listenersOnly = true
+    let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .owners))
+    let row = try #require(snapshot.ports.first { $0.listeners.contains { $0.inode == inode } })
+    #expect(row.processes.map(\.pid) == [pid])
+    var cache: OwnerCache? = OwnerCache()
+    let sampled = try PortSnapshot.take(SnapshotOptions(query: query, processes: .owners), source: SockDiagSource(),
+                                        ownerCache: &cache)
+    #expect(sampled.ports.first { $0.port == row.port }?.processes.map(\.pid) == [pid])
+}
+
+/// Processes come and go while `ports --all` walks /proc (a shell loop spawning short-lived
+/// processes beside it): every part of the walk splits one pid listing, so a process that lives
+/// through the whole walk keeps its sockets' owner in every run.
+@Test func fullWalkKeepsOwnersWhileProcessesComeAndGo() throws {
+    let script = """
+    import socket, os, time
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+    print(os.getpid(), os.fstat(s.fileno()).st_ino, flush=True)
+    time.sleep(60)
+    """
+    let (child, pid, inode) = try spawnSocketHolder(script)
+    defer {
+        kill(child.processIdentifier, SIGKILL)
+        child.waitUntilExit()
+    }
+    // Bounded churn: at most 4,000 short processes, and never longer than 60 s.
+    let churn = Process()
+    churn.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+    churn.arguments = ["60", "/bin/sh", "-c", "i=0; while [ $i -lt 4000 ]; do /bin/true; i=$((i+1)); done"]
+    try churn.run()
+    defer {
+        churn.terminate()
+        churn.waitUntilExit()
+    }
+
+    var misses = 0
+    var runs = 0
+    for _ in 0..<12 {
+        let snapshot = try PortSnapshot.take(SnapshotOptions(query: SocketQuery(protocols: [.tcp], withCounters: false),
+                                                             includeOutgoing: true, processes: .full))
+        runs += 1
+        if snapshot.owners[inode] != [pid] { misses += 1 }
+        if ProcessScanner.scan(inodes: nil).owners[inode] != [pid] { misses += 1 }
+        if !churn.isRunning { break }
+    }
+    #expect(runs > 0)
+    #expect(misses == 0)
+}
+
+@Test func slicesOfOnePidListCoverItOnce() {
+    let pids: [Int32] = Array(1...97)
+    for parts in 1...7 {
+        let slices = (0..<parts).map { ProcessScanner.slice(pids, part: $0, of: parts) }
+        #expect(slices.flatMap { $0 }.sorted() == pids)
+        #expect(slices.map(\.count).max()! - slices.map(\.count).min()! <= 1)
+    }
+    #expect(ProcessScanner.slice(pids, part: 3, of: 3).isEmpty)
 }
 
 // MARK: - A fake proc root
@@ -229,7 +299,7 @@ private func makeFakeProc() throws -> String {
     #expect(record.unit == "fake.service")
     #expect(record.container == nil)
     #expect(scan.unreadableProcesses == 0)
-    #expect(scan.note == nil)
+    #expect(scan.notes.isEmpty)
 }
 
 @Test func fakeProcTargetedHighFdAndMissing() throws {
@@ -396,4 +466,51 @@ func cgroupParsing(_ c: CgroupCase) {
     let parsed = ProcessScanner.parseCgroup(text)
     #expect(parsed.container == "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90")
     #expect(parsed.unit == nil)
+}
+
+// MARK: - What blocked a process
+
+@Test func hidepidIsReadFromTheProcMount() {
+    let mountinfo = """
+    21 1 8:1 / / rw,relatime - ext4 /dev/root rw
+    22 21 0:21 / /proc rw,nosuid,relatime - proc proc rw,hidepid=invisible,subset=pid
+    23 21 0:22 / /sys rw - sysfs sysfs rw
+    """
+    #expect(ProcAccess.hidepidOption(mountinfo: mountinfo, mountPoint: "/proc") == "hidepid=invisible")
+    #expect(ProcAccess.hidepidOption(mountinfo: mountinfo, mountPoint: "/sys") == nil)
+    #expect(ProcAccess.hidepidOption(mountinfo: "22 21 0:21 / /proc rw - proc proc rw,hidepid=0", mountPoint: "/proc") == nil)
+    #expect(ProcAccess.hidepidOption(mountinfo: "22 21 0:21 / /proc rw shared:5 - proc proc rw,hidepid=2", mountPoint: "/proc") == "hidepid=2")
+    #expect(ProcAccess.hexField("CapEff:", in: Array("Name:\tx\nCapEff:\t000001ffffffffff\n".utf8)) == 0x1ff_ffff_ffff)
+}
+
+/// Each cause is named for what it is: only the unprivileged case advises root.
+@Test func blocksExplainTheirCause() {
+    #expect(InspectionBlock.otherUser.explanation(count: 3).contains("needs root or CAP_SYS_PTRACE"))
+    #expect(InspectionBlock.otherUser.explanation(count: 1).hasPrefix("1 process "))
+    for block in [InspectionBlock.missingPtraceCapability, .otherUserNamespace, .refused(errno: EACCES)] {
+        #expect(!block.explanation(count: 2).contains("needs root"))
+    }
+    #expect(InspectionBlock.refused(errno: EACCES).explanation(count: 1).contains("EACCES"))
+    #expect(InspectionBlock.otherUserNamespace.explanation(count: 1).contains("user namespace"))
+    #expect(InspectionBlock.hiddenByProcMount("hidepid=invisible").explanation(count: 0).contains("hidepid=invisible"))
+}
+
+/// Notes and causes accumulate: one never replaces another.
+@Test func scanNotesAccumulate() throws {
+    var scan = ProcessScan(blocked: [.otherUser: 4, .hiddenByProcMount("hidepid=2"): 0])
+    scan.addNote("first")
+    scan.addNote("second")
+    scan.addNote("first")
+    #expect(scan.notes == ["first", "second"])
+    let problem = try #require(scan.permissionProblem)
+    #expect(problem.kind == .permission)
+    #expect(problem.message.contains("CAP_SYS_PTRACE") && problem.message.contains("hidepid=2"))
+    #expect(ProcessScan().permissionProblem == nil)
+
+    // The sampler's cache keeps the notes of every lookup, not only the last one's.
+    var cache = OwnerCache()
+    _ = cache.lookup([UInt64.max - 1], now: 1)
+    cache.notes.append("from an earlier lookup")
+    let later = cache.lookup([UInt64.max - 2], now: 2)
+    #expect(later.notes.contains("from an earlier lookup"))
 }

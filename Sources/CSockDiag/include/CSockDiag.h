@@ -1,8 +1,8 @@
-// CSockDiag: the kernel's sock_diag / inet_diag interface made usable from Swift.
-// Netlink macros become real functions (csd_ prefix); tcp_info is mirrored into our own
-// struct because glibc's <netinet/tcp.h> defines a shorter `struct tcp_info` that clashes
-// with <linux/tcp.h> once Swift imports both (see NOTES.md). <linux/tcp.h> is only
-// included by shim.c, which asserts the offsets we read.
+// CSockDiag: the kernel's sock_diag / inet_diag constants for Swift, and the layouts Swift
+// cannot import, behind functions with the csd_ prefix. tcp_info is mirrored into our own
+// struct because glibc's <netinet/tcp.h> defines a shorter `struct tcp_info` that clashes with
+// <linux/tcp.h> once Swift imports both (see NOTES.md); <linux/tcp.h> is only included by
+// shim.c, which asserts the offsets we read.
 #ifndef CSOCKDIAG_H
 #define CSOCKDIAG_H
 
@@ -16,16 +16,9 @@
 
 /// The tcp_info fields portwatch reads; zero where the running kernel's tcp_info is shorter.
 typedef struct {
-    uint8_t state;
-    uint8_t retransmits;
-    uint8_t probes;
-    uint8_t backoff;
-    uint32_t rto_us;
     uint32_t unacked;       // LISTEN: current accept queue
     uint32_t sacked;        // LISTEN: accept queue limit
     uint32_t lost;
-    uint32_t retrans;
-    uint32_t last_data_recv_ms;
     uint32_t rtt_us;
     uint32_t rttvar_us;
     uint32_t snd_cwnd;
@@ -34,35 +27,14 @@ typedef struct {
     uint64_t bytes_received;
     uint32_t segs_out;
     uint32_t segs_in;
-    uint32_t data_segs_in;
-    uint32_t data_segs_out;
     uint32_t min_rtt_us;
-    uint32_t notsent_bytes;
     uint64_t bytes_sent;
     uint64_t bytes_retrans;
-    uint32_t delivered;
-    uint32_t length;        // bytes of tcp_info the kernel gave
     uint8_t has_bytes_sent; // the kernel's tcp_info has bytes_sent/bytes_retrans (4.19+)
 } csd_tcp_stats;
 
 /// Copies the fields we read out of a kernel tcp_info of `len` bytes.
 void csd_tcp_stats_read(const void *data, size_t len, csd_tcp_stats *out);
-
-/// Size of the kernel's struct tcp_info this shim was built against.
-size_t csd_tcp_info_size(void);
-
-// ---- netlink macros as functions ----
-static inline size_t csd_nlmsg_align(size_t len) { return NLMSG_ALIGN(len); }
-static inline size_t csd_nlmsg_hdrlen(void) { return NLMSG_HDRLEN; }
-static inline int csd_nlmsg_ok(const struct nlmsghdr *nlh, int len) { return NLMSG_OK(nlh, len); }
-static inline const void *csd_nlmsg_data(const struct nlmsghdr *nlh) { return NLMSG_DATA(nlh); }
-static inline size_t csd_rta_align(size_t len) { return RTA_ALIGN(len); }
-static inline int csd_rta_ok(const struct rtattr *rta, int len) { return RTA_OK(rta, len); }
-static inline const void *csd_rta_data(const struct rtattr *rta) { return RTA_DATA(rta); }
-static inline int csd_rta_payload(const struct rtattr *rta) { return (int)RTA_PAYLOAD(rta); }
-
-static inline size_t csd_inet_diag_msg_size(void) { return sizeof(struct inet_diag_msg); }
-static inline size_t csd_inet_diag_req_v2_size(void) { return sizeof(struct inet_diag_req_v2); }
 
 // ---- AF_PACKET capture (TPACKET_V3 ring): layout-dependent pieces for Capture.swift ----
 // <linux/if_packet.h> and <linux/filter.h> stay in shim.c: glibc's <netpacket/packet.h>
@@ -82,24 +54,22 @@ typedef struct {
 
 /// Switches `fd` to TPACKET_V3 and asks for a receive ring of block_count blocks of block_size
 /// bytes (block_size a multiple of the page size); a block is handed to user space when full or
-/// after retire_ms. 0 or -errno.
+/// after retire_ms. 0, or -1 with errno set (as the system calls they wrap).
 int csd_packet_setup_ring(int fd, uint32_t block_size, uint32_t block_count, uint32_t frame_size, uint32_t retire_ms);
 /// Binds an AF_PACKET socket for every protocol (ETH_P_ALL) to one interface, or to all when
-/// ifindex is 0. 0 or -errno.
+/// ifindex is 0. 0, or -1 with errno set (as the system calls they wrap).
 int csd_packet_bind(int fd, int ifindex);
 /// Attaches a classic BPF program (`count` 8-byte sock_filter instructions) with SO_ATTACH_FILTER.
-/// 0 or -errno.
+/// 0, or -1 with errno set (as the system calls they wrap).
 int csd_packet_attach_filter(int fd, const void *instructions, uint16_t count);
 /// Reads PACKET_STATISTICS (TPACKET_V3: packets and drops since the previous read; reading resets
-/// them). 0 or -errno.
+/// them). 0, or -1 with errno set (as the system calls they wrap).
 int csd_packet_statistics(int fd, uint64_t *packets, uint64_t *drops);
 /// True when the kernel handed this block to user space (TP_STATUS_USER), with acquire ordering.
 int csd_block_ready(const void *block);
 /// Number of packets in a ready block and the offset of the first from the block's start.
 uint32_t csd_block_packet_count(const void *block);
 uint32_t csd_block_first_offset(const void *block);
-/// Length of the block's used area (offset_to_first_pkt + packets), for bounds checks.
-uint32_t csd_block_length(const void *block);
 /// Gives the block back to the kernel (TP_STATUS_KERNEL), with release ordering.
 void csd_block_release(void *block);
 /// Reads a tpacket3_hdr and its sockaddr_ll.

@@ -124,7 +124,7 @@ public struct PortClassifier: Sendable {
 
     private mutating func addListener(_ s: SocketRecord) {
         let k = PortKey.local(s.proto, s.local.port)
-        let a = ListenAddress(address: s.local.address, v6only: s.v6only)
+        let a = ListenAddress(address: s.local.address, v6only: s.v6only == true)
         if !(listening[k]?.contains(a) ?? false) { listening[k, default: []].append(a) }
     }
 

@@ -25,13 +25,13 @@ public struct HeldSocket: Sendable, Hashable, CustomStringConvertible {
     public var socket: SocketRecord
     public var kind: HoldKind
 
-    /// `tcp 127.0.0.1:8080 listen`, `tcp 127.0.0.1:8080 bound`,
+    /// `tcp 127.0.0.1:8080 listen`, `tcp *:8080 listen` (dual-stack `::`), `tcp 127.0.0.1:8080 bound`,
     /// `tcp 127.0.0.1:8080 -> 127.0.0.1:5432 established`.
     public var description: String {
         let s = socket
         switch kind {
-        case .listening: return "\(s.proto.rawValue) \(s.local) listen"
-        case .bound: return "\(s.proto.rawValue) \(s.local) bound"
+        case .listening: return "\(s.proto.rawValue) \(s.local.listenText(v6only: s.v6only)) listen"
+        case .bound: return "\(s.proto.rawValue) \(s.local.listenText(v6only: s.v6only)) bound"
         case .connected: return "\(s.proto.rawValue) \(s.local) -> \(s.peer) \(s.state.name)"
         }
     }
@@ -71,6 +71,9 @@ public struct HoldersReport: Sendable {
     /// One entry per (protocol, port) that any socket holds, in port order.
     public var ports: [PortHolders]
     public var notes: [String]
+    /// Set when sockets were found whose owners the kernel would not show (another user's
+    /// process without root): the question "who holds it" then has no answer.
+    public var ownerProblem: PortwatchError? = nil
 }
 
 /// The `who` strategy: every process holding a socket on the local ports of `spec`,
@@ -115,13 +118,11 @@ public func findHolders(_ spec: PortSpec, protocols: Set<TransportProtocol>,
         guard seen.insert(s.inode).inserted else { continue }
         byPort[PortKey.local(s.proto, s.local.port), default: []].append(HeldSocket(socket: s, kind: HoldKind(s)))
     }
-    var notes: [String] = []
-    if source.name != "sock_diag" {
-        notes.append("sock_diag unavailable: read /proc/net instead")
-    }
+    var notes = source.notes
     guard !byPort.isEmpty else { return HoldersReport(ports: [], notes: notes) }
-    let scan = ProcessScanner.scan(inodes: seen, procRoot: procRoot, thorough: true)
-    if let note = scan.note { notes.append(note) }
+    // Every fd of every process: `who` answers "Address already in use — by whom?" in full.
+    let scan = ProcessScanner.scan(inodes: seen, procRoot: procRoot, highFdBudget: nil)
+    notes.append(contentsOf: scan.notes)
     let ports = byPort.keys.sorted().map { key -> PortHolders in
         let held = byPort[key]!.sorted { ($0.kind.order, $0.socket.local) < ($1.kind.order, $1.socket.local) }
         var pids = Set<Int32>()
@@ -129,7 +130,7 @@ public func findHolders(_ spec: PortSpec, protocols: Set<TransportProtocol>,
         return PortHolders(proto: key.proto, port: key.port, sockets: held,
                            processes: pids.sorted().compactMap { scan.processes[$0] }, owners: scan.owners)
     }
-    return HoldersReport(ports: ports, notes: notes)
+    return HoldersReport(ports: ports, notes: notes, ownerProblem: scan.permissionProblem)
 }
 
 extension HoldKind {

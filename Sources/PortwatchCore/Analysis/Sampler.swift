@@ -21,7 +21,7 @@ public final class Sampler {
     ///
     /// With `capture`, an AF_PACKET capture also measures UDP traffic per port and packets that
     /// hit closed ports; it needs CAP_NET_RAW, and its absence is an error (it was asked for).
-    public init(options: SnapshotOptions, source: any SocketSource = defaultSocketSource(),
+    public init(options: SnapshotOptions, source: (any SocketSource)? = nil,
                 closedConnections: Bool = true, capture: Bool = false) throws(PortwatchError) {
         self.options = options
         if capture {
@@ -31,7 +31,7 @@ public final class Sampler {
         } else {
             self.capture = nil
         }
-        self.source = source
+        self.source = source ?? defaultSocketSource(options.socketSource)
         var stream: DestroyEventStream? = nil
         var reason: String? = nil
         if closedConnections {
@@ -57,7 +57,7 @@ public final class Sampler {
         let snapshot = try PortSnapshot.take(options, source: source, ownerCache: &ownerCache, memory: memory)
         memory.learn(snapshot.sockets, classifier: snapshot.classifier)
         _ = events?.drain()
-        tracker.start(snapshot, system: SystemCounters.read(), classifier: snapshot.classifier)
+        tracker.start(snapshot, system: SystemCounterCollector().collect().value, classifier: snapshot.classifier)
         if let capture { lastCapture = capture.snapshot() }
         return snapshot
     }
@@ -68,9 +68,11 @@ public final class Sampler {
         clock_gettime(CLOCK_MONOTONIC, &t0)
         let snapshot = try PortSnapshot.take(options, source: source, ownerCache: &ownerCache, memory: memory)
         let batch = events?.drain()
-        var report = tracker.advance(snapshot, destroyed: batch, system: SystemCounters.read(),
+        let system = SystemCounterCollector().collect()
+        var report = tracker.advance(snapshot, destroyed: batch, system: system.value,
                                       classifier: snapshot.classifier)
         memory.learn(snapshot.sockets, classifier: snapshot.classifier)
+        report.notes.append(contentsOf: system.notes)
         if let capture {
             let now = capture.snapshot()
             let delta = now.delta(since: lastCapture)

@@ -8,10 +8,12 @@ import Synchronization
 public enum ProcessAttribution: Sendable, Hashable {
     /// None (`--no-processes`): the fastest answer.
     case none
-    /// Owners of the sockets the summaries name: a targeted scan that stops when all are found,
-    /// reading no fd above 1023 (listeners live low; connection fds can number tens of thousands).
+    /// Owners of the local rows' sockets: a targeted scan that reads low fds first and goes on
+    /// only for the sockets still unowned, within `ProcessScanner.boundedHighFdBudget` fds above
+    /// 1023 (listeners live low; connection fds can number tens of thousands).
     case owners
-    /// The same, searching every fd until each owner is found (`who`, `kill`).
+    /// Every row's sockets, outgoing ones too, searching every fd until each owner is found
+    /// (`who`, `kill`).
     case ownersThorough
     /// Every socket of every process (used when most sockets are wanted anyway).
     case full
@@ -23,12 +25,15 @@ public struct SnapshotOptions: Sendable, Hashable {
     /// Group outgoing connections by remote port (`ports --all`).
     public var includeOutgoing: Bool
     public var processes: ProcessAttribution
+    /// Where sockets come from when no source is given.
+    public var socketSource: SocketSourceChoice
 
     public init(query: SocketQuery = SocketQuery(), includeOutgoing: Bool = false,
-                processes: ProcessAttribution = .owners) {
+                processes: ProcessAttribution = .owners, socketSource: SocketSourceChoice = .automatic) {
         self.query = query
         self.includeOutgoing = includeOutgoing
         self.processes = processes
+        self.socketSource = socketSource
     }
 }
 
@@ -48,14 +53,17 @@ public struct PortSnapshot: Sendable {
     public var processes: [Int32: ProcessRecord]
     /// Things the reader should know: what could not be seen, and why.
     public var notes: [String]
+    /// Why some owners may be missing (processes the kernel would not show us), as the error a
+    /// command reports when it cannot answer without them; nil when every process was visible.
+    public var ownerProblem: PortwatchError? = nil
     /// Which row each socket belongs to (knows every listener, even for filtered queries).
     public var classifier: PortClassifier
 
     /// Takes a snapshot: one dump, one aggregation, and (if asked) one process scan.
     public static func take(_ options: SnapshotOptions,
-                            source: any SocketSource = defaultSocketSource()) throws(PortwatchError) -> PortSnapshot {
+                            source: (any SocketSource)? = nil) throws(PortwatchError) -> PortSnapshot {
         var cache: OwnerCache? = nil
-        return try take(options, source: source, ownerCache: &cache)
+        return try take(options, source: source ?? defaultSocketSource(options.socketSource), ownerCache: &cache)
     }
 
     /// Takes a snapshot, reusing what `ownerCache` already knows of socket owners (for repeated
@@ -69,7 +77,7 @@ public struct PortSnapshot: Sendable {
         clock_gettime(CLOCK_REALTIME, &ts)
         // Dump, classify and fold: the part that only needs the kernel's socket tables.
         @Sendable func collect() throws(PortwatchError) -> ([SocketRecord], PortClassifier, [PortSummary]) {
-            let sockets = try source.sockets(options.query)
+            let sockets = try SocketCollector(source: source, query: options.query).collect().value
             var classifier = PortClassifier(sockets: sockets, memory: memory)
             if options.query.ports != nil {
                 // A port-filtered dump misses the listeners of other ports, and with them the
@@ -94,6 +102,9 @@ public struct PortSnapshot: Sendable {
             // in several parts so the two cores stay busy until the end (whichever thread is
             // free takes the next part), and the fold runs while the walk goes on.
             let walkParts = 6
+            // One listing, split: parts listing /proc each on their own would skip pids whenever
+            // processes come and go between their listings.
+            let pids = ProcessScanner.listPids()
             let parts = Mutex<[ProcessScanner.FullScanPart]>([])
             let collected = Mutex<Result<([SocketRecord], PortClassifier, [PortSummary]), PortwatchError>?>(nil)
             DispatchQueue.concurrentPerform(iterations: 1 + walkParts) { i in
@@ -101,7 +112,7 @@ public struct PortSnapshot: Sendable {
                     let r = Result { () throws(PortwatchError) in try collect() }
                     collected.withLock { $0 = r }
                 } else {
-                    let part = ProcessScanner.fullScanPart(i - 1, of: walkParts)
+                    let part = ProcessScanner.fullScanPart(pids: ProcessScanner.slice(pids, part: i - 1, of: walkParts))
                     parts.withLock { $0.append(part) }
                 }
             }
@@ -111,13 +122,10 @@ public struct PortSnapshot: Sendable {
         } else {
             (sockets, classifier, ports) = try collect()
         }
-        var notes: [String] = []
-        if source.name != "sock_diag" {
-            let why = (source as? ProcNetSource)?.reason ?? "sock_diag unavailable"
-            notes.append("\(why): read /proc/net instead (no byte counters, no accept-queue limit)")
-        }
+        var notes = source.notes
         var owners = OwnerTable()
         var processes: [Int32: ProcessRecord] = [:]
+        var ownerProblem: PortwatchError? = nil
         if options.processes != .none && !ports.isEmpty {
             let scan: ProcessScan
             if let fullScan {
@@ -129,16 +137,17 @@ public struct PortSnapshot: Sendable {
                 for p in ports where p.role == .local || options.processes == .ownersThorough {
                     wanted.formUnion(p.ownerInodes)
                 }
+                let budget = options.processes == .ownersThorough ? nil : ProcessScanner.boundedHighFdBudget
                 if ownerCache != nil {
-                    scan = ownerCache!.lookup(wanted, now: Double(ts.tv_sec),
-                                              thorough: options.processes == .ownersThorough)
+                    scan = ownerCache!.lookup(wanted, now: Double(ts.tv_sec), highFdBudget: budget)
                 } else {
-                    scan = ProcessScanner.scan(inodes: wanted, thorough: options.processes == .ownersThorough)
+                    scan = OwnerCollector(inodes: wanted, highFdBudget: budget).collect().value
                 }
             }
             owners = scan.owners
             processes = scan.processes
-            if let note = scan.note { notes.append(note) }
+            notes.append(contentsOf: scan.notes)
+            ownerProblem = scan.permissionProblem
             attach(owners: owners, processes: processes, to: &ports)
         }
         var mono = timespec()
@@ -146,7 +155,7 @@ public struct PortSnapshot: Sendable {
         return PortSnapshot(takenAt: Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9,
                             monotonicAt: Double(mono.tv_sec) + Double(mono.tv_nsec) / 1e9, source: source.name,
                             sockets: sockets, ports: ports, owners: owners, processes: processes, notes: notes,
-                            classifier: classifier)
+                            ownerProblem: ownerProblem, classifier: classifier)
     }
 
     /// The processes holding a socket, in pid order.
@@ -161,31 +170,31 @@ public struct OwnerCache: Sendable {
     var owners = OwnerTable()
     var processes: [Int32: ProcessRecord] = [:]
     var searched = Set<UInt64>()
-    var note: String?
+    var notes: [String] = []
+    var blocked: [InspectionBlock: Int] = [:]
     var since: Double = 0
     public var lifetime: Double
 
     public init(lifetime: Double = 30) { self.lifetime = lifetime }
 
     /// The owners of `wanted`, searching /proc only for inodes not searched before.
-    mutating func lookup(_ wanted: Set<UInt64>, now: Double, thorough: Bool) -> ProcessScan {
+    mutating func lookup(_ wanted: Set<UInt64>, now: Double, highFdBudget: Int? = nil) -> ProcessScan {
         if now - since >= lifetime {
             self = OwnerCache(lifetime: lifetime)
             since = now
         }
         let missing = wanted.subtracting(searched)
         if !missing.isEmpty {
-            let scan = ProcessScanner.scan(inodes: missing, thorough: thorough)
+            let scan = ProcessScanner.scan(inodes: missing, highFdBudget: highFdBudget)
             for inode in missing {
                 for pid in scan.owners[inode] ?? [] { owners.add(inode, pid) }
             }
             processes.merge(scan.processes) { a, _ in a }
             searched.formUnion(missing)
-            if let n = scan.note { note = n }
+            for note in scan.notes where !notes.contains(note) { notes.append(note) }
+            blocked.merge(scan.blocked) { max($0, $1) }
         }
-        var result = ProcessScan(owners: owners, processes: processes, unreadableProcesses: 0)
-        result.note = note
-        return result
+        return ProcessScan(owners: owners, processes: processes, blocked: blocked, notes: notes)
     }
 }
 

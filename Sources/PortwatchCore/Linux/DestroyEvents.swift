@@ -21,7 +21,8 @@ public struct DestroyBatch: Sendable {
 public final class DestroyEventStream: @unchecked Sendable {
     // Safe to share: `fd` is immutable after init; every mutable field lives in `state` (a Mutex);
     // the reader thread only touches `fd` and `state`, and is joined by `stop()`.
-    private let fd: Int32
+    private let descriptor: OwnedDescriptor
+    private var fd: Int32 { descriptor.raw }
     private let state = Mutex(State())
     private let threadHandle = Mutex<pthread_t?>(nil)
 
@@ -33,12 +34,21 @@ public final class DestroyEventStream: @unchecked Sendable {
 
     /// Subscribes to the TCP destroy groups (IPv4 and IPv6). Needs CAP_NET_ADMIN.
     public init(receiveBuffer: Int32 = 32 << 20) throws(PortwatchError) {
-        let fd = socket(AF_NETLINK, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NETLINK_SOCK_DIAG)
-        if fd < 0 { throw SystemCallError("socket(NETLINK_SOCK_DIAG)", errno: errno).asPortwatchError }
-        // As root, SO_RCVBUFFORCE goes past rmem_max; otherwise the kernel caps SO_RCVBUF.
+        let descriptor: OwnedDescriptor
+        do {
+            descriptor = OwnedDescriptor(try syscallRetrying("socket(NETLINK_SOCK_DIAG)") {
+                socket(AF_NETLINK, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NETLINK_SOCK_DIAG)
+            })
+        } catch {
+            throw error.asPortwatchError(needs: "CAP_NET_ADMIN")
+        }
+        let fd = descriptor.raw
+        // As root, SO_RCVBUFFORCE goes past rmem_max; otherwise the kernel caps SO_RCVBUF (and a
+        // smaller buffer only makes overflows, which are counted, likelier).
         var size = receiveBuffer
-        if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size)) != 0 {
-            _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        let length = socklen_t(MemoryLayout<Int32>.size)
+        if (try? syscallRetrying("setsockopt(SO_RCVBUFFORCE)") { setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, length) }) == nil {
+            _ = try? syscallRetrying("setsockopt(SO_RCVBUF)") { setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, length) }
         }
         var address = sockaddr_nl()
         address.nl_family = sa_family_t(AF_NETLINK)
@@ -46,25 +56,26 @@ public final class DestroyEventStream: @unchecked Sendable {
         // carries nothing but its protocol (no drop count), so its groups would only add noise.
         address.nl_groups = [SKNLGRP_INET_TCP_DESTROY, SKNLGRP_INET6_TCP_DESTROY]
             .reduce(UInt32(0)) { $0 | UInt32(1) << ($1.rawValue - 1) }
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_nl>.size))
+        do {
+            try syscallRetrying("bind(sock_diag destroy groups)") {
+                withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        bind(fd, $0, socklen_t(MemoryLayout<sockaddr_nl>.size))
+                    }
+                }
             }
-        }
-        if rc != 0 {
-            let code = errno
-            close(fd)
-            if code == EPERM || code == EACCES {
+        } catch {
+            if error.errno == EPERM || error.errno == EACCES {
                 throw .permission("closed connections' counters need root or CAP_NET_ADMIN (sock_diag destroy events)")
             }
-            throw SystemCallError("bind(sock_diag destroy groups)", errno: code).asPortwatchError
+            throw error.asPortwatchError(needs: "CAP_NET_ADMIN")
         }
-        self.fd = fd
+        self.descriptor = descriptor
     }
 
     deinit {
+        // The reader thread goes first; the descriptor closes itself after.
         stop()
-        close(fd)
     }
 
     /// Starts the reader thread (idempotent).
@@ -122,19 +133,25 @@ public final class DestroyEventStream: @unchecked Sendable {
     /// Waits up to `blockingMilliseconds` for events, then reads all that are queued.
     private func readAvailable(_ buffer: inout [UInt8], blockingMilliseconds: Int32) {
         var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        if poll(&pfd, 1, blockingMilliseconds) <= 0 { return }
+        guard let ready = try? syscallRetrying("poll(destroy events)", { poll(&pfd, 1, blockingMilliseconds) }), ready > 0 else { return }
         var batch: [SocketRecord] = []
         var overflows = 0
-        while true {
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-            if n < 0 {
-                let code = errno
-                if code == EINTR { continue }
-                if code == ENOBUFS {
-                    overflows += 1
-                    continue
+        reading: while true {
+            let received: Result<Int, SystemCallError> = buffer.withUnsafeMutableBytes { raw in
+                Result { () throws(SystemCallError) in
+                    try syscallRetrying("recv(destroy events)") { recv(fd, raw.baseAddress, raw.count, Int32(MSG_DONTWAIT)) }
                 }
-                break
+            }
+            let n: Int
+            switch received {
+            case .success(let count): n = count
+            case .failure(let error):
+                // ENOBUFS: the kernel dropped events (counted, the stream goes on); EAGAIN: all read.
+                if error.errno == ENOBUFS {
+                    overflows += 1
+                    continue reading
+                }
+                break reading
             }
             if n == 0 { break }
             buffer.withUnsafeBytes { raw in

@@ -111,8 +111,9 @@ func parseInetDiagMessage(_ body: UnsafeRawBufferPointer, proto: TransportProtoc
     var record = SocketRecord(
         proto: proto,
         state: SocketState(rawValue: state),
-        local: Endpoint(address: src, port: sport),
-        peer: Endpoint(address: dst, port: dport),
+        // A link-local address names no host without its interface: keep the zone.
+        local: Endpoint(address: src, port: sport, scope: src.isLinkLocal ? ifindex : 0),
+        peer: Endpoint(address: dst, port: dport, scope: dst.isLinkLocal ? ifindex : 0),
         uid: body.loadUnaligned(fromByteOffset: 64, as: UInt32.self),
         inode: UInt64(body.loadUnaligned(fromByteOffset: 68, as: UInt32.self)),
         cookie: cookieHigh << 32 | cookieLow,

@@ -3,12 +3,16 @@
 public struct ProcNetSource: SocketSource {
     public var name: String { "procfs" }
     public var root: String
-    /// Why this source is used instead of sock_diag, for the note every snapshot carries.
+    /// Why /proc/net is read instead of sock_diag, for the note.
     public var reason: String
 
     public init(root: String = "/proc/net", reason: String = "sock_diag unavailable") {
         self.root = root
         self.reason = reason
+    }
+
+    public var notes: [String] {
+        ["\(reason): sockets read from \(root) (no byte counters, no accept-queue limit)"]
     }
 
     public func sockets(_ query: SocketQuery) throws(PortwatchError) -> [SocketRecord] {

@@ -39,19 +39,115 @@ public struct SocketQuery: Sendable, Hashable {
 public protocol SocketSource: Sendable {
     /// A short name for notes and debugging ("sock_diag", "procfs").
     var name: String { get }
+    /// What this source cannot tell, for the reader (a fallback's missing counters).
+    var notes: [String] { get }
     func sockets(_ query: SocketQuery) throws(PortwatchError) -> [SocketRecord]
 }
 
-/// Picks sock_diag, falling back to /proc/net when the kernel lacks it or refuses us.
-/// `PORTWATCH_SOCKET_SOURCE=procfs` forces the fallback (used by tests).
-public func defaultSocketSource() -> any SocketSource {
-    if let forced = getenv("PORTWATCH_SOCKET_SOURCE"), String(cString: forced) == "procfs" {
-        return ProcNetSource(reason: "sock_diag not used (PORTWATCH_SOCKET_SOURCE=procfs forces the fallback)")
+extension SocketSource {
+    public var notes: [String] { [] }
+}
+
+/// Which socket source to use: the CLI maps `PORTWATCH_SOCKET_SOURCE` and
+/// `PORTWATCH_RECORD_NETLINK` to this, so the core reads no environment.
+public struct SocketSourceChoice: Sendable, Hashable {
+    /// Read /proc/net even where sock_diag works (tests of the fallback).
+    public var forceProcfs: Bool
+    /// Append every sock_diag reply datagram here (length-prefixed), to record test fixtures.
+    public var recordNetlinkTo: String?
+
+    public init(forceProcfs: Bool = false, recordNetlinkTo: String? = nil) {
+        self.forceProcfs = forceProcfs
+        self.recordNetlinkTo = recordNetlinkTo
     }
-    let fd = socket(AF_NETLINK, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NETLINK_SOCK_DIAG)
-    if fd < 0 { return ProcNetSource() }
-    close(fd)
-    return SockDiagSource()
+
+    /// sock_diag where the kernel offers it, else /proc/net.
+    public static let automatic = SocketSourceChoice()
+}
+
+/// Picks sock_diag, falling back to /proc/net (under `procNet`) when the kernel lacks it or
+/// refuses us. `openNetlink` is the kernel end (a replayed one in tests).
+public func defaultSocketSource(_ choice: SocketSourceChoice = .automatic, procNet: String = "/proc/net",
+                                openNetlink: @escaping NetlinkOpener = NetlinkSocket.sockDiag) -> any SocketSource {
+    if choice.forceProcfs { return ProcNetSource(root: procNet, reason: "sock_diag not used (the /proc/net source was chosen)") }
+    do {
+        _ = try openNetlink()
+    } catch {
+        return ProcNetSource(root: procNet, reason: "sock_diag unavailable (\(error.description))")
+    }
+    return SockDiagSource(recordTo: choice.recordNetlinkTo, openNetlink: openNetlink)
+}
+
+/// Opens the kernel end of a sock_diag conversation.
+public typealias NetlinkOpener = @Sendable () throws(SystemCallError) -> any NetlinkTransport
+
+/// The kernel end of a sock_diag conversation; tests replace it to replay recorded replies and
+/// make the faults (EINTR, NLM_F_DUMP_INTR, ENOBUFS) a kernel seldom makes on demand.
+public protocol NetlinkTransport: AnyObject {
+    /// Sends one request datagram.
+    func send(_ request: [UInt8]) throws(SystemCallError)
+    /// Receives one datagram into `buffer`: its length, and whether it was cut (MSG_TRUNC).
+    func receive(into buffer: UnsafeMutableRawBufferPointer) throws(SystemCallError) -> (count: Int, truncated: Bool)
+    /// Drops whatever is queued: the rest of an abandoned dump.
+    func discardPending()
+}
+
+/// A NETLINK_SOCK_DIAG socket; it closes itself when the last reference goes.
+public final class NetlinkSocket: NetlinkTransport {
+    private let fd: OwnedDescriptor
+
+    /// Opens a NETLINK_SOCK_DIAG socket with a large receive buffer.
+    @Sendable public static func sockDiag() throws(SystemCallError) -> any NetlinkTransport {
+        try NetlinkSocket()
+    }
+
+    public init(receiveBuffer: Int32 = 4 << 20) throws(SystemCallError) {
+        fd = OwnedDescriptor(try syscallRetrying("socket(AF_NETLINK)") {
+            socket(AF_NETLINK, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NETLINK_SOCK_DIAG)
+        })
+        // A larger receive buffer lets the kernel queue more of a big dump between our reads;
+        // without it the dump still works, only with more ENOBUFS retries under load.
+        var size = receiveBuffer
+        _ = try? syscallRetrying("setsockopt(SO_RCVBUF)") {
+            setsockopt(fd.raw, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
+    }
+
+    public func send(_ request: [UInt8]) throws(SystemCallError) {
+        var address = sockaddr_nl()
+        address.nl_family = sa_family_t(AF_NETLINK)
+        let result: Result<Int, SystemCallError> = request.withUnsafeBytes { raw in
+            withUnsafePointer(to: &address) { ap in
+                ap.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                    Result { () throws(SystemCallError) in
+                        try syscallRetrying("sendto(sock_diag)") {
+                            sendto(fd.raw, raw.baseAddress, raw.count, 0, sa, socklen_t(MemoryLayout<sockaddr_nl>.size))
+                        }
+                    }
+                }
+            }
+        }
+        let sent = try result.get()
+        if sent != request.count { throw SystemCallError("sendto(sock_diag)", errno: EMSGSIZE) }
+    }
+
+    public func receive(into buffer: UnsafeMutableRawBufferPointer) throws(SystemCallError) -> (count: Int, truncated: Bool) {
+        var iov = iovec(iov_base: buffer.baseAddress, iov_len: buffer.count)
+        var header = msghdr()
+        let result: Result<Int, SystemCallError> = withUnsafeMutablePointer(to: &iov) { iovp in
+            header.msg_iov = iovp
+            header.msg_iovlen = 1
+            return Result { () throws(SystemCallError) in
+                try syscallRetrying("recvmsg(sock_diag)") { recvmsg(fd.raw, &header, 0) }
+            }
+        }
+        return (try result.get(), header.msg_flags & Int32(MSG_TRUNC) != 0)
+    }
+
+    public func discardPending() {
+        var scratch = [UInt8](repeating: 0, count: 64 * 1024)
+        while scratch.withUnsafeMutableBytes({ recv(fd.raw, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }) > 0 {}
+    }
 }
 
 /// Dumps sockets through NETLINK_SOCK_DIAG (inet_diag), the interface `ss` uses.
@@ -59,9 +155,17 @@ public struct SockDiagSource: SocketSource {
     public var name: String { "sock_diag" }
     /// When set, every reply datagram is also appended here (length-prefixed), for fixtures.
     public var recordTo: String?
+    /// Opens the kernel end; tests pass a transport that replays datagrams.
+    public var openNetlink: NetlinkOpener
+    /// Whether the kernel serves the one-walk TCPDIAG_GETSOCK request (a test can say no, to
+    /// check the per-family path against it).
+    public var oneWalkTCP: Bool
 
-    public init(recordTo: String? = nil) {
-        self.recordTo = recordTo ?? getenv("PORTWATCH_RECORD_NETLINK").map { String(cString: $0) }
+    public init(recordTo: String? = nil, openNetlink: @escaping NetlinkOpener = NetlinkSocket.sockDiag,
+                oneWalkTCP: Bool = true) {
+        self.recordTo = recordTo
+        self.openNetlink = openNetlink
+        self.oneWalkTCP = oneWalkTCP
     }
 
     public func sockets(_ query: SocketQuery) throws(PortwatchError) -> [SocketRecord] {
@@ -76,23 +180,20 @@ public struct SockDiagSource: SocketSource {
         }
     }
 
-    /// Set for tests that check the per-family path against the one-walk TCP request.
-    nonisolated(unsafe) static var compatUnsupported = false
+    /// Tries for one dump before giving up on a busy kernel (DUMP_INTR, ENOBUFS).
+    static let attemptsPerDump = 3
 
-    private func dump(_ query: SocketQuery) throws -> [SocketRecord] {
-        let fd = try syscallRetrying("socket(AF_NETLINK)") {
-            socket(AF_NETLINK, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NETLINK_SOCK_DIAG)
-        }
-        defer { close(fd) }
-        // A larger receive buffer lets the kernel queue more of a big dump between our reads.
-        var rcvbuf: Int32 = 4 << 20
-        _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, socklen_t(MemoryLayout<Int32>.size))
+    private func dump(_ asked: SocketQuery) throws -> [SocketRecord] {
+        // IPv4 only (`-4`) still means the IPv6 sockets that serve IPv4: dual-stack listeners
+        // (v6only false) and their connections from IPv4 clients (v4-mapped local addresses).
+        var query = asked
+        let servesIPv4Only = asked.families == [.inet]
+        if servesIPv4Only { query.families = [.inet, .inet6] }
+        let netlink = try openNetlink()
 
-        var recorder: Int32 = -1
-        if let path = recordTo {
-            recorder = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        let recorder = try recordTo.map { path throws(SystemCallError) in
+            try OwnedDescriptor(opening: path, flags: O_WRONLY | O_CREAT | O_APPEND)
         }
-        defer { if recorder >= 0 { close(recorder) } }
 
         var records: [SocketRecord] = []
         // Room for every socket up front (an unfiltered dump of 100,000 sockets would otherwise
@@ -112,7 +213,7 @@ public struct SockDiagSource: SocketSource {
             // TCP over both families: one TCPDIAG_GETSOCK walk instead of one walk per family
             // (the kernel walks the whole established table each time). nil = both families.
             let bothFamilies = query.families.contains(.inet) && query.families.contains(.inet6)
-            var passes: [AddressFamily?] = proto == .tcp && bothFamilies && !Self.compatUnsupported
+            var passes: [AddressFamily?] = proto == .tcp && bothFamilies && oneWalkTCP
                 ? [nil] : AddressFamily.allCases.filter { query.families.contains($0) }
             while let family = passes.first {
                 passes.removeFirst()
@@ -131,23 +232,24 @@ public struct SockDiagSource: SocketSource {
                 while true {
                     attempts += 1
                     do {
-                        try send(fd: fd, request)
-                        try receiveDump(fd: fd, proto: proto, buffer: &buffer, recorder: recorder, into: &records)
+                        try netlink.send(request)
+                        try receiveDump(netlink, proto: proto, buffer: &buffer, recorder: recorder, into: &records)
                         break
                     } catch let error as NetlinkError where family == nil && error != .interrupted {
                         // A kernel without the one-walk TCP request: ask per family instead.
                         if case .kernel = error {} else { throw error }
                         records.removeSubrange(start...)
-                        try drain(fd: fd, buffer: &buffer)
+                        netlink.discardPending()
                         refused = true
                         break
-                    } catch let error as NetlinkError where error == .interrupted && attempts < 3 {
+                    } catch let error as NetlinkError where error == .interrupted && attempts < Self.attemptsPerDump {
+                        // The socket tables changed under the dump (NLM_F_DUMP_INTR): start again.
                         records.removeSubrange(start...)
-                        try drain(fd: fd, buffer: &buffer)
-                    } catch let error as SystemCallError where error.errno == ENOBUFS && attempts < 3 {
+                        netlink.discardPending()
+                    } catch let error as SystemCallError where error.errno == ENOBUFS && attempts < Self.attemptsPerDump {
                         // The kernel dropped part of the reply: start this dump again.
                         records.removeSubrange(start...)
-                        try drain(fd: fd, buffer: &buffer)
+                        netlink.discardPending()
                     }
                 }
                 sequence &+= 1
@@ -165,6 +267,11 @@ public struct SockDiagSource: SocketSource {
             }
         }
         if query.listenersOnly { records.removeAll { !$0.isListening } }
+        if servesIPv4Only {
+            records.removeAll { r in
+                r.local.address.isV6 && r.local.address.mappedV4 == nil && !(r.isListening && r.v6only == false)
+            }
+        }
         return records
     }
 
@@ -183,56 +290,26 @@ public struct SockDiagSource: SocketSource {
         return min(total, 4_000_000)
     }
 
-    private func send(fd: Int32, _ request: [UInt8]) throws {
-        var address = sockaddr_nl()
-        address.nl_family = sa_family_t(AF_NETLINK)
-        let sent = try request.withUnsafeBytes { raw in
-            try withUnsafePointer(to: &address) { ap in
-                try ap.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                    try syscallRetrying("sendto(sock_diag)") {
-                        sendto(fd, raw.baseAddress, raw.count, 0, sa, socklen_t(MemoryLayout<sockaddr_nl>.size))
-                    }
-                }
-            }
-        }
-        if sent != request.count { throw SystemCallError("sendto(sock_diag)", errno: EMSGSIZE) }
-    }
-
-    private func receiveDump(fd: Int32, proto: TransportProtocol, buffer: inout [UInt8], recorder: Int32,
-                             into records: inout [SocketRecord]) throws {
+    private func receiveDump(_ netlink: any NetlinkTransport, proto: TransportProtocol, buffer: inout [UInt8],
+                             recorder: OwnedDescriptor?, into records: inout [SocketRecord]) throws {
         while true {
-            let (count, truncated) = try buffer.withUnsafeMutableBytes { raw -> (Int, Bool) in
-                var iov = iovec(iov_base: raw.baseAddress, iov_len: raw.count)
-                var header = msghdr()
-                return try withUnsafeMutablePointer(to: &iov) { iovp in
-                    header.msg_iov = iovp
-                    header.msg_iovlen = 1
-                    let n = try syscallRetrying("recvmsg(sock_diag)") { recvmsg(fd, &header, 0) }
-                    return (n, header.msg_flags & Int32(MSG_TRUNC) != 0)
-                }
+            let (count, truncated) = try buffer.withUnsafeMutableBytes { raw throws(SystemCallError) in
+                try netlink.receive(into: raw)
             }
             if truncated {
                 throw NetlinkError.truncated(offset: 0, claimed: buffer.count + 1, available: buffer.count)
             }
             if count == 0 { return }
             let progress = try buffer.withUnsafeBytes { raw in
-                let slice = UnsafeRawBufferPointer(rebasing: raw[0..<count])
-                if recorder >= 0 {
-                    var len = UInt32(count)
-                    _ = write(recorder, &len, 4)
-                    _ = write(recorder, slice.baseAddress, count)
+                let slice = UnsafeRawBufferPointer(rebasing: raw[0..<min(count, raw.count)])
+                if let recorder {
+                    var len = UInt32(slice.count)
+                    _ = write(recorder.raw, &len, 4)
+                    _ = write(recorder.raw, slice.baseAddress, slice.count)
                 }
                 return try parseInetDiagDatagram(slice, proto: proto, into: &records)
             }
             if progress == .done { return }
-        }
-    }
-
-    /// Discards whatever is left of an abandoned dump.
-    private func drain(fd: Int32, buffer: inout [UInt8]) throws {
-        while true {
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-            if n <= 0 { return }
         }
     }
 }

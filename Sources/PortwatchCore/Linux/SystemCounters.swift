@@ -7,9 +7,19 @@ public struct SystemCounters: Sendable, Hashable {
 
     /// Reads the running system's counters (missing files are skipped).
     public static func read(root: String = "/proc/net") -> SystemCounters {
+        var missing: [String] = []
+        return read(root: root, missing: &missing)
+    }
+
+    /// Reads the counters, listing the files that could not be read (snmp6 is absent without IPv6).
+    static func read(root: String, missing: inout [String]) -> SystemCounters {
         var out = SystemCounters()
         for file in ["snmp", "netstat"] {
-            if let text = readFileString("\(root)/\(file)") { out.values.merge(parsePairedLines(text)) { a, _ in a } }
+            if let text = readFileString("\(root)/\(file)") {
+                out.values.merge(parsePairedLines(text)) { a, _ in a }
+            } else {
+                missing.append("\(root)/\(file)")
+            }
         }
         if let text = readFileString("\(root)/snmp6") { out.values.merge(parseSnmp6(text)) { a, _ in a } }
         return out

@@ -55,9 +55,14 @@ extension JSONWriter {
     public mutating func write(_ e: Endpoint) {
         beginObject()
         key("address")
-        address(e.address)
+        address(of: e)
         field("port", e.port)
         endObject()
+    }
+
+    /// An endpoint's address as a string, with its `%zone` when link-local (`fe80::1%eth0`).
+    public mutating func address(of e: Endpoint) {
+        if e.scope != 0 { string(e.addressText) } else { address(e.address) }
     }
 
     /// `{"received": n, "sent": n}`.
@@ -149,8 +154,11 @@ extension JSONWriter {
             array("listeners") { w in
                 for l in s.listeners {
                     w.beginObject()
-                    w.key("address"); w.address(l.local.address)
+                    w.key("address"); w.address(of: l.local)
                     w.field("port", l.local.port)
+                    // null for IPv4 listeners and where the source cannot tell (/proc/net).
+                    w.key("v6only")
+                    if let v6only = l.v6only { w.bool(v6only) } else { w.null() }
                     w.field("accept_queue", l.acceptQueue)
                     w.field("backlog", l.backlogKnown ? l.backlog : nil)
                     w.field("drops", l.drops)

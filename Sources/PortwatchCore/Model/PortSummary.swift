@@ -70,8 +70,8 @@ public struct ListenerInfo: Sendable, Hashable {
     public var acceptQueueFull: Bool { backlogKnown && acceptQueue > backlog }
     /// False when the source could not tell the limit (the /proc/net fallback).
     public var backlogKnown = true
-    /// An IPv6 listener that takes IPv6 only (IPV6_V6ONLY).
-    public var v6only = false
+    /// IPV6_V6ONLY of an IPv6 listener; false: dual-stack (accepts IPv4 too); nil: IPv4 or unknown.
+    public var v6only: Bool? = nil
 }
 
 /// Current and maximum depth of a port's accept queue (summed over its listeners).
@@ -127,12 +127,14 @@ public struct PortSummary: Sendable, Hashable {
     /// Whether any listener's accept queue is over its limit right now.
     public var acceptQueueFull: Bool { proto == .tcp && listeners.contains(where: \.acceptQueueFull) }
 
-    /// Listening addresses (`0.0.0.0`, `::`, `127.0.0.1`) or, for remote rows, peer addresses.
+    /// Listening addresses as ss writes them (`0.0.0.0`, `*` for a dual-stack `::`, `[::]` for an
+    /// IPv6-only one, `127.0.0.1`, `fe80::1%eth0`) or, for remote rows, peer addresses.
     public var addresses: [String] {
         switch role {
         case .local:
-            var seen = Set<IPAddress>()
-            return listeners.map(\.local.address).sorted().filter { seen.insert($0).inserted }.map(\.description)
+            var seen = Set<String>()
+            return listeners.sorted { $0.local < $1.local }.map { $0.local.listenAddressText(v6only: $0.v6only) }
+                .filter { seen.insert($0).inserted }
         case .remote:
             return peers.sorted().map(\.description)
         }

@@ -111,20 +111,23 @@ public enum IPAddress: Sendable, Hashable, Comparable, CustomStringConvertible {
 public struct Endpoint: Sendable, Hashable, Comparable, CustomStringConvertible {
     public var address: IPAddress
     public var port: UInt16
+    /// The interface index a link-local address belongs to (its zone); 0 for every other address.
+    public var scope: UInt32 = 0
 
-    public init(address: IPAddress, port: UInt16) {
+    public init(address: IPAddress, port: UInt16, scope: UInt32 = 0) {
         self.address = address
         self.port = port
+        self.scope = scope
     }
 
     public static func < (a: Endpoint, b: Endpoint) -> Bool {
         a.address != b.address ? a.address < b.address : a.port < b.port
     }
 
-    /// `1.2.3.4:80`, `[::1]:80`, `*:80` for wildcards.
+    /// `1.2.3.4:80`, `0.0.0.0:80`, `[::1]:80`, `[fe80::1%eth0]:80` (a dual-stack listener's
+    /// `*:80` needs the socket's v6only: `listenText(v6only:)`).
     public var description: String {
-        if address.isWildcard { return "*:\(port)" }
-        return address.isV6 ? "[\(address)]:\(port)" : "\(address):\(port)"
+        address.isV6 ? "[\(addressText)]:\(port)" : "\(address):\(port)"
     }
 }
 
@@ -246,9 +249,10 @@ public struct SocketRecord: Sendable, Hashable {
     public var drops: UInt32?
     /// False when the source cannot tell a listener's accept-queue limit (/proc/net fallback).
     public var queueLimitKnown = true
-    /// IPV6_V6ONLY of an IPv6 socket (sock_diag reports it for listening and bound sockets): a
-    /// v6only `[::]` socket serves IPv6 only, so it is no wildcard for IPv4.
-    public var v6only = false
+    /// IPV6_V6ONLY of an IPv6 socket (INET_DIAG_SKV6ONLY, reported for listening and bound
+    /// sockets): false for a dual-stack socket that also serves IPv4; nil for IPv4 sockets and
+    /// where the source cannot tell (/proc/net). A v6only `[::]` socket is no wildcard for IPv4.
+    public var v6only: Bool? = nil
 
     public init(proto: TransportProtocol, state: SocketState, local: Endpoint, peer: Endpoint,
                 uid: UInt32 = 0, inode: UInt64 = 0, cookie: UInt64 = 0, receiveQueue: UInt32 = 0,

@@ -308,13 +308,29 @@ private func connectAll(_ addresses: [RemoteAddress], proto: TransportProtocol, 
 /// Whether a local bind to the port would succeed right now, on IPv4 and IPv6 wildcards.
 /// The sockets are closed at once; nothing is left bound.
 public func canBind(port: UInt16, proto: TransportProtocol) -> Bool {
+    tryBind(port: port, proto: proto) == .free
+}
+
+/// What binding a port (and, for TCP, listening on it) said.
+public enum BindOutcome: Sendable, Equatable {
+    /// The bind (and listen) succeeded on every wildcard.
+    case free
+    /// Something holds the port (EADDRINUSE), or the bind failed for another reason (errno).
+    case taken(errno: Int32)
+    /// Not ours to bind (EACCES: a privileged port without CAP_NET_BIND_SERVICE, or a policy).
+    case denied(errno: Int32)
+}
+
+/// Binds the port on the IPv4 and IPv6 wildcards (and listens, for TCP) to see whether a server
+/// could; the sockets are closed at once.
+public func tryBind(port: UInt16, proto: TransportProtocol) -> BindOutcome {
     let type = proto == .tcp ? Int32(SOCK_STREAM.rawValue) : Int32(SOCK_DGRAM.rawValue)
     for address in [IPAddress.anyV4, IPAddress.anyV6] {
         let fd = socket(address.isV6 ? AF_INET6 : AF_INET, type | Int32(SOCK_CLOEXEC.rawValue), 0)
         if fd < 0 {
             // No IPv6 on this host: judge by IPv4 alone.
             if address.isV6 && (errno == EAFNOSUPPORT) { continue }
-            return false
+            return .taken(errno: errno)
         }
         defer { close(fd) }
         if address.isV6 {
@@ -323,12 +339,19 @@ public func canBind(port: UInt16, proto: TransportProtocol) -> Bool {
         }
         let rc = withSockaddr(address, port) { bind(fd, $0, $1) }
         if rc != 0 {
-            if address.isV6 && errno == EADDRNOTAVAIL { continue }
-            return false
+            let code = errno
+            if address.isV6 && code == EADDRNOTAVAIL { continue }
+            return code == EACCES || code == EPERM ? .denied(errno: code) : .taken(errno: code)
         }
         // Binding alone does not conflict with connected TCP sockets using the port
         // everywhere; listen() is the test a server will face.
-        if proto == .tcp && listen(fd, 1) != 0 { return false }
+        if proto == .tcp && listen(fd, 1) != 0 { return .taken(errno: errno) }
     }
-    return true
+    return .free
+}
+
+/// The lowest port an unprivileged process may bind (net.ipv4.ip_unprivileged_port_start).
+public func unprivilegedPortStart() -> Int? {
+    readFileString("/proc/sys/net/ipv4/ip_unprivileged_port_start", limit: 64)
+        .flatMap { Int($0.split(whereSeparator: { $0 == "\n" || $0 == " " }).first ?? "") }
 }
