@@ -95,7 +95,8 @@ func renderPortsTable(_ rows: [PortRow], services: ServiceDatabase, processes: B
         switch row.state {
         case .outgoing: state = .init(text: "outgoing", paint: terminal.dim)
         case .overloaded: state = .init(text: "overloaded", paint: terminal.red)
-        case .listen, .bound where p.listening: state = .init(text: row.state.rawValue, paint: terminal.green)
+        case .listen: state = .init(text: "listen", paint: terminal.green)
+        case .bound where p.listening: state = .init(text: "bound", paint: terminal.green)
         case .bound: state = .init(text: "bound", paint: terminal.yellow)
         case .timeWait: state = .init(text: "time-wait", paint: terminal.dim)
         default: state = .init(text: row.state.rawValue, paint: terminal.yellow)
