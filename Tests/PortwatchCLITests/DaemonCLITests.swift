@@ -101,7 +101,7 @@ func removeTree(_ path: String) { try? FileManager.default.removeItem(atPath: pa
         defer { removeTree(dir) }
         let (run, log) = try Self.startDaemon(["--interval", "200ms"], directory: dir)
         defer { run.child.kill() }
-        let ready = log.waitFor(timeout: 60) { $0.hasPrefix("portwatch: daemon ready: sampling every 200ms, ") && $0.hasSuffix(" ports") }
+        let ready = log.waitFor(timeout: 60) { $0.hasPrefix("portwatch: daemon ready: sampling every 200ms, ") && $0.contains(" ports, http://127.0.0.1:") }
         try #require(ready != nil, "no readiness line: \(log.text)")
 
         let port = try Net.freePorts(1)[0]
