@@ -17,7 +17,8 @@ struct Portwatch: ParsableCommand {
             expectation not met, timeout), 2 the question could not be answered.
             """,
         version: "0.1.0",
-        subcommands: [Ports.self, Check.self, Who.self, Connections.self, Top.self, Free.self, Wait.self, Kill.self],
+        subcommands: [Ports.self, Check.self, Who.self, Connections.self, Top.self, Free.self, Wait.self, Kill.self,
+                      History.self, Events.self],
         defaultSubcommand: Ports.self
     )
 
