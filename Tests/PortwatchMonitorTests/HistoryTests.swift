@@ -157,7 +157,7 @@ private func rows(_ store: HistoryStore) throws -> [String: Int] {
         // The newest data are still there; what went first was old raw detail.
         let latest = try store.history(MonitoredPort(proto: .tcp, port: 9000), since: start + 2300, until: start + 2400, step: nil)
         #expect(!latest.samples.isEmpty)
-        #expect(try Int.fetchOne(DatabaseQueue(path: store.path), sql: "PRAGMA integrity_check") == nil)
+        #expect(try DatabaseQueue(path: store.path).read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") } == "ok")
     }
 
     @Test func newFilesUseIncrementalAutoVacuumAndWAL() throws {
@@ -379,7 +379,7 @@ private func eventually(seconds: Double, _ condition: () async -> Bool) async ->
             let series = try reader.history(MonitoredPort(proto: .tcp, port: port), since: start, until: start + 100, step: nil)
             #expect(series.samples.map(\.time) == (0..<25).map { start + Double($0) })
         }
-        let integrity = try reader.reader.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check") }
+        let integrity = try await reader.reader.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check") }
         #expect(integrity == ["ok"])
     }
 }

@@ -48,7 +48,7 @@ extension HistoryStore {
     private static func rawSeries(_ port: MonitoredPort, key: Int64, sinceMs: Int64, untilMs: Int64,
                                   _ db: Database) throws -> HistorySeries {
         let rows = try SampleRow.fetchAll(db, sql: """
-            SELECT * FROM \(HistoryLevel.raw.table) WHERE key = ? AND t >= ? AND t <= ? ORDER BY t
+            SELECT \(HistorySchema.rawColumns) FROM \(HistoryLevel.raw.table) WHERE key = ? AND t >= ? AND t <= ? ORDER BY t
             """, arguments: [key, sinceMs, untilMs])
         var labels: [Int64: (names: [String], executables: [String])] = [:]
         let ids = Set(rows.compactMap(\.owners))

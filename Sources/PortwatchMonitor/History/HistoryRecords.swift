@@ -3,9 +3,7 @@ import GRDB
 import PortwatchCore
 
 /// One row of a sample table (any resolution), and the running sum of rows while aggregating.
-struct SampleRow: Decodable, FetchableRecord, Sendable, Equatable {
-    static var databaseColumnDecodingStrategy: DatabaseColumnDecodingStrategy { .convertFromSnakeCase }
-
+struct SampleRow: FetchableRecord, Sendable, Equatable {
     var key: Int64
     /// Milliseconds in raw rows, seconds in roll-ups (see `HistoryLevel.millisPerUnit`).
     var t: Int64
@@ -38,6 +36,38 @@ struct SampleRow: Decodable, FetchableRecord, Sendable, Equatable {
     init(key: Int64, t: Int64) {
         self.key = key
         self.t = t
+    }
+
+    /// Decodes by position: every query selects `key`, `t`, then `HistorySchema.valueColumns` in
+    /// order (and `owners` for raw rows), which is also the tables' column order. Positions, not
+    /// names or Codable: a 7-day query decodes thousands of 25-column rows.
+    init(row: Row) {
+        key = row[0]
+        t = row[1]
+        n = row[2]
+        listening = row[3]
+        established = row[4]
+        synRecv = row[5]
+        synSent = row[6]
+        timeWait = row[7]
+        closeWait = row[8]
+        finWait = row[9]
+        other = row[10]
+        acceptQueue = row[11]
+        acceptQueueMax = row[12]
+        windowMs = row[13]
+        rxBytes = row[14]
+        txBytes = row[15]
+        rxPackets = row[16]
+        txPackets = row[17]
+        opened = row[18]
+        closed = row[19]
+        listenDrops = row[20]
+        drops = row[21]
+        retransmits = row[22]
+        connectTimeouts = row[23]
+        connectRefused = row[24]
+        owners = row.count > 25 ? row[25] : nil
     }
 
     /// A raw row for one sample.

@@ -64,6 +64,9 @@ enum HistorySchema {
         "opened", "closed", "listen_drops", "drops", "retransmits", "connect_timeouts", "connect_refused",
     ]
 
+    /// The raw table's columns in `SampleRow(row:)` order.
+    static var rawColumns: String { (["key", "t"] + valueColumns + ["owners"]).joined(separator: ", ") }
+
     /// How a roll-up combines each value column: maxima stay maxima, everything else adds up.
     static func aggregate(_ column: String) -> String {
         column == "accept_queue_max" ? "MAX(\(column))" : "SUM(\(column))"
