@@ -320,7 +320,7 @@ private func eventually(seconds: Double, _ condition: () async -> Bool) async ->
         _ = try HistoryStore(path: db)
     }
 
-    /// A real full disk (a 2 MB tmpfs filled up): writes fail and are counted, the writer keeps
+    /// A real full disk (an 8 MB tmpfs filled up): writes fail and are counted, the writer keeps
     /// the batches and retries, and everything lands once space is back.
     @Test func writerRetriesOnAFullDiskAndResumes() async throws {
         guard geteuid() == 0 else {
@@ -330,18 +330,19 @@ private func eventually(seconds: Double, _ condition: () async -> Bool) async ->
         let dir = try tempDirectory()
         let mnt = dir + "/mnt"
         try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
-        let mounted = try run("/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", mnt])
+        let mounted = try run("/bin/mount", ["-t", "tmpfs", "-o", "size=8m", "tmpfs", mnt])
         try #require(mounted == 0, "mount -t tmpfs failed")
         defer {
             _ = try? run("/bin/umount", ["-l", mnt])
             try? FileManager.default.removeItem(atPath: dir)
         }
-        let store = try HistoryStore(path: mnt + "/history.sqlite", maxSize: 100_000_000)
+        // A small cap keeps the WAL small too (checkpoints come sooner), so the database fits the tmpfs.
+        let store = try HistoryStore(path: mnt + "/history.sqlite", maxSize: 4_000_000)
         let writer = HistoryWriter(store: store, backlog: 1000, retryDelay: .milliseconds(20),
                                    maintainEvery: .seconds(3600))
         let running = Task { try await writer.run() }
         let start = 1_800_000_000.0
-        func batch(_ i: Int) -> [PortSample] { (0..<100).map { sample(start + Double(i), port: UInt16(6000 + $0), window: 1) } }
+        func batch(_ i: Int) -> [PortSample] { (0..<20).map { sample(start + Double(i), port: UInt16(6000 + $0), window: 1) } }
 
         for i in 0..<5 { writer.submit(samples: batch(i)) }
         #expect(await eventually(seconds: 20) { writer.writtenBatches == 5 })
@@ -375,7 +376,7 @@ private func eventually(seconds: Double, _ condition: () async -> Bool) async ->
         try await running.value
 
         let reader = try HistoryStore.openReadOnly(path: store.path)
-        for port: UInt16 in [6000, 6099] {
+        for port: UInt16 in [6000, 6019] {
             let series = try reader.history(MonitoredPort(proto: .tcp, port: port), since: start, until: start + 100, step: nil)
             #expect(series.samples.map(\.time) == (0..<25).map { start + Double($0) })
         }
