@@ -1,32 +1,60 @@
+import Foundation
 import Logging
 import PortwatchCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension Daemon {
-    /// The daemon the CLI runs: live state, rules and alert channels, history and the sampler,
-    /// wired as PRODUCT.md describes.
+    /// The daemon the CLI runs, wired as PRODUCT.md describes: live state, the history store and
+    /// its writer, rules and alert channels, `/metrics`, the HTTP server and the sampler.
     ///
     /// `reload` reads the config file again (nil without `--config`); `extraSinks` run after the
-    /// daemon's own (the CLI's readiness line). Sinks only enqueue: history goes to the writer's
-    /// backlog and alerts to the dispatcher's channel queues, so a slow disk or receiver never
-    /// delays a sample.
+    /// daemon's own (the CLI's readiness line); `onHTTPReady` is called with the address the HTTP
+    /// server bound. Sinks only enqueue: history goes to the writer's backlog and alerts to the
+    /// dispatcher's channel queues, so a slow disk or receiver never delays a sample.
     public static func assemble(config: MonitorConfig, reload: (@Sendable () throws -> MonitorConfig)?,
-                                extraSinks: [any SampleSink], logger: Logger) async throws -> Daemon {
-        let history = InMemoryHistory(samplesPerPort: 120)
+                                extraSinks: [any SampleSink],
+                                onHTTPReady: @escaping @Sendable (ListenAddress) async -> Void = { _ in },
+                                environment: [String: String] = ProcessInfo.processInfo.environment,
+                                logger: Logger) async throws -> Daemon {
+        let path = config.database.resolvedPath(environment: environment, isRoot: geteuid() == 0)
+        let store: HistoryStore
+        do {
+            store = try HistoryStore(path: path, retention: config.database.retention, maxSize: config.database.maxSize)
+        } catch let error as PortwatchError {
+            throw error
+        } catch {
+            throw PortwatchError.system("history database \(path): \(error)")
+        }
+        let history = StoredHistory(store: store)
+        let writer = HistoryWriter(store: store, logger: Logger(label: "portwatch.history"))
         let state = MonitorState(interval: config.interval, history: history)
-        let everListened = try await history.everListened()
-        let engine = RuleEngine(config: config, instance: config.resolvedInstance,
-                                everListened: everListened, firstStart: everListened.isEmpty)
+
+        let everListened = try store.everListened()
+        let firstStart = try store.latestTime() == nil
+        var engine = RuleEngine(config: config, instance: config.resolvedInstance,
+                                everListened: everListened, firstStart: firstStart)
+        if config.rules.contains(where: { $0.anomaly != nil }) {
+            // A week of history is what the hour-of-week profiles need.
+            let week = Date().timeIntervalSince1970 - 7 * 86_400
+            engine.learn(history: try history.samples(since: week))
+        }
+        logger.info("history in \(path)\(firstStart ? " (new)" : ", \(everListened.count) ports listened before")")
+
         let dispatcher = AlertDispatcher(config: config.channels, logger: Logger(label: "portwatch.alerts"))
         let rules = RuleSink(engine: engine, state: state, outputs: RuleOutputs(
-            record: { samples, events, _ in
-                await history.write(samples: samples, events: events)
+            record: { samples, events, alerts in
+                writer.submit(HistoryWriter.Batch(samples: samples, events: events, alerts: alerts))
             },
             notify: { alerts in await dispatcher.enqueue(alerts) }))
+
         let channels = config.channels
         return Daemon(
             config: config,
             sinks: [state, rules, LogSink(logger: logger)] + extraSinks,
-            services: [dispatcher],
+            // Stopped in reverse: the HTTP server first, the writer last (it flushes its queue).
+            services: [writer, dispatcher],
             reload: reload,
             onReload: [
                 { new in state.setInterval(new.interval) },
