@@ -1,2 +1,12 @@
 // portwatch-bench: benchmark helpers that are not part of the CLI (see benchmarks/README.md).
-print("portwatch-bench: no benchmark selected")
+import ArgumentParser
+
+struct PortwatchBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "portwatch-bench",
+        abstract: "Benchmarks of portwatch's daemon parts (not part of the CLI).",
+        subcommands: [MetricsScrape.self]
+    )
+}
+
+PortwatchBench.main()
