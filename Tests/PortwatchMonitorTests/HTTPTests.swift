@@ -49,7 +49,7 @@ struct HTTPTests {
                 #expect(bytes["sent"] as? Int == 1000)
                 let rates = try #require(row["rates"] as? [String: Any])
                 #expect((rates["received_bps"] as? Double ?? 0) > 0)
-                #expect(doc["taken_at"] as? Double == busy.latest.snapshot.takenAt)
+                #expect(abs((doc["taken_at"] as? Double ?? 0) - busy.latest.snapshot.takenAt) < 0.001)
             }
         }
     }
@@ -192,7 +192,7 @@ struct HTTPTests {
         let busy = try BusyListener()
         defer { busy.close() }
         let token = "s3cret-\(busy.listener.port)"
-        let app = makeApp(FakeMonitorSource(sample: busy.latest), token: token)
+        let app = makeApp(FakeMonitorSource(sample: busy.latest, interval: .seconds(3600)), token: token)
         let guarded = ["/api/v1/ports", "/api/v1/ports/tcp/\(busy.listener.port)", "/api/v1/ports/tcp/\(busy.listener.port)/history",
                        "/api/v1/events", "/api/v1/alerts", "/api/v1/stream", "/metrics", "/api/v1/nothing"]
         try await app.test(.router) { client in
@@ -234,18 +234,19 @@ struct HTTPTests {
     }
 
     @Test func healthzIsCurrentForThreeIntervals() async throws {
+        // A long interval keeps "fresh" fresh however slowly a loaded machine runs the test.
         var latest = try LoopbackSampler.once()
         latest.snapshot.takenAt = wallClock() - 1
-        try await makeApp(FakeMonitorSource(sample: latest, interval: .seconds(5))).test(.router) { client in
+        try await makeApp(FakeMonitorSource(sample: latest, interval: .seconds(60))).test(.router) { client in
             try await client.execute(uri: "/healthz", method: .get) { response in
                 #expect(response.status == .ok)
                 let doc = try decodeJSONObject(String(buffer: response.body))
                 #expect(doc["status"] as? String == "ok")
-                #expect(doc["interval_seconds"] as? Int == 5)
+                #expect(doc["interval_seconds"] as? Int == 60)
             }
         }
-        latest.snapshot.takenAt = wallClock() - 16
-        try await makeApp(FakeMonitorSource(sample: latest, interval: .seconds(5))).test(.router) { client in
+        latest.snapshot.takenAt = wallClock() - 181
+        try await makeApp(FakeMonitorSource(sample: latest, interval: .seconds(60))).test(.router) { client in
             try await client.execute(uri: "/healthz", method: .get) { response in
                 #expect(response.status == .serviceUnavailable)
                 try #expect(decodeJSONObject(String(buffer: response.body))["status"] as? String == "stale")
