@@ -41,9 +41,9 @@ extension DashboardAssets {
     <button type="button" data-range="7d">7 d</button>
   </div>
   <div class="charts">
-    <figure><figcaption>connections</figcaption><div id="chart-connections" class="chart"></div></figure>
-    <figure><figcaption>traffic (bit/s)</figcaption><div id="chart-traffic" class="chart"></div></figure>
-    <figure><figcaption>errors (per second)</figcaption><div id="chart-errors" class="chart"></div></figure>
+    <figure><figcaption>connections <span id="legend-connections" class="legend"></span></figcaption><div id="chart-connections" class="chart"></div></figure>
+    <figure><figcaption>traffic (bit/s) <span id="legend-traffic" class="legend"></span></figcaption><div id="chart-traffic" class="chart"></div></figure>
+    <figure><figcaption>errors (per second) <span id="legend-errors" class="legend"></span></figcaption><div id="chart-errors" class="chart"></div></figure>
   </div>
 </section>
 <section>

@@ -86,8 +86,9 @@ extension DashboardAssets {
     document.getElementById('ports-empty').hidden = rows.length > 0;
   }
 
-  function chartOptions(labels) {
-    return { labels: labels, legend: 'always', labelsSeparateLines: false, strokeWidth: 1.5,
+  function chartOptions(name, labels) {
+    return { labels: labels, legend: 'always', labelsDiv: document.getElementById('legend-' + name),
+      labelsSeparateLines: false, strokeWidth: 1.5,
       axes: { y: { axisLabelWidth: 60 } }, includeZero: true, connectSeparatedPoints: false };
   }
 
@@ -115,7 +116,7 @@ extension DashboardAssets {
     for (const [name, rows, labels] of specs) {
       const chart = state.charts[name];
       if (chart) chart.updateOptions({ file: rows });
-      else state.charts[name] = new Dygraph(document.getElementById('chart-' + name), rows, chartOptions(labels));
+      else state.charts[name] = new Dygraph(document.getElementById('chart-' + name), rows, chartOptions(name, labels));
     }
   }
 
@@ -196,7 +197,13 @@ extension DashboardAssets {
     }
   }
 
+  function sameEvent(a, b) {
+    return a.timestamp === b.timestamp && a.kind === b.kind && a.port === b.port && a.message === b.message;
+  }
+
   function onEvent(ev) {
+    // An event can arrive both in the first /api/v1/events answer and on the stream.
+    if (state.events.some(e => sameEvent(e, ev))) return;
     state.events.unshift(ev);
     renderEvents();
     if (ev.kind === 'alert_firing' || ev.kind === 'alert_resolved') loadAlerts();

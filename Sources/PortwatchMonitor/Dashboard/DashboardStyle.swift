@@ -30,7 +30,10 @@ td.process { max-width: 28em; overflow: hidden; text-overflow: ellipsis; }
 figure { margin: 0; }
 figcaption { color: var(--muted); font-size: .85em; margin-bottom: .3em; }
 .chart { width: 100%; height: 200px; }
-.dygraph-legend { font-size: 12px; background: rgba(255,255,255,.85); }
+.legend { margin-left: .8em; font-size: 12px; }
+.legend > span { margin-right: .6em; }
+.legend .dygraph-legend-line { display: inline-block; width: 1.2em; margin-right: .2em; vertical-align: middle;
+  border-bottom: 2px solid; }
 .list { list-style: none; margin: 0; padding: 0; max-height: 22em; overflow-y: auto; }
 .list li { padding: .25em 0; border-bottom: 1px solid var(--line); }
 .list time { color: var(--muted); font-variant-numeric: tabular-nums; margin-right: .6em; }
