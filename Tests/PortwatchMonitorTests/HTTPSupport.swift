@@ -165,11 +165,14 @@ final class FakeMonitorSource: MonitorDataSource {
     let storedAlerts: [Alert]
     /// Whether `subscribe` ends after its two messages (router tests) or stays open (live page).
     let endStreams: Bool
+    /// Thrown by `history` and `events`, standing for a store that fails (a corrupt file, a full disk).
+    let storeError: PortwatchError?
     let historyCalls = Mutex<[(MonitoredPort, Double, Double?)]>([])
     let eventCalls = Mutex<[(Double, UInt16?, Int)]>([])
 
     init(sample: LatestSample?, interval: Duration = .seconds(5), events: [MonitorEvent] = [], alerts: [Alert] = [],
-         endStreams: Bool = true) {
+         endStreams: Bool = true, storeError: PortwatchError? = nil) {
+        self.storeError = storeError
         self.sample = sample
         self.interval = interval
         storedEvents = events
@@ -181,6 +184,7 @@ final class FakeMonitorSource: MonitorDataSource {
 
     func history(_ port: MonitoredPort, since: Double, step: Double?) async throws -> HistorySeries {
         historyCalls.withLock { $0.append((port, since, step)) }
+        if let storeError { throw storeError }
         // A series of twelve steps ending at the sample, with its numbers growing.
         let base = sample?.samples.first { $0.key == port } ?? PortSample(time: 0, proto: port.proto, port: port.port)
         let stepSeconds = step ?? 5
@@ -200,6 +204,7 @@ final class FakeMonitorSource: MonitorDataSource {
 
     func events(since: Double, port: UInt16?, limit: Int) async throws -> [MonitorEvent] {
         eventCalls.withLock { $0.append((since, port, limit)) }
+        if let storeError { throw storeError }
         return storedEvents.filter { $0.time >= since && (port == nil || $0.port == port) }.prefix(limit).map { $0 }
     }
 

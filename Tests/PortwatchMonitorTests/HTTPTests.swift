@@ -118,6 +118,20 @@ struct HTTPTests {
         }
     }
 
+    @Test func aFailingStoreAnswers500WithAJSONError() async throws {
+        let source = FakeMonitorSource(sample: try LoopbackSampler.once(),
+                                       storeError: .system("database disk image is malformed"))
+        try await makeApp(source).test(.router) { client in
+            for uri in ["/api/v1/ports/tcp/80/history", "/api/v1/events"] {
+                try await client.execute(uri: uri, method: .get) { response in
+                    #expect(response.status == .internalServerError)
+                    let error = try decodeJSONObject(String(buffer: response.body))
+                    #expect((error["error"] as? String)?.contains("malformed") == true)
+                }
+            }
+        }
+    }
+
     @Test func historyPassesSinceAndStepAndDefaultsToOneHourAtTheFinestStep() async throws {
         let busy = try BusyListener()
         defer { busy.close() }
