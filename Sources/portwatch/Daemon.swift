@@ -72,13 +72,14 @@ struct DaemonCommand: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "portwatch.daemon")
-        let ready = ReadinessLine(interval: effective.interval, listen: effective.listen)
+        let ready = ReadinessLine(interval: effective.interval)
         let reload: (@Sendable () throws -> MonitorConfig)? = path.map { path in
             { @Sendable in flags.applied(to: try ConfigLoader.load(file: path)) }
         }
         do {
             try runBlocking {
-                let daemon = try await Daemon.assemble(config: effective, reload: reload, extraSinks: [ready], logger: logger)
+                let daemon = try await Daemon.assemble(config: effective, reload: reload, extraSinks: [ready],
+                                                       onHTTPReady: { ready.httpReady($0) }, logger: logger)
                 try await daemon.run()
             }
         } catch let error as PortwatchError {
@@ -98,23 +99,37 @@ private func logLevel() -> Logger.Level {
 }
 
 /// Prints `portwatch: daemon ready: sampling every 5s, N ports, http://127.0.0.1:9910` on
-/// stderr after the first sample: the line scripts and tests wait for.
+/// stderr once the first sample is in and the HTTP server listens: the line scripts and tests
+/// wait for.
 final class ReadinessLine: SampleSink {
-    private let interval: Duration
-    private let listen: ListenAddress
-    private let said = Mutex(false)
-
-    init(interval: Duration, listen: ListenAddress) {
-        self.interval = interval
-        self.listen = listen
+    private struct Progress {
+        var ports: Int?
+        var http: ListenAddress?
+        var said = false
     }
 
+    private let interval: Duration
+    private let progress = Mutex(Progress())
+
+    init(interval: Duration) { self.interval = interval }
+
     func consume(_ latest: LatestSample) async {
-        let first = said.withLock { said in
-            defer { said = true }
-            return !said
+        report { if $0.ports == nil { $0.ports = latest.samples.count } }
+    }
+
+    /// The HTTP server listens on `address`.
+    func httpReady(_ address: ListenAddress) {
+        report { $0.http = address }
+    }
+
+    private func report(_ change: (inout Progress) -> Void) {
+        let line: String? = progress.withLock { p in
+            change(&p)
+            guard !p.said, let ports = p.ports, let http = p.http else { return nil }
+            p.said = true
+            return "daemon ready: sampling every \(formatDuration(interval)), \(ports) ports, http://\(http)"
         }
-        if first { printError("daemon ready: sampling every \(formatDuration(interval)), \(latest.samples.count) ports, http://\(listen)") }
+        if let line { printError(line) }
     }
 }
 

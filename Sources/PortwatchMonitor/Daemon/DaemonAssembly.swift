@@ -43,22 +43,39 @@ extension Daemon {
         logger.info("history in \(path)\(firstStart ? " (new)" : ", \(everListened.count) ports listened before")")
 
         let dispatcher = AlertDispatcher(config: config.channels, logger: Logger(label: "portwatch.alerts"))
+        let configured = Set(config.ports.map { MonitoredPort(proto: $0.proto, port: $0.port) })
+        let metrics = PortMetrics(maxPorts: config.metrics.maxPorts, configuredPorts: configured)
+        let metricsSink = MetricsSink(metrics: metrics, configured: configured, dispatcher: dispatcher,
+                                      writeErrors: { writer.writeErrors })
         let rules = RuleSink(engine: engine, state: state, outputs: RuleOutputs(
             record: { samples, events, alerts in
                 writer.submit(HistoryWriter.Batch(samples: samples, events: events, alerts: alerts))
             },
-            notify: { alerts in await dispatcher.enqueue(alerts) }))
+            notify: { alerts in await dispatcher.enqueue(alerts) },
+            active: { alerts, names in metrics.updateAlerts(alerts, rules: names) }))
+
+        var token: String? = nil
+        if let file = config.tokenFile {
+            do throws(ConfigError) {
+                token = try ConfigLoader.readToken(file: file)
+            } catch {
+                throw PortwatchError.usage(error.problems.map(\.description).joined(separator: "; "))
+            }
+        }
+        let http = buildApplication(source: state, options: HTTPOptions(listen: config.listen, token: token),
+                                    metrics: metrics, onServerRunning: onHTTPReady)
 
         let channels = config.channels
         return Daemon(
             config: config,
-            sinks: [state, rules, LogSink(logger: logger)] + extraSinks,
+            sinks: [state, rules, metricsSink, LogSink(logger: logger)] + extraSinks,
             // Stopped in reverse: the HTTP server first, the writer last (it flushes its queue).
-            services: [writer, dispatcher],
+            services: [writer, dispatcher, http],
             reload: reload,
             onReload: [
                 { new in state.setInterval(new.interval) },
                 { new in await rules.apply(new) },
+                { new in await metricsSink.setConfigured(Set(new.ports.map { MonitoredPort(proto: $0.proto, port: $0.port) })) },
                 { new in
                     if new.channels != channels {
                         logger.warning("reload: channel changes take effect at the next start")

@@ -12,7 +12,7 @@ extension HistoryStore {
     public func history(_ port: MonitoredPort, since: Double, until: Double = .infinity, step: Double?) throws -> HistorySeries {
         try read { db in
             let marks = try LevelMarks(db)
-            let key = PortKey.pack(port)
+            let key = StoredPortKey.pack(port)
             let sinceMs = Self.millis(since)
             let untilMs = until.isFinite ? Self.millis(until) : Int64.max - 1
             guard let first = marks.firstSeconds, untilMs >= sinceMs else {

@@ -72,7 +72,7 @@ struct SampleRow: FetchableRecord, Sendable, Equatable {
 
     /// A raw row for one sample.
     init(_ s: PortSample, owners: Int64?) {
-        key = PortKey.pack(s.proto, s.port)
+        key = StoredPortKey.pack(s.proto, s.port)
         t = Int64((s.time * 1000).rounded())
         listening = s.listening ? 1 : 0
         established = Int64(s.connections.established)
@@ -139,7 +139,7 @@ struct SampleRow: FetchableRecord, Sendable, Equatable {
         connections.closeWait = mean(closeWait)
         connections.finWait = mean(finWait)
         connections.other = mean(other)
-        let port = PortKey.unpack(key) ?? MonitoredPort(proto: .tcp, port: 0)
+        let port = StoredPortKey.unpack(key) ?? MonitoredPort(proto: .tcp, port: 0)
         return PortSample(
             time: time, proto: port.proto, port: port.port, listening: listening > 0, connections: connections,
             acceptQueue: acceptQueue.map(mean), acceptQueueMax: acceptQueueMax > 0 ? Int(acceptQueueMax) : nil,
@@ -170,7 +170,7 @@ struct EventRow: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
         id = nil
         t = Int64((e.time * 1000).rounded())
         kind = e.kind.rawValue
-        key = e.port.map { PortKey.pack(e.proto ?? .tcp, $0) }
+        key = e.port.map { StoredPortKey.pack(e.proto ?? .tcp, $0) }
         message = e.message
         details = e.details.isEmpty ? nil : (try? JSONEncoder().encode(e.details)).map { String(decoding: $0, as: UTF8.self) }
     }
@@ -180,7 +180,7 @@ struct EventRow: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
     /// nil for a kind this build does not know (written by a newer portwatch).
     var event: MonitorEvent? {
         guard let kind = EventKind(rawValue: kind) else { return nil }
-        let port = key.flatMap(PortKey.unpack)
+        let port = key.flatMap(StoredPortKey.unpack)
         var map: [String: String] = [:]
         if let details, let decoded = try? JSONDecoder().decode([String: String].self, from: Data(details.utf8)) {
             map = decoded
@@ -213,7 +213,7 @@ struct AlertRow: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
         rule = a.rule
         state = a.state.rawValue
         severity = a.severity
-        key = a.port.map { PortKey.pack(a.proto ?? .tcp, $0) }
+        key = a.port.map { StoredPortKey.pack(a.proto ?? .tcp, $0) }
         metric = a.metric
         value = a.value.isFinite ? a.value : 0
         threshold = a.threshold.flatMap { $0.isFinite ? $0 : nil }
@@ -225,7 +225,7 @@ struct AlertRow: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
 
     var alert: Alert? {
         guard let state = AlertState(rawValue: state) else { return nil }
-        let port = key.flatMap(PortKey.unpack)
+        let port = key.flatMap(StoredPortKey.unpack)
         return Alert(rule: rule, state: state, severity: severity, proto: port?.proto, port: port?.port,
                      metric: metric, value: value, threshold: threshold, since: Double(t) / 1000,
                      message: message, instance: instance)

@@ -43,7 +43,7 @@ enum HistoryLevel: Int, CaseIterable, Comparable, Sendable {
 
 /// (protocol, port) in one integer: the port in the low 16 bits, 1 << 16 for UDP. TCP keys stay
 /// below 65536, which SQLite stores in two or three bytes.
-enum PortKey {
+enum StoredPortKey {
     static func pack(_ proto: TransportProtocol, _ port: UInt16) -> Int64 {
         (proto == .udp ? 1 << 16 : 0) | Int64(port)
     }

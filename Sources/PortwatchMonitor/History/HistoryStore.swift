@@ -232,7 +232,7 @@ public final class HistoryStore: Sendable {
     /// Every port that listened (or was bound) in any stored sample: `new_listener` asks it.
     public func everListened() throws -> Set<MonitoredPort> {
         try read { db in
-            Set(try Int64.fetchAll(db, sql: "SELECT key FROM port WHERE listened_s IS NOT NULL").compactMap(PortKey.unpack))
+            Set(try Int64.fetchAll(db, sql: "SELECT key FROM port WHERE listened_s IS NOT NULL").compactMap(StoredPortKey.unpack))
         }
     }
 
@@ -351,7 +351,7 @@ extension HistoryStore {
     /// Every port the store has samples of (within retention), ascending.
     public func ports() throws -> [MonitoredPort] {
         try read { db in
-            try Int64.fetchAll(db, sql: "SELECT key FROM port ORDER BY key").compactMap(PortKey.unpack).sorted()
+            try Int64.fetchAll(db, sql: "SELECT key FROM port ORDER BY key").compactMap(StoredPortKey.unpack).sorted()
         }
     }
 }
