@@ -38,15 +38,24 @@ def main():
         driver.set_page_load_timeout(30)
         driver.get(url)
         wait = WebDriverWait(driver, 30)
-        row = wait.until(EC.presence_of_element_located((By.ID, "port-tcp-" + port)))
+        wait.until(EC.presence_of_element_located((By.ID, "port-tcp-" + port)))
         wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#chart-connections canvas")))
         wait.until(EC.text_to_be_present_in_element((By.ID, "status"), "live"))
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#events li:not(.empty)"))
-        cells = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
-        charts = len(driver.find_elements(By.CSS_SELECTOR, ".chart canvas"))
-        status = driver.find_element(By.ID, "status").text
-        events = len(driver.find_elements(By.CSS_SELECTOR, "#events li:not(.empty)"))
-        alerts = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#alerts li.alert-firing")]
+        # A live page re-renders its table every sample: read the DOM in one script run, so no
+        # element found earlier can have been replaced in between.
+        page = driver.execute_script("""
+            const row = document.getElementById(arguments[0]);
+            return {
+              row: row ? Array.from(row.cells).map(c => c.innerText) : null,
+              charts: document.querySelectorAll('.chart canvas').length,
+              status: document.getElementById('status').innerText,
+              events: document.querySelectorAll('#events li:not(.empty)').length,
+              alerts: Array.from(document.querySelectorAll('#alerts li.alert-firing')).map(li => li.innerText),
+            };""", "port-tcp-" + port)
+        cells, charts, status, events, alerts = page["row"], page["charts"], page["status"], page["events"], page["alerts"]
+        if cells is None:
+            raise RuntimeError("the row of tcp/%s disappeared" % port)
         errors = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"] if hasattr(driver, "get_log") else []
         driver.save_screenshot(screenshot)
         print(json.dumps({"row": cells, "charts": charts, "status": status, "events": events, "alerts": alerts,

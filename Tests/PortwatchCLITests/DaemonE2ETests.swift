@@ -301,7 +301,7 @@ final class LiveDaemon: @unchecked Sendable {
         let screenshot = dir + "/dashboard.png"
         let r = runTool(DashboardBrowser.python!, [DashboardBrowser.script, "http://127.0.0.1:\(daemon.http)/", String(port), screenshot],
                         timeout: 120)
-        try #require(r.status == 0, "dashboard check: \(r.stderr.suffix(3000))")
+        try #require(r.status == 0, "dashboard check: \(r.stderr.prefix(1500))")
         let report = (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [String: Any] ?? [:]
         let row = report["row"] as? [String] ?? []
         #expect(row.first == "tcp", "\(report)")
