@@ -141,21 +141,21 @@ private func rows(_ store: HistoryStore) throws -> [String: Int] {
     @Test func sizeCapKeepsTheFileUnderItsCap() throws {
         let dir = try tempDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let cap: UInt64 = 1_500_000
+        let cap: UInt64 = 700_000
         let store = try HistoryStore(path: dir + "/h.sqlite", maxSize: cap)
         let start = 1_800_000_000.0
-        // 40 ports for 40 minutes at 1 s: ~96k raw rows, several MB before the cap.
-        for i in 0..<2400 {
+        // 20 ports for 25 minutes at 1 s: 30k raw rows, about 2 MB without the cap.
+        for i in 0..<1500 {
             let t = start + Double(i)
-            try store.write(samples: (0..<40).map { sample(t, port: UInt16(9000 + $0), window: 1) }, events: [])
+            try store.write(samples: (0..<20).map { sample(t, port: UInt16(9000 + $0), window: 1) }, events: [])
             if i % 60 == 0 { try store.maintain(now: t) }
         }
-        try store.maintain(now: start + 2400)
+        try store.maintain(now: start + 1500)
         try store.checkpoint()
         let size = fileSize(store.path) + fileSize(store.path + "-wal")
         #expect(size <= cap, "file is \(size) bytes, cap \(cap)")
         // The newest data are still there; what went first was old raw detail.
-        let latest = try store.history(MonitoredPort(proto: .tcp, port: 9000), since: start + 2300, until: start + 2400, step: nil)
+        let latest = try store.history(MonitoredPort(proto: .tcp, port: 9000), since: start + 1400, until: start + 1500, step: nil)
         #expect(!latest.samples.isEmpty)
         #expect(try DatabaseQueue(path: store.path).read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") } == "ok")
     }
@@ -255,6 +255,28 @@ private func eventually(seconds: Double, _ condition: () async -> Bool) async ->
         try? await Task.sleep(for: .milliseconds(10))
     }
     return await condition()
+}
+
+@Suite struct HistoryWriterTests {
+    /// The backlog is bounded: past it the oldest batches go (counted), the newest are written.
+    @Test func aFullBacklogDropsTheOldestBatchesAndCountsThem() async throws {
+        let dir = try tempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try HistoryStore(path: dir + "/h.sqlite")
+        let writer = HistoryWriter(store: store, backlog: 10, maintainEvery: .seconds(3600))
+        let start = 1_800_000_000.0
+        // Not running yet: like a writer stuck on a slow disk while the sampler goes on.
+        for i in 0..<15 { writer.submit(samples: [sample(start + Double(i))]) }
+        #expect(writer.droppedBatches == 5)
+        let running = Task { try await writer.run() }
+        #expect(await eventually(seconds: 20) { writer.writtenBatches == 10 })
+        running.cancel()
+        try await running.value
+        let times = try store.history(MonitoredPort(proto: .tcp, port: 8080), since: start, until: start + 100, step: nil)
+            .samples.map(\.time)
+        #expect(times == (5..<15).map { start + Double($0) })
+        #expect(writer.writeErrors == 0)
+    }
 }
 
 @Suite struct HistoryCrashTests {
