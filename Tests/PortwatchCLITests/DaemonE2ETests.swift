@@ -141,6 +141,9 @@ final class LiveDaemon: @unchecked Sendable {
         #expect(alert.string("instance") == "e2e-host")
         let listed = daemon.get("/api/v1/alerts")?.json?.objects("alerts") ?? []
         #expect(listed.contains { $0.string("rule") == "crowded" && $0.string("state") == "firing" }, "\(listed)")
+        let metrics = daemon.get("/metrics")?.body ?? ""
+        #expect(metrics.contains("portwatch_alerts_firing{rule=\"crowded\"} 1"),
+                "\(metrics.split(separator: "\n").filter { $0.contains("alerts_firing") })")
 
         for s in held { s.close() }
         let resolved = daemon.within(samples: 40) { receiver.received.first { $0.string("state") == "resolved" } }
