@@ -247,10 +247,11 @@ private func run(_ tool: String, _ arguments: [String]) throws -> Int32 {
     return p.terminationStatus
 }
 
-/// Waits (bounded) until `condition` holds, checking every 10 ms.
+/// Waits (bounded) until `condition` holds, checking every 10 ms: `seconds` worth of checks,
+/// counted rather than timed, so a test process whose other tests hold the cooperative pool's
+/// few threads for a while (2 cores here) does not run out of time before the writer got a turn.
 private func eventually(seconds: Double, _ condition: () async -> Bool) async -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
+    for _ in 0..<max(1, Int(seconds * 100)) {
         if await condition() { return true }
         try? await Task.sleep(for: .milliseconds(10))
     }
