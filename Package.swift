@@ -41,7 +41,9 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Yams", package: "Yams"),
-            ]
+            ],
+            // The vendored chart library and its licence; embed.sh turns them into Swift sources.
+            exclude: ["Dashboard/vendor"]
         ),
         // The command-line interface: one file per subcommand, rendering.
         .executableTarget(

@@ -38,10 +38,11 @@ struct DaemonCommand: ParsableCommand {
     func run() throws {
         var overrides = DaemonOverrides(database: db, tokenFile: tokenFile)
         if let listen {
-            guard let address = ListenAddress(hostPort: listen) else {
-                throw PortwatchError.usage("invalid --listen '\(listen)': expected ADDR:PORT, e.g. 127.0.0.1:9910 or [::1]:9910")
+            do throws(PortwatchError) {
+                overrides.listen = try ListenAddress(parsing: listen)
+            } catch {
+                throw PortwatchError.usage("--listen: \(error.message)")
             }
-            overrides.listen = address
         }
         if let interval {
             do throws(PortwatchError) {
@@ -52,7 +53,17 @@ struct DaemonCommand: ParsableCommand {
         }
         let path = config
         let flags = overrides
-        let effective = try overrides.applied(to: path.map { try loadDaemonConfig($0) } ?? MonitorConfig())
+        var file = MonitorConfig()
+        if let path {
+            do throws(ConfigError) {
+                file = try ConfigLoader.load(file: path)
+            } catch {
+                // One line per problem, each naming its place, as `config check` prints them.
+                for problem in error.problems { printError(problem.description) }
+                throw ExitCode(2)
+            }
+        }
+        let effective = overrides.applied(to: file)
         try effective.checkStartable()
 
         LoggingSystem.bootstrap { label in
@@ -61,18 +72,16 @@ struct DaemonCommand: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "portwatch.daemon")
-        // History in memory (the last 120 samples of each port) until the database store is plugged in.
-        let history = InMemoryHistory(samplesPerPort: 120)
-        let state = MonitorState(interval: effective.interval, history: history)
-        let daemon = Daemon(
-            config: effective,
-            sinks: [state, HistorySink(writer: history) { logger.error("history write failed: \($0)") },
-                    LogSink(logger: logger), ReadinessLine(interval: effective.interval)],
-            reload: path.map { path in { @Sendable in flags.applied(to: try loadDaemonConfig(path)) } },
-            onReload: [{ state.setInterval($0.interval) }],
-            logger: logger)
+        let ready = ReadinessLine(interval: effective.interval)
+        let reload: (@Sendable () throws -> MonitorConfig)? = path.map { path in
+            { @Sendable in flags.applied(to: try ConfigLoader.load(file: path)) }
+        }
         do {
-            try runBlocking { try await daemon.run() }
+            try runBlocking {
+                let daemon = try await Daemon.assemble(config: effective, reload: reload, extraSinks: [ready],
+                                                       onHTTPReady: { ready.httpReady($0) }, logger: logger)
+                try await daemon.run()
+            }
         } catch let error as PortwatchError {
             throw error
         } catch {
@@ -83,31 +92,44 @@ struct DaemonCommand: ParsableCommand {
     }
 }
 
-/// Reads a config file.
-func loadDaemonConfig(_ path: String) throws -> MonitorConfig {
-    try InterimConfigLoader.load(file: path)
-}
-
 /// `PORTWATCH_LOG_LEVEL` (trace, debug, info, notice, warning, error, critical), info by default.
 private func logLevel() -> Logger.Level {
     guard let text = getenv("PORTWATCH_LOG_LEVEL").map({ String(cString: $0) }) else { return .info }
     return Logger.Level(rawValue: text.lowercased()) ?? .info
 }
 
-/// Prints `portwatch: daemon ready: sampling every 5s, N ports` on stderr after the first
-/// sample: the line scripts and tests wait for.
+/// Prints `portwatch: daemon ready: sampling every 5s, N ports, http://127.0.0.1:9910` on
+/// stderr once the first sample is in and the HTTP server listens: the line scripts and tests
+/// wait for.
 final class ReadinessLine: SampleSink {
+    private struct Progress {
+        var ports: Int?
+        var http: ListenAddress?
+        var said = false
+    }
+
     private let interval: Duration
-    private let said = Mutex(false)
+    private let progress = Mutex(Progress())
 
     init(interval: Duration) { self.interval = interval }
 
     func consume(_ latest: LatestSample) async {
-        let first = said.withLock { said in
-            defer { said = true }
-            return !said
+        report { if $0.ports == nil { $0.ports = latest.samples.count } }
+    }
+
+    /// The HTTP server listens on `address`.
+    func httpReady(_ address: ListenAddress) {
+        report { $0.http = address }
+    }
+
+    private func report(_ change: (inout Progress) -> Void) {
+        let line: String? = progress.withLock { p in
+            change(&p)
+            guard !p.said, let ports = p.ports, let http = p.http else { return nil }
+            p.said = true
+            return "daemon ready: sampling every \(formatDuration(interval)), \(ports) ports, http://\(http)"
         }
-        if first { printError("daemon ready: sampling every \(formatDuration(interval)), \(latest.samples.count) ports") }
+        if let line { printError(line) }
     }
 }
 

@@ -18,7 +18,7 @@ struct Portwatch: ParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [Ports.self, Check.self, Who.self, Connections.self, Top.self, Free.self, Wait.self, Kill.self,
-                      DaemonCommand.self, ConfigCommand.self],
+                      DaemonCommand.self, ConfigCommand.self, History.self, Events.self],
         defaultSubcommand: Ports.self
     )
 

@@ -96,12 +96,36 @@ func removeTree(_ path: String) { try? FileManager.default.removeItem(atPath: pa
         #expect(r.stderr.contains("token"), "\(r)")
     }
 
+    @Test func aConfigWithProblemsRefusesToStartWithALinePerProblem() throws {
+        let dir = try makeTemporaryDirectory("badconfig")
+        defer { removeTree(dir) }
+        let config = dir + "/portwatch.yml"
+        try "intervall: 5s\nrules:\n  - {name: a, metric: conns, above: 1}\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let r = runPortwatch(["daemon", "--config", config, "--db", dir + "/history.sqlite"], timeout: 20)
+        #expect(r.status == 2, "\(r)")
+        #expect(r.stderrLines.count == 2, "\(r)")
+        #expect(r.stderrLines.first?.hasPrefix("portwatch: \(config):1:1: unknown key 'intervall'") == true, "\(r)")
+        #expect(r.stderrLines.last?.hasPrefix("portwatch: \(config):3:") == true, "\(r)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/history.sqlite"), "started despite the bad config")
+    }
+
+    @Test func anHTTPPortInUseStopsTheDaemonWithExitTwo() throws {
+        let dir = try makeTemporaryDirectory("portinuse")
+        defer { removeTree(dir) }
+        let taken = try Net.tcpListener("127.0.0.1")
+        defer { taken.close() }
+        let r = runPortwatch(["daemon", "--listen", "127.0.0.1:\(taken.port)", "--db", dir + "/history.sqlite"], timeout: 30)
+        #expect(r.status == 2, "\(r)")
+        #expect(r.stderrLines.last?.hasPrefix("portwatch: daemon stopped: ") == true, "\(r)")
+        #expect(!r.stderr.contains("daemon ready"), "\(r)")
+    }
+
     @Test func theDaemonSeesANewListenerAndStopsOnSIGTERM() throws {
         let dir = try makeTemporaryDirectory("daemon")
         defer { removeTree(dir) }
         let (run, log) = try Self.startDaemon(["--interval", "200ms"], directory: dir)
         defer { run.child.kill() }
-        let ready = log.waitFor(timeout: 60) { $0.hasPrefix("portwatch: daemon ready: sampling every 200ms, ") && $0.hasSuffix(" ports") }
+        let ready = log.waitFor(timeout: 60) { $0.hasPrefix("portwatch: daemon ready: sampling every 200ms, ") && $0.contains(" ports, http://127.0.0.1:") }
         try #require(ready != nil, "no readiness line: \(log.text)")
 
         let port = try Net.freePorts(1)[0]

@@ -399,13 +399,13 @@ extension SamplerServiceTests {
         ("127.0.0.1:9910", "127.0.0.1", 9910), ("[::1]:80", "::1", 80), ("localhost:1", "localhost", 1),
         ("0.0.0.0:65535", "0.0.0.0", 65535),
     ] as [(String, String, Int)])
-    func listenAddressesParse(text: String, host: String, port: Int) {
-        #expect(ListenAddress(hostPort: text) == ListenAddress(host: host, port: UInt16(port)))
+    func listenAddressesParse(text: String, host: String, port: Int) throws {
+        #expect(try ListenAddress(parsing: text) == ListenAddress(host: host, port: UInt16(port)))
     }
 
     @Test(arguments: ["", "9910", "127.0.0.1", "127.0.0.1:", ":9910", "127.0.0.1:99999", "::1:80", "[::1]80", "[127.0.0.1]:1", "a b:1", "h:+1"])
     func badListenAddressesAreRejected(text: String) {
-        #expect(ListenAddress(hostPort: text) == nil)
+        #expect(throws: PortwatchError.self) { try ListenAddress(parsing: text) }
     }
 
     @Test func theDaemonRefusesToServeBeyondLoopbackWithoutAToken() throws {

@@ -9,13 +9,14 @@ import Synchronization
 /// ```swift
 /// let state = MonitorState(interval: config.interval, history: store)
 /// let daemon = Daemon(config: config,
-///                     sinks: [state, historySink, ruleSink, metricsSink, LogSink(logger: logger)],
+///                     sinks: [state, ruleSink, metricsSink, LogSink(logger: logger)],
 ///                     services: [writer, dispatcher, http],
 ///                     reload: { try overrides.applied(to: ConfigLoader.load(file: path)) },
 ///                     onReload: [{ config in await rules.apply(config) }],
 ///                     logger: logger)
 /// try await daemon.run()
 /// ```
+/// `Daemon.assemble` (DaemonAssembly.swift) builds exactly this for `portwatch daemon`.
 /// SIGTERM and SIGINT shut down gracefully, in reverse order of start: the sampler first (the
 /// sample in progress and its sinks finish, so the current history write completes), then the
 /// `services` from last to first — list them so that what a later one needs comes earlier
@@ -72,7 +73,12 @@ public final class Daemon: Sendable {
             new = try reloadConfig()
             try new.checkStartable()
         } catch {
-            let message = (error as? PortwatchError)?.message ?? "\(error)"
+            let message: String
+            switch error {
+            case let error as ConfigError: message = error.problems.map(\.description).joined(separator: "; ")
+            case let error as PortwatchError: message = error.message
+            default: message = "\(error)"
+            }
             logger.error("reload failed, keeping the running config: \(message)")
             return false
         }

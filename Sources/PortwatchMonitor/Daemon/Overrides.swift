@@ -38,39 +38,12 @@ extension MonitorConfig {
         if !Self.intervalRange.contains(interval) {
             throw .usage("interval \(formatDuration(interval)): must be between 50ms and 1h")
         }
-        guard let tokenFile else {
-            if !listen.isLoopback {
-                throw .usage("listen \(listen) is not a loopback address: a token file is required "
-                             + "(--token-file FILE or token_file: in the config)")
-            }
-            return
+        if let problem = missingTokenProblem {
+            throw .usage("listen \(problem); give one with --token-file FILE or token_file:")
         }
-        // Only whether a token is there: its text is the HTTP layer's, and never logged.
-        guard let text = readFileString(tokenFile, limit: 4096) else {
-            throw .usage("token file \(tokenFile): cannot be read")
+        // Only whether a usable token is there: its text is the HTTP layer's, and never logged.
+        if let tokenFile, let problem = tokenFileProblem(tokenFile) {
+            throw .usage("token file \(problem)")
         }
-        if text.allSatisfy(\.isWhitespace) { throw .usage("token file \(tokenFile): is empty") }
-    }
-}
-
-extension ListenAddress {
-    /// Parses `HOST:PORT` or `[IPV6]:PORT` (`--listen`, `listen:`); nil when malformed.
-    public init?(hostPort text: String) {
-        let host: Substring
-        let port: Substring
-        if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
-            host = text[text.index(after: text.startIndex)..<close]
-            port = text[text.index(close, offsetBy: 2)...]
-            guard host.contains(":") else { return nil }
-        } else {
-            guard let colon = text.lastIndex(of: ":") else { return nil }
-            host = text[..<colon]
-            port = text[text.index(after: colon)...]
-            guard !host.contains(":") else { return nil }
-        }
-        guard !host.isEmpty, host.allSatisfy({ !$0.isWhitespace && $0 != "/" }),
-              !port.isEmpty, port.allSatisfy({ $0.isASCII && $0.isNumber }), let number = UInt16(port) else { return nil }
-        self.init(host: String(host), port: number)
     }
 }

@@ -1,0 +1,272 @@
+import PortwatchCore
+import Prometheus
+import Synchronization
+
+/// The daemon's Prometheus metrics (`GET /metrics`), with the contract names of PRODUCT.md.
+///
+/// Per-port series exist only for the ports `MetricPortSelection` picks (listening or configured,
+/// never ephemeral, at most `maxPorts`); a port that stops qualifying loses its series. The
+/// `*_total` counters are the sums of the sampler's windows, accumulated here, so they only grow
+/// (a port that drops out and comes back starts again from zero, which Prometheus reads as a reset).
+///
+/// The daemon calls `update` once per sample and the `record…` methods as things happen; the
+/// HTTP layer calls `refresh` on each scrape, which applies a sample only if `update` has not.
+public final class PortMetrics: Sendable {
+    /// Where the series live; `render()` emits it.
+    public let registry: PrometheusCollectorRegistry
+    /// At most this many (protocol, port) label sets (`metrics.max_ports`).
+    public let maxPorts: Int
+
+    private let state: Mutex<State>
+    private let sampleDuration: DurationHistogram
+    private let historyWriteErrors: Counter
+    private let scanDetected: Counter
+    private let lastSampleTime: Gauge
+    private let labelledPorts: Gauge
+    private let omittedPorts: Gauge
+
+    /// Series of one labelled port.
+    private struct PortSeries: Sendable {
+        var listening: [String: Gauge] = [:]
+        var connections: [Gauge] = []
+        var acceptQueue: Gauge?
+        var acceptQueueMax: Gauge?
+        var receivedBytes: Counter
+        var sentBytes: Counter
+        var receivedPackets: Counter
+        var sentPackets: Counter
+        var retransmits: Counter
+        var drops: Counter
+        var connectionsOpened: Counter
+    }
+
+    private struct State: Sendable {
+        var ports: [MonitoredPort: PortSeries] = [:]
+        var configured: Set<MonitoredPort> = []
+        /// `takenAt` of the last applied sample: a window is added to the counters once.
+        var lastApplied: Double?
+        var alertsFiring: [String: Gauge] = [:]
+        var queueDropped: [String: Counter] = [:]
+        var probeSuccess: [String: Gauge] = [:]
+        var probeDuration: [String: Gauge] = [:]
+    }
+
+    /// A metric's name and help text (no namespace or unit parts: the names are the contract's, whole).
+    private static func metric(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+    }
+
+    /// Connection states as label values, in `ConnectionCounts` order.
+    static let connectionStates = ["established", "syn_recv", "syn_sent", "time_wait", "close_wait", "fin_wait", "other"]
+
+    public init(maxPorts: Int = MetricsConfig().maxPorts, configuredPorts: Set<MonitoredPort> = [],
+                registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+        self.maxPorts = maxPorts
+        state = Mutex(State(configured: configuredPorts))
+        sampleDuration = registry.makeDurationHistogram(
+            descriptor: Self.metric("portwatch_sample_duration_seconds",
+                                    "Time taken by one sample (socket dump, process attribution, window)."),
+            buckets: [.milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+                      .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5)])
+        historyWriteErrors = registry.makeCounter(
+            descriptor: Self.metric("portwatch_history_write_errors_total", "Samples or events the history store failed to write."))
+        scanDetected = registry.makeCounter(
+            descriptor: Self.metric("portwatch_scan_detected_total", "Port scans detected (scan_detected events)."))
+        lastSampleTime = registry.makeGauge(
+            descriptor: Self.metric("portwatch_last_sample_timestamp_seconds", "Wall-clock time of the latest sample."))
+        labelledPorts = registry.makeGauge(
+            descriptor: Self.metric("portwatch_metrics_ports", "Ports with their own label sets in these metrics."))
+        omittedPorts = registry.makeGauge(descriptor: Self.metric(
+            "portwatch_metrics_ports_omitted",
+            "Listening or configured ports left without label sets because of metrics.max_ports."))
+    }
+
+    /// Ports whose series are present, in no particular order.
+    public var labelledPortSet: Set<MonitoredPort> { state.withLock { Set($0.ports.keys) } }
+
+    /// Applies a sample: gauges take its values, counters grow by its window. A sample already
+    /// applied (same `takenAt`) changes nothing.
+    public func update(_ latest: LatestSample, configuredPorts: Set<MonitoredPort>) {
+        state.withLock { st in
+            st.configured = configuredPorts
+            apply(latest, to: &st)
+        }
+    }
+
+    /// Applies the sample if it is newer than the last one applied, keeping the configured ports.
+    public func refresh(from latest: LatestSample) {
+        state.withLock { st in apply(latest, to: &st) }
+    }
+
+    /// The exposition text (`text/plain; version=0.0.4`).
+    public func render() -> [UInt8] {
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(64 << 10)
+        registry.emit(into: &buffer)
+        return buffer
+    }
+
+    // MARK: Events the daemon reports
+
+    /// One sample's duration.
+    public func recordSampleDuration(_ duration: Duration) { sampleDuration.record(duration) }
+
+    /// A failed history write.
+    public func recordHistoryWriteError() { historyWriteErrors.increment() }
+
+    /// Detected port scans.
+    public func recordScanDetected(_ count: Int = 1) { scanDetected.increment(by: Int64(count)) }
+
+    /// Alerts a channel's full queue dropped.
+    public func recordAlertDropped(channel: String, count: Int = 1) {
+        let counter = state.withLock { st in
+            if let c = st.queueDropped[channel] { return c }
+            let c = registry.makeCounter(descriptor: Self.metric("portwatch_alert_queue_dropped_total", "Alerts dropped because a channel's queue was full."), labels: [("channel", channel)])
+            st.queueDropped[channel] = c
+            return c
+        }
+        counter.increment(by: Int64(count))
+    }
+
+    /// Firing alerts per rule: every rule in `rules` gets a series (0 when quiet).
+    public func updateAlerts(_ alerts: [Alert], rules: [String]) {
+        var firing: [String: Int] = [:]
+        for r in rules { firing[r] = 0 }
+        for a in alerts where a.state == .firing { firing[a.rule, default: 0] += 1 }
+        state.withLock { st in
+            for (rule, gauge) in st.alertsFiring where firing[rule] == nil {
+                registry.unregisterGauge(gauge)
+                st.alertsFiring[rule] = nil
+            }
+            for (rule, count) in firing {
+                let gauge = st.alertsFiring[rule] ?? registry.makeGauge(
+                    descriptor: Self.metric("portwatch_alerts_firing", "Alerts firing now, per rule."), labels: [("rule", rule)])
+                st.alertsFiring[rule] = gauge
+                gauge.set(Double(count))
+            }
+        }
+    }
+
+    /// The outcome of an active probe of `target` (host:port).
+    public func recordProbe(target: String, success: Bool, duration: Duration) {
+        let (ok, time) = state.withLock { st in
+            let ok = st.probeSuccess[target] ?? registry.makeGauge(
+                descriptor: Self.metric("portwatch_probe_success", "Whether the last probe of the target succeeded (1) or not (0)."), labels: [("target", target)])
+            let time = st.probeDuration[target] ?? registry.makeGauge(
+                descriptor: Self.metric("portwatch_probe_duration_seconds", "Duration of the last probe of the target."), labels: [("target", target)])
+            st.probeSuccess[target] = ok
+            st.probeDuration[target] = time
+            return (ok, time)
+        }
+        ok.set(success ? 1.0 : 0.0)
+        let (s, atto) = duration.components
+        time.set(Double(s) + Double(atto) / 1e18)
+    }
+
+    // MARK: Per-port series
+
+    private func apply(_ latest: LatestSample, to st: inout State) {
+        let snapshot = latest.snapshot
+        if let last = st.lastApplied, snapshot.takenAt <= last { return }
+        st.lastApplied = snapshot.takenAt
+        lastSampleTime.set(snapshot.takenAt)
+
+        let selection = MetricPortSelection(snapshot: snapshot, configured: st.configured, maxPorts: maxPorts)
+        let wanted = Set(selection.ports)
+        for (key, series) in st.ports where !wanted.contains(key) {
+            unregister(series)
+            st.ports[key] = nil
+        }
+        var rows: [MonitoredPort: PortSummary] = [:]
+        for row in snapshot.ports where row.role == .local {
+            rows[MonitoredPort(proto: row.proto, port: row.port)] = row
+        }
+        for key in selection.ports {
+            var series = st.ports[key] ?? makeSeries(key)
+            let row = rows[key]
+            setListening(&series, key: key, addresses: row?.listening == true ? row!.addresses : [])
+            let counts = row?.connections ?? ConnectionCounts()
+            let values = [counts.established, counts.synRecv, counts.synSent, counts.timeWait, counts.closeWait,
+                          counts.finWait, counts.other]
+            for (gauge, value) in zip(series.connections, values) { gauge.set(Double(value)) }
+            if let queue = row?.acceptQueue {
+                series.acceptQueue?.set(Double(queue.current))
+                series.acceptQueueMax?.set(Double(queue.max ?? 0))
+            } else {
+                series.acceptQueue?.set(0.0)
+                series.acceptQueueMax?.set(0.0)
+            }
+            if let report = latest.report {
+                let a = report.activity(PortKey(role: .local, proto: key.proto, port: key.port))
+                series.receivedBytes.increment(by: Int64(clamping: a.traffic.bytesReceived))
+                series.sentBytes.increment(by: Int64(clamping: a.traffic.bytesSent))
+                series.receivedPackets.increment(by: Int64(clamping: a.traffic.packetsReceived))
+                series.sentPackets.increment(by: Int64(clamping: a.traffic.packetsSent))
+                series.retransmits.increment(by: Int64(clamping: a.traffic.retransmits))
+                series.drops.increment(by: Int64(clamping: a.traffic.drops &+ a.listenDrops))
+                series.connectionsOpened.increment(by: Int64(a.opened))
+            }
+            st.ports[key] = series
+        }
+        labelledPorts.set(Double(selection.ports.count))
+        omittedPorts.set(Double(selection.omitted))
+    }
+
+    private func labels(_ key: MonitoredPort) -> [(String, String)] {
+        [("protocol", key.proto.rawValue), ("port", String(key.port))]
+    }
+
+    private func makeSeries(_ key: MonitoredPort) -> PortSeries {
+        let l = labels(key)
+        func counter(_ name: String, _ help: String) -> Counter {
+            registry.makeCounter(descriptor: Self.metric(name, help), labels: l)
+        }
+        var series = PortSeries(
+            receivedBytes: counter("portwatch_port_received_bytes_total", "Payload bytes received on the port's connections."),
+            sentBytes: counter("portwatch_port_sent_bytes_total", "Payload bytes sent on the port's connections."),
+            receivedPackets: counter("portwatch_port_received_packets_total", "Packets (segments) received on the port."),
+            sentPackets: counter("portwatch_port_sent_packets_total", "Packets (segments) sent on the port."),
+            retransmits: counter("portwatch_port_retransmits_total", "TCP segments retransmitted on the port's connections."),
+            drops: counter("portwatch_port_drops_total",
+                           "Drops on the port: listen-queue overflows and SYN drops, socket and receive-buffer drops."),
+            connectionsOpened: counter("portwatch_port_connections_opened_total", "Connections opened on the port."))
+        series.connections = Self.connectionStates.map { state in
+            registry.makeGauge(descriptor: Self.metric("portwatch_port_connections", "Connections on the port now, by TCP state."), labels: l + [("state", state)])
+        }
+        if key.proto == .tcp {
+            series.acceptQueue = registry.makeGauge(
+                descriptor: Self.metric("portwatch_port_accept_queue", "Connections completed and waiting for accept() on the port's listeners."), labels: l)
+            series.acceptQueueMax = registry.makeGauge(
+                descriptor: Self.metric("portwatch_port_accept_queue_max", "Accept queue limit of the port's listeners (the listen() backlog)."), labels: l)
+        }
+        return series
+    }
+
+    /// One series per listening address (value 1); a port that does not listen keeps one series
+    /// with an empty address and value 0, so `== 0` finds configured ports that are down.
+    private func setListening(_ series: inout PortSeries, key: MonitoredPort, addresses: [String]) {
+        let wanted = addresses.isEmpty ? [""] : addresses
+        for (address, gauge) in series.listening where !wanted.contains(address) {
+            registry.unregisterGauge(gauge)
+            series.listening[address] = nil
+        }
+        for address in wanted {
+            let gauge = series.listening[address] ?? registry.makeGauge(
+                descriptor: Self.metric("portwatch_port_listening", "Whether the port listens (TCP) or is bound (UDP) on the address: 1, or 0 when not at all."), labels: labels(key) + [("address", address)])
+            series.listening[address] = gauge
+            gauge.set(addresses.isEmpty ? 0.0 : 1.0)
+        }
+    }
+
+    private func unregister(_ series: PortSeries) {
+        for g in series.listening.values { registry.unregisterGauge(g) }
+        for g in series.connections { registry.unregisterGauge(g) }
+        if let g = series.acceptQueue { registry.unregisterGauge(g) }
+        if let g = series.acceptQueueMax { registry.unregisterGauge(g) }
+        for c in [series.receivedBytes, series.sentBytes, series.receivedPackets, series.sentPackets,
+                  series.retransmits, series.drops, series.connectionsOpened] {
+            registry.unregisterCounter(c)
+        }
+    }
+}

@@ -1,2 +1,0 @@
-// portwatch-bench: benchmark helpers that are not part of the CLI (see benchmarks/README.md).
-print("portwatch-bench: no benchmark selected")
