@@ -40,7 +40,7 @@ struct Events: ParsableCommand {
         guard follow else {
             let events = try store.events(since: from, port: port, limit: Self.limit)
             if output.json {
-                output.print(["events": .array(events.map(\.json))])
+                output.print { w in w.value(["events": .array(events.map(\.json))]) }
             } else if events.isEmpty {
                 emit("no events in the last \(since)")
             } else {

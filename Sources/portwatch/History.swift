@@ -38,7 +38,7 @@ struct History: ParsableCommand {
         let series = try wanted.map { try store.history($0, since: now - span, until: now, step: stepSeconds) }
             .filter { !$0.samples.isEmpty }
         if output.json {
-            output.print(["history": .array(series.map(\.json))])
+            output.print { w in w.value(["history": .array(series.map(\.json))]) }
         } else if series.isEmpty {
             printError("no stored samples of \(ports) in the last \(since) (\(store.path))")
         } else {

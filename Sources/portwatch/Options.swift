@@ -162,3 +162,12 @@ func snapshotOrWindow(_ options: SnapshotOptions, window: Double?, capture: Bool
 func formatRTT(micros: UInt32) -> String {
     micros < 1000 ? "\(micros)us" : String(format1: Double(micros) / 1000) + "ms"
 }
+
+/// Parses a duration option value (seconds), naming the option in the error.
+func durationSeconds(_ text: String, option: String) throws -> Double {
+    do {
+        return try parseSeconds(text)
+    } catch let error as PortwatchError {
+        throw PortwatchError.usage("\(option): \(error.message)")
+    }
+}

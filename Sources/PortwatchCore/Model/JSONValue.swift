@@ -130,3 +130,28 @@ extension ConnectionCounts {
         ]
     }
 }
+
+extension JSONWriter {
+    /// Writes a small `JSONValue` document through the writer (same escaping, same pretty
+    /// printing and streaming as every other document).
+    public mutating func value(_ v: JSONValue) {
+        switch v {
+        case .null: null()
+        case .bool(let b): bool(b)
+        case .int(let i): int(i)
+        case .double(let d): double(d)
+        case .string(let s): string(s)
+        case .array(let items):
+            beginArray()
+            for item in items { value(item) }
+            endArray()
+        case .object(let pairs):
+            beginObject()
+            for (k, item) in pairs {
+                key(k)
+                value(item)
+            }
+            endObject()
+        }
+    }
+}

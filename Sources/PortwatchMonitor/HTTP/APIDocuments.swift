@@ -1,39 +1,38 @@
 import PortwatchCore
 
-/// The documents of the HTTP API, built from core's and the monitor's JSON views (the PORT object
-/// is `PortSummary.json(service:)`, the window `PortActivity.windowJSON`), so the API and the CLI
-/// speak the same shapes.
+/// The documents of the HTTP API. The PORT object and the ports document are core's JSONWriter
+/// views (`PortsDocument`, `JSONWriter.port`) over core's rows (`portRows`), the very code behind
+/// `ports --json` and `top --json`, so the API and the CLI speak the same shapes; the monitor's
+/// own small documents (events, alerts, history) come from View/MonitorJSON.swift.
 enum APIDocuments {
+    /// The rows the API shows: local ports, as `ports` shows them, merged with the latest window.
+    static func rows(_ latest: LatestSample) -> [PortRow] {
+        portRows(snapshot: latest.snapshot, window: latest.report, includeOutgoing: false)
+    }
+
     /// A PORT object of `ports --json` plus the latest `window` and `rates` of its row.
-    static func port(_ row: PortSummary, in latest: LatestSample, services: ServiceDatabase) -> JSONValue {
-        let json = row.json(service: services.name(port: row.port, proto: row.proto))
-        guard let report = latest.report, case .object(var pairs) = json else { return json }
-        let activity = report.activity(PortKey(role: row.role, proto: row.proto, port: row.port))
-        pairs.append(("window", activity.windowJSON(seconds: report.seconds, captured: report.captured)))
-        pairs.append(("rates", activity.ratesJSON(seconds: report.seconds)))
-        return .object(pairs)
+    static func port(_ row: PortRow, in latest: LatestSample, services: ServiceDatabase) -> [UInt8] {
+        var w = JSONWriter()
+        w.port(row, service: services.name(port: row.key.port, proto: row.key.proto),
+               window: latest.report.map { PortWindow($0, row: row) })
+        w.newline()
+        return w.bytes
     }
 
     /// `{"ports": [PORT, ...], "source", "taken_at", "window_seconds", "system_errors", "notes"}`.
-    static func ports(_ latest: LatestSample, services: ServiceDatabase) -> JSONValue {
-        let snapshot = latest.snapshot
-        var doc: [(String, JSONValue)] = [
-            ("ports", .array(snapshot.ports.map { port($0, in: latest, services: services) })),
-            ("source", .string(snapshot.source)),
-            ("taken_at", .double(snapshot.takenAt)),
-        ]
-        if let report = latest.report {
-            doc.append(("window_seconds", .double(report.seconds)))
-            doc.append(("system_errors", report.systemJSON))
-        }
-        doc.append(("notes", .array(snapshot.notes.map { .string($0) })))
-        return .object(doc)
+    static func ports(_ latest: LatestSample, services: ServiceDatabase) -> [UInt8] {
+        var w = JSONWriter()
+        PortsDocument(snapshot: latest.snapshot, report: latest.report).write(rows(latest), services: services, to: &w)
+        w.newline()
+        return w.bytes
     }
 
     /// The row of a local port (or, failing that, a remote row of that number).
-    static func row(_ key: MonitoredPort, in latest: LatestSample) -> PortSummary? {
-        let matching = latest.snapshot.ports.filter { $0.proto == key.proto && $0.port == key.port }
-        return matching.first { $0.role == .local } ?? matching.first
+    static func row(_ key: MonitoredPort, in latest: LatestSample) -> PortRow? {
+        let local = rows(latest).first { $0.key.proto == key.proto && $0.key.port == key.port }
+        if let local { return local }
+        return portRows(snapshot: latest.snapshot, window: latest.report, includeOutgoing: true)
+            .first { $0.key.proto == key.proto && $0.key.port == key.port }
     }
 
     /// The `sample` message of `/api/v1/stream`: one compact entry per monitored port,

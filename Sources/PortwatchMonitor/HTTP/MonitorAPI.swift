@@ -38,7 +38,7 @@ struct MonitorAPI<Context: RequestContext>: Sendable {
     }
 
     private func ports() async throws -> Response {
-        jsonResponse(APIDocuments.ports(try await latestOrUnavailable(), services: services))
+        jsonResponse(bytes: APIDocuments.ports(try await latestOrUnavailable(), services: services))
     }
 
     private func key(_ context: Context) throws(APIError) -> MonitoredPort {
@@ -53,7 +53,7 @@ struct MonitorAPI<Context: RequestContext>: Sendable {
         guard let row = APIDocuments.row(key, in: latest) else {
             throw APIError.notFound("no row for \(key): nothing listens there and it has no connections")
         }
-        return jsonResponse(APIDocuments.port(row, in: latest, services: services))
+        return jsonResponse(bytes: APIDocuments.port(row, in: latest, services: services))
     }
 
     private func history(_ request: Request, _ context: Context) async throws -> Response {
