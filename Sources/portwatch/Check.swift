@@ -34,6 +34,8 @@ struct Check: ParsableCommand {
 
     @OptionGroup var output: OutputOptions
 
+    @OptionGroup var readiness: ReadinessOptions
+
     func run() throws {
         if capture && sample == nil { throw PortwatchError.usage("--capture measures over a window: add --sample (e.g. --sample 1s)") }
         if host != nil && sample != nil { throw PortwatchError.usage("--sample measures local ports; it does not combine with --host") }
@@ -105,7 +107,7 @@ struct Check: ParsableCommand {
             query.ports = portFilters(spec, protocols: protos)
             let options = SnapshotOptions(query: query, processes: .owners)
             let window = try sample.map { try sampleWindow($0) }
-            let (snapshot, report) = try snapshotOrWindow(options, window: window, capture: capture)
+            let (snapshot, report) = try snapshotOrWindow(options, window: window, capture: capture, readiness: readiness)
             systemErrors = report?.systemJSON
             for check in localChecks(ports: pairs, snapshot: snapshot, window: report) {
                 let activity = report?.activity(PortKey.local(check.proto, check.port))

@@ -35,6 +35,8 @@ struct Ports: ParsableCommand {
 
     @OptionGroup var output: OutputOptions
 
+    @OptionGroup var readiness: ReadinessOptions
+
     func run() throws {
         let window = try sample.map { try sampleWindow($0) }
         if capture && window == nil { throw PortwatchError.usage("--capture measures over a window: add --sample (e.g. --sample 1s)") }
@@ -51,7 +53,7 @@ struct Ports: ParsableCommand {
         }
         let options = SnapshotOptions(query: query, includeOutgoing: all,
                                       processes: noProcesses ? .none : (all ? .full : .owners))
-        let (snapshot, report) = try snapshotOrWindow(options, window: window, capture: capture)
+        let (snapshot, report) = try snapshotOrWindow(options, window: window, capture: capture, readiness: readiness)
         let rows = portRows(snapshot: snapshot, window: report, includeOutgoing: all, filter: spec)
         let services = ServiceDatabase.system
         if output.json {
