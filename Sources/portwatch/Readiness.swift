@@ -1,4 +1,5 @@
 import ArgumentParser
+import PortwatchCore
 #if canImport(Glibc)
 import Glibc
 #endif
