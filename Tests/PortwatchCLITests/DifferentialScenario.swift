@@ -26,8 +26,11 @@ struct ScenarioItem: Sendable {
     var timeWait: Int
     /// Processes holding the socket (a fork after listen makes two).
     var pids: Set<Int>
-    /// The socket sits above fd 1023 only.
-    var highFD: Bool
+    /// The socket sits above fd 1023 only, in a process with more than 1024 open fds (a
+    /// listener moved there on purpose, or any socket opened after that process grew).
+    var highFD: Bool { fd > 1023 }
+    /// The listener's fd number (in every process that holds it).
+    var fd: Int
 
     init?(_ object: [String: Any]) {
         guard let kind = object["kind"] as? String, let proto = object["proto"] as? String,
@@ -43,7 +46,7 @@ struct ScenarioItem: Sendable {
         queued = (object["queued"] as? NSNumber)?.intValue ?? 0
         timeWait = (object["time_wait"] as? NSNumber)?.intValue ?? 0
         pids = Set(((object["pids"] as? [Any]) ?? []).compactMap { ($0 as? NSNumber)?.intValue })
-        highFD = object["high_fd"] as? Bool ?? false
+        fd = (object["fd"] as? NSNumber)?.intValue ?? 0
     }
 }
 
@@ -56,6 +59,8 @@ struct ScenarioTruth: Sendable {
     var clientTimeWaitPorts: Set<Int>
     var gonePorts: Set<Int>
     var holderPid: Int
+    /// Short-lived processes fork and exit while portwatch walks /proc.
+    var churn: Bool
     var raw: String
 
     init?(line: String) {
@@ -69,6 +74,7 @@ struct ScenarioTruth: Sendable {
         clientTimeWaitPorts = ints("client_time_wait_ports")
         gonePorts = ints("gone_ports")
         holderPid = (object["holder_pid"] as? NSNumber)?.intValue ?? 0
+        churn = object["churn"] as? Bool ?? false
         raw = line
         guard self.items.count == items.count else { return nil }
     }
@@ -167,17 +173,18 @@ def wait_for(expected):
 def run_worker(items, report_w, release_r):
     keep, truth, client_ports, client_tw, expected, sharers = [], [], [], [], {}, []
     me = os.getpid()
-    high_fd = 1100
+    high_fd = 1900  # above every fd this worker opens otherwise (RLIMIT_NOFILE is 2048)
+    spare = []
     for it in items:
         fam, port = it["fam"], it["port"]
         addr = address(fam, it["wild"])
         if it["kind"] == "udp":
             s = new_socket(fam, socket.SOCK_DGRAM); s.bind((addr, port)); keep.append(s)
-            truth.append({"kind": "udp", "proto": "udp", "port": port, "address": addr, "family": fam, "pids": [me]})
+            truth.append({"kind": "udp", "proto": "udp", "port": port, "address": addr, "family": fam, "pids": [me], "fd": s.fileno()})
             continue
         if it["kind"] == "bound":
             s = new_socket(fam, socket.SOCK_STREAM); s.bind((addr, port)); keep.append(s)
-            truth.append({"kind": "bound", "proto": "tcp", "port": port, "address": addr, "family": fam, "pids": [me]})
+            truth.append({"kind": "bound", "proto": "tcp", "port": port, "address": addr, "family": fam, "pids": [me], "fd": s.fileno()})
             continue
         l = new_socket(fam, socket.SOCK_STREAM); l.bind((addr, port)); l.listen(it["backlog"])
         target = it["target"]
@@ -202,6 +209,10 @@ def run_worker(items, report_w, release_r):
         for p in client_tw:
             expected[(p, "time_wait")] = 1
         if it["high"]:
+            # More than 1024 open fds, as a busy server has: the owner search must look past
+            # fd 1023 to find this listener.
+            while len(os.listdir("/proc/self/fd")) < 1040:
+                spare.append(os.open("/dev/null", os.O_RDONLY))
             os.dup2(l.fileno(), high_fd)
             l.close()
             l = socket.socket(fileno=high_fd)
@@ -209,7 +220,7 @@ def run_worker(items, report_w, release_r):
         keep.append(l)
         entry = {"kind": "listen", "proto": "tcp", "port": port, "address": addr, "family": fam,
                  "backlog": it["backlog"], "established": it["conns"], "queued": it["conns"] - it["accept"],
-                 "time_wait": tw, "pids": [me], "high_fd": it["high"]}
+                 "time_wait": tw, "pids": [me], "high_fd": it["high"], "fd": l.fileno()}
         if it["share"]:
             # Fork after listen: the child holds this one listener (it closes the rest).
             r, w = os.pipe()
@@ -262,7 +273,7 @@ for g in gone:
         os._exit(0)
     os.waitpid(pid, 0)
 
-truth = {"seed": seed, "holder_pid": os.getpid(), "items": [], "client_ports": [],
+truth = {"seed": seed, "holder_pid": os.getpid(), "churn": churn, "items": [], "client_ports": [],
          "client_time_wait_ports": [], "gone_ports": [g["port"] for g in gone]}
 for r in reports:
     data = b""
