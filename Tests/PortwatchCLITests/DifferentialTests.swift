@@ -155,6 +155,7 @@ private final class ScenarioRun {
     init(seed: UInt64) throws {
         guard let ip = TestEnv.ip, let python = TestEnv.python3 else { throw SupportError("needs ip and python3") }
         namespace = "pw-diff-\(getpid())-\(seed)"
+        ScenarioRun.removeStaleNamespaces(ip)
         let add = runTool(ip, ["netns", "add", namespace])
         guard add.status == 0 else { throw SupportError("ip netns add \(namespace): \(add.stderr)") }
         let up = runTool(ip, ["-n", namespace, "link", "set", "lo", "up"])
@@ -183,6 +184,16 @@ private final class ScenarioRun {
             throw SupportError("scenario \(seed) did not report its truth: \(err)")
         }
         self.truth = truth
+    }
+
+    /// Namespaces left by a run that was killed mid-test (pw-diff-PID-SEED: PID is gone).
+    static func removeStaleNamespaces(_ ip: String) {
+        for line in runTool(ip, ["netns", "list"]).stdout.split(separator: "\n") {
+            let name = String(line.split(separator: " ").first ?? "")
+            let parts = name.split(separator: "-")
+            guard parts.count == 4, parts[0] == "pw", parts[1] == "diff", let pid = Int32(parts[2]), pid != getpid() else { continue }
+            if Glibc.kill(pid, 0) != 0 && errno == ESRCH { runTool(ip, ["netns", "delete", name]) }
+        }
     }
 
     func stop() {
