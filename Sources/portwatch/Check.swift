@@ -37,6 +37,8 @@ struct Check: ParsableCommand {
 
     @OptionGroup var output: OutputOptions
 
+    @OptionGroup var readiness: ReadinessOptions
+
     func run() throws {
         if capture.capture && window.sample == nil { throw PortwatchError.usage("--capture measures over a window: add --sample (e.g. --sample 1s)") }
         if host != nil && window.sample != nil { throw PortwatchError.usage("--sample measures local ports; it does not combine with --host") }
@@ -135,7 +137,7 @@ struct Check: ParsableCommand {
         var query = SocketQuery(protocols: protos, withCounters: window.sample != nil)
         query.ports = portFilters(spec, protocols: protos)
         let options = SnapshotOptions(query: query, processes: .owners, socketSource: .fromEnvironment)
-        let (snapshot, report) = try snapshotOrWindow(options, window: window.sample, capture: capture.capture)
+        let (snapshot, report) = try snapshotOrWindow(options, window: window.sample, capture: capture.capture, readiness: readiness)
         // The core judges (window drops and SYN cookies included) and matches the expectation.
         let checks: [(LocalCheck, CheckOutcome, PortWindow?)] = localChecks(ports: pairs, snapshot: snapshot, window: report).map { check in
             (check, CheckOutcome(expected: expected, matched: check.meets(expected)),

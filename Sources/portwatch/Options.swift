@@ -148,10 +148,12 @@ func processList(_ processes: [ProcessRecord], limit: Int = 3) -> String {
 
 /// One snapshot, or (with a window) two snapshots `window` seconds apart and what happened
 /// between them; the window's notes join the snapshot's.
-func snapshotOrWindow(_ options: SnapshotOptions, window: Double?, capture: Bool) throws -> (PortSnapshot, WindowReport?) {
+func snapshotOrWindow(_ options: SnapshotOptions, window: Double?, capture: Bool,
+                      readiness: ReadinessOptions? = nil) throws -> (PortSnapshot, WindowReport?) {
     guard let window else { return (try PortSnapshot.take(options), nil) }
     let sampler = try Sampler(options: options, capture: capture)
     try sampler.start()
+    try readiness?.baselineTaken()
     sleepSeconds(window)
     var (snapshot, report) = try sampler.sample()
     snapshot.notes.append(contentsOf: report.notes)

@@ -33,6 +33,8 @@ struct Ports: ParsableCommand {
 
     @OptionGroup var output: OutputOptions
 
+    @OptionGroup var readiness: ReadinessOptions
+
     func run() throws {
         let window = sample.sample
         if capture.capture && window == nil { throw PortwatchError.usage("--capture measures over a window: add --sample (e.g. --sample 1s)") }
@@ -52,7 +54,7 @@ struct Ports: ParsableCommand {
         let options = SnapshotOptions(query: query, includeOutgoing: all,
                                       processes: noProcesses ? .none : (all ? .full : .owners),
                                       socketSource: .fromEnvironment)
-        let (snapshot, report) = try snapshotOrWindow(options, window: window, capture: capture.capture)
+        let (snapshot, report) = try snapshotOrWindow(options, window: window, capture: capture.capture, readiness: readiness)
         let rows = portRows(snapshot: snapshot, window: report, includeOutgoing: all, filter: spec)
         let services = ServiceDatabase.system
         if output.json {

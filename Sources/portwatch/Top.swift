@@ -29,6 +29,8 @@ struct Top: ParsableCommand {
 
     @OptionGroup var output: OutputOptions
 
+    @OptionGroup var readiness: ReadinessOptions
+
     func run() throws {
         let seconds = interval
         if seconds < 0.05 || seconds > 3600 { throw PortwatchError.usage("--interval: must be between 50ms and 1h") }
@@ -43,6 +45,7 @@ struct Top: ParsableCommand {
         var model = TopModel(spec: spec, sort: order, showOutgoing: all, interval: seconds)
         let sampler = try Sampler(options: SnapshotOptions(query: query, includeOutgoing: true, processes: .owners, socketSource: .fromEnvironment), capture: capture.capture)
         try sampler.start()
+        try readiness.baselineTaken()
 
         if output.json || !Terminal.stdout.isTTY || isatty(STDIN_FILENO) != 1 {
             // Scripts: one JSON document per refresh (JSON Lines) when stdout is not a terminal

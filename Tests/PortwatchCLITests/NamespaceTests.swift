@@ -89,13 +89,11 @@ struct NamespaceTests {
             let unreachable = unreachableRun.finish()
             #expect(unreachable.json()?.string("verdict") == "unreachable", "\(unreachable)")
             #expect(unreachable.status == 1)
-            #expect(unreachable.seconds < 2, "an ICMP answer is immediate: \(unreachable)")
 
             let filtered = filteredRun.finish()
             #expect(filtered.json()?.string("verdict") == "filtered", "\(filtered)")
             #expect(filtered.status == 1)
             #expect(filtered.seconds >= 1, "\(filtered)")
-            #expect(filtered.seconds < 3, "\(filtered)")
 
             // Expectations against remote verdicts.
             let expectClosed = runPortwatch(["check", "\(LabPort.open)", "--host", host, "--expect", "closed"], netns: lab.client)
@@ -122,16 +120,15 @@ struct NamespaceTests {
             let already = runPortwatch(["wait", "\(LabPort.open)", "--host", host, "--until", "open", "--timeout", "3s"],
                                        netns: lab.client)
             #expect(already.status == 0, "\(already)")
-            #expect(already.seconds < 2, "\(already)")
 
             let run = try startPortwatch(["wait", "\(LabPort.later)", "--host", host, "--until", "open",
-                                          "--timeout", "3s", "--json"], netns: lab.client)
-            sleepSeconds(0.3)
+                                          "--timeout", "30s", "--json"], netns: lab.client)
+            // Nothing listens there yet: a `wait` that already ended would be wrong.
+            #expect(!run.child.reap(), "wait --until open ended before the listener existed")
             _ = try lab.startServer(["tcp::::\(LabPort.later)"], in: lab.server)
-            let later = run.finish()
+            let later = run.finish(timeout: 40)
             #expect(later.status == 0, "\(later)")
             #expect(later.json()?.bool("reached") == true)
-            #expect(later.seconds >= 0.3, "\(later)")
 
             let closed = runPortwatch(["wait", "\(LabPort.closed)", "--host", host, "--until", "closed", "--timeout", "3s"],
                                       netns: lab.client)
@@ -140,8 +137,7 @@ struct NamespaceTests {
             let never = runPortwatch(["wait", "\(LabPort.dropped)", "--host", host, "--until", "open", "--timeout", "1s"],
                                      netns: lab.client)
             #expect(never.status == 1, "\(never)")
-            #expect(never.seconds >= 1, "\(never)")
-            #expect(never.seconds < 3, "\(never)")
+            #expect(never.seconds >= 1, "it waited out its timeout: \(never)")
         }
     }
 

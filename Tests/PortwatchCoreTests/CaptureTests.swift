@@ -170,8 +170,12 @@ private func endpoint(_ a: String, _ p: UInt16) -> Endpoint { Endpoint(address: 
             ipv6("::1", "::2", next: 58, payload: icmp(type: 1, code: 4, quoting: ipv6("::2", "::1", next: 6, payload: tcp(1, 2, flags: .syn)))),
             ipv6("::1", "::2", next: 17, payload: udp(1, 2, payload: 9)),
         ]
+        // Whole, each is countable; cut inside the IP header, none is (and no cut traps).
+        var wholeParsed = 0
+        var headerCutsParsed = 0
         for frame in frames {
-            for n in 0...frame.count { _ = parse(Array(frame.prefix(n))) }
+            if parse(frame) != nil { wholeParsed += 1 }
+            for n in 0...frame.count where parse(Array(frame.prefix(n))) != nil && n < 20 { headerCutsParsed += 1 }
         }
         // Deterministic pseudo-random frames (bounded count), with plausible first bytes half the time.
         var seed: UInt64 = 0x9e3779b97f4a7c15
@@ -179,12 +183,17 @@ private func endpoint(_ a: String, _ p: UInt16) -> Endpoint { Endpoint(address: 
             seed = seed &* 6364136223846793005 &+ 1442695040888963407
             return seed >> 33
         }
+        var oddPayloads = 0
         for i in 0..<20_000 {
             var bytes = (0..<Int(next() % 200)).map { _ in UInt8(truncatingIfNeeded: next()) }
             if i % 2 == 0, !bytes.isEmpty { bytes[0] = i % 4 == 0 ? 0x45 : 0x60 }
             if i % 3 == 0, bytes.count > 9 { bytes[bytes[0] >> 4 == 6 ? 6 : 9] = [17, 6, 1, 58][i % 4] }
-            _ = parse(bytes)
+            // Whatever random bytes parse to, a UDP payload fits in the 16-bit length field.
+            if case .udp(_, _, let payload)? = parse(bytes), payload < 0 || payload > 65_535 - 8 { oddPayloads += 1 }
         }
+        #expect(wholeParsed == frames.count)
+        #expect(headerCutsParsed == 0)
+        #expect(oddPayloads == 0)
     }
 }
 

@@ -36,6 +36,12 @@ private func sampleUntil(_ sampler: Sampler, _ done: ([WindowReport]) -> Bool) t
         let port = listener.port
         let s = try sampler(port: port)
         try s.start()
+        // The kernel broadcasts destroy events from a work queue: on a loaded machine they can
+        // come after the next sample. A second subscriber tells the test when they are out, so
+        // the first sample sees them (a sample between would no longer know the listener).
+        let watch = try DestroyEventStream()
+        watch.start()
+        defer { watch.stop() }
         let client = try LoopbackSocket.tcp()
         #expect(client.connect(port) == 0)
         let server = try listener.accept()
@@ -45,6 +51,12 @@ private func sampleUntil(_ sampler: Sampler, _ done: ([WindowReport]) -> Bool) t
         let clientPort = client.port
         client.close()
         server.close()
+        var serverClosed = false
+        for _ in 0..<200 where !serverClosed {
+            serverClosed = watch.drain().sockets.contains { $0.local.port == port && $0.peer.port == clientPort }
+            if !serverClosed { sleepSeconds(0.05) }
+        }
+        #expect(serverClosed, "the server socket's destroy event never came")
 
         let server_ = PortKey.local(.tcp, port)
         let reports = try sampleUntil(s) { r in r.reduce(0) { $0 + $1.activity(server_).closed } >= 1 }

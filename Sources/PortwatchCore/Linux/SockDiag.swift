@@ -268,8 +268,11 @@ public struct SockDiagSource: SocketSource {
         }
         if query.listenersOnly { records.removeAll { !$0.isListening } }
         if servesIPv4Only {
+            // A dual-stack socket that listens, or is bound without listening, holds its port
+            // for IPv4 too (a bind to 0.0.0.0 on it fails): it belongs to the IPv4 view.
             records.removeAll { r in
-                r.local.address.isV6 && r.local.address.mappedV4 == nil && !(r.isListening && r.v6only == false)
+                r.local.address.isV6 && r.local.address.mappedV4 == nil
+                    && !((r.isListening || r.isBoundOnly) && r.v6only == false)
             }
         }
         return records
