@@ -121,7 +121,7 @@ public func findHolders(_ spec: PortSpec, protocols: Set<TransportProtocol>,
     var notes = source.notes
     guard !byPort.isEmpty else { return HoldersReport(ports: [], notes: notes) }
     // Every fd of every process: `who` answers "Address already in use — by whom?" in full.
-    let scan = ProcessScanner.scan(inodes: seen, procRoot: procRoot, highFdBudget: nil)
+    let scan = ProcessScanner.scan(inodes: seen, procRoot: procRoot, highFdBudget: nil, allHolders: true)
     notes.append(contentsOf: scan.notes)
     let ports = byPort.keys.sorted().map { key -> PortHolders in
         let held = byPort[key]!.sorted { ($0.kind.order, $0.socket.local) < ($1.kind.order, $1.socket.local) }

@@ -185,7 +185,7 @@ public struct OwnerCache: Sendable {
         }
         let missing = wanted.subtracting(searched)
         if !missing.isEmpty {
-            let scan = ProcessScanner.scan(inodes: missing, highFdBudget: highFdBudget)
+            let scan = ProcessScanner.scan(inodes: missing, highFdBudget: highFdBudget, allHolders: true)
             for inode in missing {
                 for pid in scan.owners[inode] ?? [] { owners.add(inode, pid) }
             }

@@ -48,7 +48,7 @@ public struct OwnerCollector: Collector {
     }
 
     public func collect() -> Collected<ProcessScan> {
-        let scan = ProcessScanner.scan(inodes: inodes, procRoot: procRoot, highFdBudget: highFdBudget)
+        let scan = ProcessScanner.scan(inodes: inodes, procRoot: procRoot, highFdBudget: highFdBudget, allHolders: true)
         return Collected(scan, notes: scan.notes)
     }
 }

@@ -24,6 +24,11 @@ struct FdWalk: ~Copyable {
     var refusals: [Refusal] = []
     /// Pass 3 stopped at its budget with sockets still unowned.
     var budgetExhausted = false
+    /// Keep reading fds below the huge-table limit after every wanted socket has an owner, so a
+    /// socket shared after fork() names every process holding it (`who`, `kill`), not the first.
+    var allHolders = false
+    /// The targeted walk may stop: every wanted socket has an owner and not every holder is wanted.
+    var done: Bool { remaining == 0 && !allHolders }
     /// Whether fd directories report their fd count as st_size, letting pass 1 skip listing them.
     let sizeIsFdCount: Bool
 
@@ -142,7 +147,7 @@ struct FdWalk: ~Copyable {
             close(dfd)
             if more { needListing.append((pid, fds)) }
         }
-        if remaining == 0 { return }
+        if done { return }
         needListing.sort { $0.fds < $1.fds }
         var big: [(pid: Int32, fds: Int)] = []
         for (pid, fds) in needListing {
@@ -156,8 +161,11 @@ struct FdWalk: ~Copyable {
             } else {
                 listFds(dfd, pid: pid, from: ProcessScanner.lowFdLimit)
             }
-            if remaining == 0 { return }
+            if done { return }
         }
+        // Huge fd tables (connection-heavy processes) are searched above the mid limit only for
+        // sockets still unowned, even when every holder is wanted.
+        if remaining == 0 { return }
         var spent = 0
         for (pid, fds) in big {
             let high = fds - Int(ProcessScanner.midFdLimit)
@@ -181,7 +189,7 @@ struct FdWalk: ~Copyable {
             if got <= 0 || got >= Self.linkCapacity { continue }
             if let inode = ProcessScanner.socketInode(UnsafeRawBufferPointer(start: link, count: got)) {
                 found(inode, pid: pid)
-                if remaining == 0 { return }
+                if done { return }
             }
         }
     }
@@ -252,7 +260,7 @@ struct FdWalk: ~Copyable {
             if got <= 0 || got >= Self.linkCapacity { continue }
             if let inode = ProcessScanner.socketInode(UnsafeRawBufferPointer(start: link, count: got)) {
                 found(inode, pid: pid)
-                if remaining == 0 { return }
+                if done { return }
             }
         }
     }

@@ -33,7 +33,10 @@ public enum ProcessScanner {
     /// `highFdBudget` bounds how many fds above 1023 it reads in all (nil: every one): a socket
     /// that no visible process holds (a kernel socket, a hidden process's) would otherwise cost a
     /// walk of every busy process on each run; when the budget ends the search, a note says so.
-    public static func scan(inodes wanted: Set<UInt64>?, procRoot: String = "/proc", highFdBudget: Int? = nil) -> ProcessScan {
+    /// `allHolders` (`who`, `kill`) keeps reading every process's fds up to 1023 after each socket
+    /// has an owner, so a socket shared after fork() on a higher fd names every process holding it.
+    public static func scan(inodes wanted: Set<UInt64>?, procRoot: String = "/proc", highFdBudget: Int? = nil,
+                            allHolders: Bool = false) -> ProcessScan {
         if let wanted, wanted.isEmpty { return ProcessScan() }
         if wanted == nil { return fullScan(procRoot: procRoot, parts: 2) }
         let procfd: Int32
@@ -45,6 +48,7 @@ public enum ProcessScanner {
         defer { close(procfd) }
 
         var walk = FdWalk(procfd: procfd, wanted: wanted)
+        walk.allHolders = allHolders
         walk.targetedScan(listPids(procfd: procfd), highFdBudget: highFdBudget)
         var scan = finish(owners: walk.owners, ownerPids: walk.ownerPids, refusals: walk.refusals,
                           unowned: walk.remaining > 0, procfd: procfd, procRoot: procRoot)
