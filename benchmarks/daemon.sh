@@ -19,6 +19,7 @@
 #   DAEMON_WINDOW     measurement window per phase, seconds     (default 120)
 #   DAEMON_WARMUP     seconds after start before the window     (default 12: two samples)
 #   DAEMON_PHASES     "idle loaded", or one of them             (default both)
+#   DAEMON_TOP        1 = also measure `portwatch top --interval 5s --json` (info) (default 1)
 #   PORTWATCH         binary to measure; skips the swift build
 #   BENCH_OUT         where results go                          (default benchmarks/out)
 #
@@ -36,6 +37,7 @@ SETTLE="${BENCH_SETTLE:-20}"
 WINDOW="${DAEMON_WINDOW:-120}"
 WARMUP="${DAEMON_WARMUP:-12}"
 PHASES="${DAEMON_PHASES:-idle loaded}"
+TOP="${DAEMON_TOP:-1}"
 OUT="${BENCH_OUT:-$HERE/out}/daemon"
 BIN="$HERE/bin"
 READY_TIMEOUT=180
@@ -124,25 +126,37 @@ measure() {
       done ) &
     local scrape_pid=$!; PIDS+=("$scrape_pid")
 
+    # For information: `top` at the same interval runs the same Sampler without the daemon's
+    # kernel-side filter (it dumps every socket, outgoing rows included) and renders JSON.
+    local names=(portwatch node_exporter) pids=("$pw_pid" "$ne_pid")
+    if [ "$TOP" = 1 ]; then
+        "$PW" top --interval 5s --json --iterations $(( (WARMUP + WINDOW) / 5 + 6 )) \
+            >"$OUT/$phase-top.jsonl" 2>"$OUT/$phase-top.err" &
+        PIDS+=("$!"); names+=(top); pids+=("$!")
+    fi
+
     sleep "$WARMUP"
-    for pid in "$pw_pid" "$ne_pid"; do
-        kill -0 "$pid" 2>/dev/null || { cat "$OUT/$phase-daemon.log" "$OUT/$phase-node-exporter.log" >&2; die "$phase: a process exited early"; }
+    local i
+    for i in "${!pids[@]}"; do
+        kill -0 "${pids[$i]}" 2>/dev/null || { tail -5 "$OUT/$phase"-* >&2; die "$phase: ${names[$i]} exited early"; }
     done
-    local pw0 ne0 t0 pw1 ne1 t1
-    pw0=$(cpu_ticks "$pw_pid"); ne0=$(cpu_ticks "$ne_pid"); t0=$(date +%s.%N)
+    local c0=() c1=() hwm=() t0 t1
+    for i in "${!pids[@]}"; do c0[$i]=$(cpu_ticks "${pids[$i]}"); done
+    t0=$(date +%s.%N)
     sleep "$WINDOW"
-    pw1=$(cpu_ticks "$pw_pid"); ne1=$(cpu_ticks "$ne_pid"); t1=$(date +%s.%N)
-    local pw_hwm ne_hwm
-    pw_hwm=$(hwm_kb "$pw_pid"); ne_hwm=$(hwm_kb "$ne_pid")
+    for i in "${!pids[@]}"; do c1[$i]=$(cpu_ticks "${pids[$i]}"); hwm[$i]=$(hwm_kb "${pids[$i]}"); done
+    t1=$(date +%s.%N)
     local est; est=$(ss -tanH state established | wc -l)
 
-    stop_pid "$scrape_pid"; stop_pid "$ne_pid"; stop_pid "$pw_pid"
-    awk -v p="$phase" -v a0="$pw0" -v a1="$pw1" -v b0="$ne0" -v b1="$ne1" \
-        -v t0="$t0" -v t1="$t1" -v hz="$CLK_TCK" -v ah="$pw_hwm" -v bh="$ne_hwm" -v est="$est" 'BEGIN {
-        w = t1 - t0
-        printf "%s portwatch %.3f %.1f %d %.1f\n", p, 100 * (a1 - a0) / hz / w, ah / 1024, est, w
-        printf "%s node_exporter %.3f %.1f %d %.1f\n", p, 100 * (b1 - b0) / hz / w, bh / 1024, est, w
-    }' >>"$OUT/results"
+    stop_pid "$scrape_pid"
+    for i in "${!pids[@]}"; do
+        stop_pid "${pids[$i]}"
+        awk -v p="$phase" -v n="${names[$i]}" -v a0="${c0[$i]}" -v a1="${c1[$i]}" -v t0="$t0" -v t1="$t1" \
+            -v hz="$CLK_TCK" -v h="${hwm[$i]}" -v est="$est" 'BEGIN {
+            w = t1 - t0
+            printf "%s %s %.3f %.1f %d %.1f\n", p, n, 100 * (a1 - a0) / hz / w, h / 1024, est, w
+        }' >>"$OUT/results"
+    done
     # The daemon logs each sample's duration at debug level.
     grep -o 'took [0-9.]*[mµu]*s' "$OUT/$phase-daemon.log" >"$OUT/$phase-sample-times" || true
 }
@@ -217,6 +231,10 @@ fail=0
                 res=PASS; else res=FAIL; fail=1; fi
             took=$(median_ms "$OUT/$phase-sample-times")
             echo "| $phase | $est | portwatch daemon | ${cpu} % | ${rss} MB | ≤ ${tc} % / ≤ ${tr} MB | **$res** | $took ms |"
+        elif [ "$proc" = top ]; then
+            took=$(jq -r '.sample_seconds // empty' "$OUT/$phase-top.jsonl" 2>/dev/null | tail -n +2 |
+                   awk '{ printf "took %.3fms\n", $1 * 1000 }' >"$OUT/$phase-top-times"; median_ms "$OUT/$phase-top-times")
+            echo "| $phase | $est | (info) portwatch top --interval 5s --json | ${cpu} % | ${rss} MB | – | – | $took ms |"
         else
             echo "| $phase | $est | node_exporter (no per-port numbers) | ${cpu} % | ${rss} MB | (peer) | – | – |"
         fi
