@@ -207,13 +207,15 @@ log "uptime after: $LOAD_AFTER"
 
 # ---------------------------------------------------------------- summary
 median_ms() {
-    # "took 12.3ms" / "took 0.2s" / "took 850µs" -> median in ms
+    # "took 12.3ms" / "took 0.2s" / "took 850us" -> median in ms (mawk has no asort: sort(1))
     sed -E 's/took //' "$1" | awk '
-        /ms$/ { sub(/ms$/, ""); v[n++] = $0; next }
-        /(µs|us)$/ { sub(/(µs|us)$/, ""); v[n++] = $0 / 1000; next }
-        /s$/ { sub(/s$/, ""); v[n++] = $0 * 1000 }
+        /ms$/ { sub(/ms$/, ""); print $0 + 0; next }
+        /(µs|us)$/ { sub(/(µs|us)$/, ""); print $0 / 1000; next }
+        /ns$/ { next }
+        /s$/ { sub(/s$/, ""); print $0 * 1000 }' | sort -g | awk '
+        { v[++n] = $1 }
         END { if (n == 0) { print "-"; exit }
-              asort(v); printf "%.1f (%d samples)", (n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2), n }'
+              printf "%.1f ms (%d samples)", (n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2), n }'
 }
 
 fail=0
@@ -230,11 +232,11 @@ fail=0
             if awk -v c="$cpu" -v r="$rss" -v tc="$tc" -v tr="$tr" 'BEGIN { exit !(c <= tc && r <= tr) }'; then
                 res=PASS; else res=FAIL; fail=1; fi
             took=$(median_ms "$OUT/$phase-sample-times")
-            echo "| $phase | $est | portwatch daemon | ${cpu} % | ${rss} MB | ≤ ${tc} % / ≤ ${tr} MB | **$res** | $took ms |"
+            echo "| $phase | $est | portwatch daemon | ${cpu} % | ${rss} MB | ≤ ${tc} % / ≤ ${tr} MB | **$res** | $took |"
         elif [ "$proc" = top ]; then
             took=$(jq -r '.sample_seconds // empty' "$OUT/$phase-top.jsonl" 2>/dev/null | tail -n +2 |
                    awk '{ printf "took %.3fms\n", $1 * 1000 }' >"$OUT/$phase-top-times"; median_ms "$OUT/$phase-top-times")
-            echo "| $phase | $est | (info) portwatch top --interval 5s --json | ${cpu} % | ${rss} MB | – | – | $took ms |"
+            echo "| $phase | $est | (info) portwatch top --interval 5s --json | ${cpu} % | ${rss} MB | – | – | $took |"
         else
             echo "| $phase | $est | node_exporter (no per-port numbers) | ${cpu} % | ${rss} MB | (peer) | – | – |"
         fi
