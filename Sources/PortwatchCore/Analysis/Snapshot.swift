@@ -27,13 +27,20 @@ public struct SnapshotOptions: Sendable, Hashable {
     public var processes: ProcessAttribution
     /// Where sockets come from when no source is given.
     public var socketSource: SocketSourceChoice
+    /// Leave out, in the kernel, connections that can only be outgoing (see
+    /// `serverSideFilters`). For views without outgoing rows that run all the time (the
+    /// daemon): their cost then no longer grows with the machine's client sockets.
+    /// Ignored with `includeOutgoing` or a port-filtered query.
+    public var skipOutgoing: Bool
 
     public init(query: SocketQuery = SocketQuery(), includeOutgoing: Bool = false,
-                processes: ProcessAttribution = .owners, socketSource: SocketSourceChoice = .automatic) {
+                processes: ProcessAttribution = .owners, socketSource: SocketSourceChoice = .automatic,
+                skipOutgoing: Bool = false) {
         self.query = query
         self.includeOutgoing = includeOutgoing
         self.processes = processes
         self.socketSource = socketSource
+        self.skipOutgoing = skipOutgoing
     }
 }
 
@@ -77,7 +84,8 @@ public struct PortSnapshot: Sendable {
         clock_gettime(CLOCK_REALTIME, &ts)
         // Dump, classify and fold: the part that only needs the kernel's socket tables.
         @Sendable func collect() throws(PortwatchError) -> ([SocketRecord], PortClassifier, [PortSummary]) {
-            let sockets = try SocketCollector(source: source, query: options.query).collect().value
+            let sockets = try SocketCollector(source: source, query: dumpQuery(options, source: source, memory: memory))
+                .collect().value
             var classifier = PortClassifier(sockets: sockets, memory: memory)
             if options.query.ports != nil {
                 // A port-filtered dump misses the listeners of other ports, and with them the
@@ -158,6 +166,26 @@ public struct PortSnapshot: Sendable {
                             ownerProblem: ownerProblem, classifier: classifier)
     }
 
+    /// The query to dump with: the caller's, or with `skipOutgoing` the same with a kernel-side
+    /// filter built from the listeners of this instant (a short listeners-only dump first) and
+    /// what `memory` knows of the previous sample.
+    static func dumpQuery(_ options: SnapshotOptions, source: any SocketSource,
+                          memory: SideMemory?) throws(PortwatchError) -> SocketQuery {
+        guard options.skipOutgoing, !options.includeOutgoing, options.query.ports == nil,
+              !options.query.listenersOnly, source.name == "sock_diag" else { return options.query }
+        var listenersQuery = options.query
+        listenersQuery.withCounters = false
+        listenersQuery.listenersOnly = true
+        let listeners = try source.sockets(listenersQuery)
+        guard let filters = serverSideFilters(ephemeral: EphemeralRange.system().range, listeners: listeners,
+                                              memory: memory, protocols: options.query.protocols) else {
+            return options.query
+        }
+        var query = options.query
+        query.ports = filters
+        return query
+    }
+
     /// The processes holding a socket, in pid order.
     public func processes(holding inode: UInt64) -> [ProcessRecord] {
         (owners[inode] ?? []).sorted().compactMap { processes[$0] }
@@ -207,4 +235,45 @@ func attach(owners: OwnerTable, processes: [Int32: ProcessRecord], to ports: ino
         }
         ports[i].processes = pids.sorted().compactMap { processes[$0] }
     }
+}
+
+/// Per protocol, a kernel-side filter that drops exactly the connections `PortClassifier.decide`
+/// puts on an outgoing row: local port inside the ephemeral range, peer port outside it and
+/// not 0, no listener on the local port now or at the previous sample, no connection there
+/// whose server side is remembered. Everything else is kept: listeners and unconnected
+/// sockets (peer port 0), sockets on ports outside the range, connections between two
+/// ephemeral ports. The kernel tests the filter before it fills a socket's attributes, so a
+/// client socket then costs it only the hash walk.
+///
+/// nil (no filtering) when more than `maxClauses` port ranges would be needed: the kernel
+/// runs the filter on every socket, clause by clause.
+func serverSideFilters(ephemeral: ClosedRange<UInt16>, listeners: [SocketRecord], memory: SideMemory?,
+                       protocols: Set<TransportProtocol>, maxClauses: Int = 64) -> [TransportProtocol: PortFilter]? {
+    var kept: [TransportProtocol: Set<UInt16>] = [:]
+    func keep(_ proto: TransportProtocol, _ port: UInt16) {
+        if ephemeral.contains(port) { kept[proto, default: []].insert(port) }
+    }
+    for s in listeners where s.isListening { keep(s.proto, s.local.port) }
+    if let memory {
+        for key in memory.listeners.keys where key.role == .local { keep(key.proto, key.port) }
+        for key in memory.sides.values where key.role == .local { keep(key.proto, key.port) }
+    }
+    var outside: [ClosedRange<UInt16>] = []
+    if ephemeral.lowerBound > 0 { outside.append(0...(ephemeral.lowerBound - 1)) }
+    if ephemeral.upperBound < UInt16.max { outside.append((ephemeral.upperBound + 1)...UInt16.max) }
+    var filters: [TransportProtocol: PortFilter] = [:]
+    for proto in protocols {
+        var local = outside
+        // Consecutive ports make one range.
+        for port in (kept[proto] ?? []).sorted() {
+            if let last = local.last, last.upperBound < UInt16.max, last.upperBound + 1 == port {
+                local[local.count - 1] = last.lowerBound...port
+            } else {
+                local.append(port...port)
+            }
+        }
+        guard local.count + 2 <= maxClauses else { return nil }
+        filters[proto] = PortFilter(local: local, peer: [0...0, ephemeral])
+    }
+    return filters
 }

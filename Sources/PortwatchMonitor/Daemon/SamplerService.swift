@@ -136,7 +136,9 @@ final class SamplerEngine: @unchecked Sendable {
     /// A sampler with destroy events (and capture when asked); what the process may not see is
     /// logged once and sampling goes on without it.
     private func makeSampler(capture: Bool) throws(PortwatchError) -> Sampler {
-        let options = SnapshotOptions(query: SocketQuery(), includeOutgoing: false, processes: .owners)
+        // The daemon shows no outgoing rows: the kernel need not fill in the machine's client sockets.
+        let options = SnapshotOptions(query: SocketQuery(), includeOutgoing: false, processes: .owners,
+                                      skipOutgoing: true)
         capturing = capture
         var made: Sampler? = nil
         if capture {
