@@ -18,14 +18,16 @@ public struct OwnerTable: Sendable, Equatable, ExpressibleByDictionaryLiteral {
     @inline(__always)
     @discardableResult
     public mutating func add(_ inode: UInt64, _ pid: Int32) -> Bool {
+        // Shared lists stay in pid order, so a table does not depend on which part of a parallel
+        // walk found an owner first.
         if let list = shared[inode] {
-            if !list.contains(pid) { shared[inode]!.append(pid) }
+            if !list.contains(pid) { shared[inode]!.insert(pid, at: list.firstIndex { $0 > pid } ?? list.count) }
             return false
         }
         if let first = single[inode] {
             if first != pid {
                 single[inode] = nil
-                shared[inode] = [first, pid]
+                shared[inode] = first < pid ? [first, pid] : [pid, first]
             }
             return false
         }
@@ -33,7 +35,7 @@ public struct OwnerTable: Sendable, Equatable, ExpressibleByDictionaryLiteral {
         return true
     }
 
-    /// The pids holding `inode`, in the order found; nil when none.
+    /// The pids holding `inode`, in pid order; nil when none.
     public subscript(_ inode: UInt64) -> [Int32]? {
         if let pid = single[inode] { return [pid] }
         return shared[inode]
