@@ -184,9 +184,10 @@ public struct JSONWriter {
     // MARK: - Internals
 
     /// Ends the innermost object with members encoded earlier by a compact writer (`raw` ends
-    /// with the closing brace): for shapes written tens of thousands of times alike.
+    /// with the closing brace): for shapes written tens of thousands of times alike. Callers use
+    /// it for compact output only; in a pretty document the members would stay on one line, still
+    /// valid JSON, so nothing here can trap.
     mutating func endObject(appendingEncodedMembers raw: [UInt8]) {
-        precondition(!pretty, "pre-encoded members are compact")
         if !first { buffer.append(UInt8(ascii: ",")) }
         raw.withUnsafeBufferPointer { buffer.append($0) }
         depth -= 1
