@@ -125,18 +125,6 @@ private func normalized(_ address: String) -> String {
     }
 }
 
-/// Runs an owners comparison. A socket shared after fork() names every process holding it on
-/// fds below 1024, as ss does; one case stays a known issue: shared ABOVE fd 1023 by processes with
-/// more than 1,024 fds, only its first holder is named (reading every fd of such processes on
-/// every `who` would cost a full walk; see README "How portwatch differs from ss").
-private func ownersCheck(_ item: ScenarioItem, _ truth: ScenarioTruth, highFDMatters: Bool = true, _ body: () -> Void) {
-    if item.pids.count > 1 && item.highFD {
-        withKnownIssue("a socket shared above fd 1023 names its first holder only", isIntermittent: true, body)
-    } else {
-        body()
-    }
-}
-
 /// A scenario holder running in its own namespace; `stop` ends it and deletes the namespace.
 private final class ScenarioRun {
     let namespace: String
@@ -248,7 +236,7 @@ struct DifferentialTests {
                 #expect(connections?.int("total") == 0, "\(where_)\n\(r)")
             }
             let pids = Set(r.pids().map(Int.init))
-            ownersCheck(item, truth) { #expect(pids == item.pids, "owners: \(where_)\n\(r)") }
+            #expect(pids == item.pids, "owners: \(where_)\n\(r)")
 
             // The verdict and the holders of each port, one question at a time.
             let spec = item.proto == "udp" ? "\(item.port)/udp" : "\(item.port)"
@@ -264,7 +252,7 @@ struct DifferentialTests {
             let who = runPortwatch(["who", spec, "--json"], timeout: 60, netns: ns)
             #expect(who.status == 0, "who \(spec): \(where_)\n\(who)")
             let whoPids = Set((who.json()?.pids() ?? []).map(Int.init))
-            ownersCheck(item, truth, highFDMatters: false) { #expect(whoPids == item.pids, "who \(spec): \(where_)\n\(who)") }
+            #expect(whoPids == item.pids, "who \(spec): \(where_)\n\(who)")
         }
         for port in truth.gonePorts {
             let check = runPortwatch(["check", "\(port)", "--json"], timeout: 60, netns: ns)
@@ -291,7 +279,7 @@ struct DifferentialTests {
             let item = truth.items.first { $0.proto == line.proto && $0.port == line.localPort }
             let pids = Set(r.pids().map(Int.init))
             if let item {
-                ownersCheck(item, truth) { #expect(pids == line.pids, "owners, ss \(line.pids): \(where_)\n\(r)") }
+                #expect(pids == line.pids, "owners, ss \(line.pids): \(where_)\n\(r)")
             }
             // ss writes a dual-stack wildcard `*` and a v6only one `[::]`; portwatch must tell
             // them apart too (in its addresses or a `v6only` field).

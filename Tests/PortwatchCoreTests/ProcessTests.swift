@@ -195,6 +195,49 @@ private func spawnSocketHolder(_ script: String) throws -> (Process, Int32, UInt
     #expect(sampled.ports.first { $0.port == row.port }?.processes.map(\.pid) == [pid])
 }
 
+/// A listener on fd 3000 of a process with 2,400 fds, shared after fork() with two children
+/// (each as big): `who` and `ports` name all three holders, not the first one the high-fd
+/// search meets.
+@Test func socketSharedAboveFd1023NamesEveryHolder() throws {
+    let script = """
+    import socket, os, time, resource, sys
+    resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
+    keep = [os.pipe() for _ in range(1200)]
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+    fd = s.detach(); os.dup2(fd, 3000); os.close(fd)
+    for _ in range(2):
+        if os.fork() == 0:
+            time.sleep(30); os._exit(0)
+    print(os.getpid(), os.fstat(3000).st_ino, flush=True)
+    time.sleep(30)
+    """
+    let (child, pid, inode) = try spawnSocketHolder(script)
+    let children = try String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8)
+        .split(separator: " ").compactMap { Int32($0) }
+    defer {
+        for c in children { kill(c, SIGKILL) }
+        kill(child.processIdentifier, SIGKILL)
+        child.waitUntilExit()
+    }
+    try #require(children.count == 2)
+    let holders = ([pid] + children).sorted()
+
+    // `who` and `kill`: every fd of every process.
+    let thorough = ProcessScanner.scan(inodes: [inode], allHolders: true)
+    #expect(thorough.owners[inode]?.sorted() == holders)
+    // `ports`, `check` and `top`: within the high-fd budget, which three tables of ~1,400 fit.
+    let bounded = ProcessScanner.scan(inodes: [inode], highFdBudget: ProcessScanner.boundedHighFdBudget, allHolders: true)
+    #expect(bounded.owners[inode]?.sorted() == holders)
+    #expect(!bounded.notes.contains { $0.contains("not searched") })
+    var query = SocketQuery(protocols: [.tcp], withCounters: false)
+    query.listenersOnly = true
+    let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .owners))
+    let row = try #require(snapshot.ports.first { $0.listeners.contains { $0.inode == inode } })
+    #expect(row.processes.map(\.pid) == holders)
+    // The full walk of `ports --all` always read them all.
+    #expect(ProcessScanner.scan(inodes: nil).owners[inode]?.sorted() == holders)
+}
+
 /// Processes come and go while `ports --all` walks /proc (a shell loop spawning short-lived
 /// processes beside it): every part of the walk splits one pid listing, so a process that lives
 /// through the whole walk keeps its sockets' owner in every run.

@@ -165,18 +165,20 @@ struct FdWalk: ~Copyable {
         }
         // Huge fd tables (connection-heavy processes) are searched above the mid limit only for
         // sockets still unowned, even when every holder is wanted.
-        if remaining == 0 { return }
+        if remaining == 0 || big.isEmpty { return }
+        // With `allHolders`, every big process is searched (within the budget) even once each
+        // socket has an owner: a socket shared above fd 1023 after fork() names all its holders.
         var spent = 0
         for (pid, fds) in big {
             let high = fds - Int(ProcessScanner.midFdLimit)
             if let highFdBudget, spent + high > highFdBudget {
-                budgetExhausted = true
+                budgetExhausted = remaining > 0
                 return
             }
             spent += high
             let dfd = openFdDir(pid)
             if dfd >= 0 { listFds(dfd, pid: pid, from: ProcessScanner.midFdLimit) }
-            if remaining == 0 { return }
+            if remaining == 0 && !allHolders { return }
         }
     }
 

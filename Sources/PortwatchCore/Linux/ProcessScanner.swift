@@ -23,9 +23,9 @@ public enum ProcessScanner {
     /// Maps socket inodes to the processes holding them; `wanted == nil` maps every socket of every
     /// process, otherwise the walk stops as soon as each wanted inode has one owner.
     ///
-    /// A targeted scan reports every process holding a wanted socket on a low fd (a pre-forking
-    /// server's workers), but only the first owner found of a socket shared on high fds; a full
-    /// scan reports all of them.
+    /// A targeted scan with `allHolders` reports every process holding a wanted socket (a
+    /// pre-forking server's workers), above fd 1023 too within `highFdBudget`; without it, the
+    /// first owner found of each. A full scan reports all of them.
     ///
     /// A targeted scan reads low fds first and goes further only for the sockets still unowned,
     /// smallest fd tables first, so the tens of thousands of connection fds of a busy process are
