@@ -173,6 +173,27 @@ private func window(_ json: [String: Any]?) -> [String: Any]? { json?.object("wi
         #expect((queue.int("current") ?? 0) > (queue.int("max") ?? 0))
     }
 
+    /// Forced procfs has no backlog and no per-listener drops (/proc/net/tcp lacks both): the same
+    /// never-accepting listener is overloaded by the system's listen drops over the window, and
+    /// the reason says they are system-wide.
+    @Test func forcedProcfsListenerIsOverloadedBySystemListenDrops() throws {
+        let listener = try Net.tcpListenerOnFreePort("127.0.0.1", backlog: 1)
+        defer { listener.close() }
+        var clients: [TestSocket] = []
+        defer { clients.forEach { $0.close() } }
+        for _ in 0..<4 { clients.append(try Net.connect("127.0.0.1", port: listener.port, nonBlocking: true)) }
+        let procfs = ["PORTWATCH_SOCKET_SOURCE": "procfs"]
+        let run = try startPortwatchWhenReady(["check", "\(listener.port)", "--sample", "2500ms", "--json"],
+                                              environment: procfs)
+        for _ in 0..<6 { clients.append(try Net.connect("127.0.0.1", port: listener.port, nonBlocking: true)) }
+        let result = run.finish(timeout: 20)
+        let json = try #require(result.json(), "\(result)")
+        #expect(json.string("verdict") == "overloaded", "\(result)")
+        let reason = json.objects("reasons").first { $0.string("reason") == "system_listen_drops_rising" }
+        #expect((reason?.int("count") ?? 0) > 0, "\(result)")
+        #expect((json.object("system_errors")?.int("listen_drops") ?? 0) > 0, "\(result)")
+    }
+
     @Test(.enabled(if: TestEnv.canCreateNamespaces, "needs root, ip, nft and python3 for a test host in a network namespace"))
     func outgoingConnectToADroppingHostIsATimeoutForThatRemotePort() throws {
         let lab = try NetnsLab()

@@ -44,9 +44,11 @@ public struct PortRow: Sendable {
 
 /// Why a listening port is overloaded: its queues now (`summary.overloadReasons`), drops that
 /// rose during the window, and SYN cookies (counted system-wide) named on a port whose SYN
-/// queue was at its limit or that dropped SYNs. The one rule for `check`, `ports`, `top` and
-/// the daemon.
-public func overloadReasons(_ summary: PortSummary, activity: PortActivity?, syncookies: Int64) -> [OverloadReason] {
+/// queue was at its limit or that dropped SYNs. Listeners read without their backlog (procfs)
+/// carry the system's listen drops of the window (`systemListenDrops`) instead. The one rule for
+/// `check`, `ports`, `top` and the daemon.
+public func overloadReasons(_ summary: PortSummary, activity: PortActivity?, syncookies: Int64,
+                            systemListenDrops: Int64 = 0) -> [OverloadReason] {
     guard summary.role == .local, summary.listening else { return [] }
     var reasons = summary.overloadReasons
     if let activity {
@@ -58,6 +60,11 @@ public func overloadReasons(_ summary: PortSummary, activity: PortActivity?, syn
             if drops > 0 { reasons.append(.udpDropsRising(Int(clamping: drops))) }
         }
     }
+    // /proc/net/tcp has neither the backlog nor per-listener drops: the system-wide counters are
+    // all that tells such a listener may be dropping.
+    if summary.proto == .tcp && systemListenDrops > 0 && !summary.listeners.allSatisfy(\.backlogKnown) {
+        reasons.append(.systemListenDropsRising(Int(clamping: systemListenDrops)))
+    }
     if syncookies > 0 && summary.proto == .tcp && !reasons.isEmpty {
         reasons.append(.syncookiesSent(Int(clamping: syncookies)))
     }
@@ -67,6 +74,12 @@ public func overloadReasons(_ summary: PortSummary, activity: PortActivity?, syn
 extension WindowReport {
     /// SYN cookies the system sent during the window.
     public var syncookiesSent: Int64 { system.first { $0.0 == "syncookies_sent" }?.1 ?? 0 }
+
+    /// Listen drops the system counted during the window (ListenDrops includes ListenOverflows;
+    /// the larger is taken in case a kernel counts them apart).
+    public var systemListenDrops: Int64 {
+        max(system.first { $0.0 == "listen_drops" }?.1 ?? 0, system.first { $0.0 == "listen_overflows" }?.1 ?? 0)
+    }
 
     /// The system's nonzero error deltas, `name count` (for the system line of tables).
     public var systemErrorsLine: String? {
@@ -83,6 +96,7 @@ extension WindowReport {
 public func portRows(snapshot: PortSnapshot, window: WindowReport?, includeOutgoing: Bool,
                      filter: PortSpec? = nil) -> [PortRow] {
     let syncookies = window?.syncookiesSent ?? 0
+    let systemListenDrops = window?.systemListenDrops ?? 0
     var rows: [PortRow] = []
     rows.reserveCapacity(snapshot.ports.count)
     var present = Set<PortKey>()
@@ -92,7 +106,8 @@ public func portRows(snapshot: PortSnapshot, window: WindowReport?, includeOutgo
         let activity = window?.ports[summary.key]
         present.insert(summary.key)
         rows.append(PortRow(summary: summary, activity: activity ?? PortActivity(),
-                            reasons: overloadReasons(summary, activity: activity, syncookies: syncookies)))
+                            reasons: overloadReasons(summary, activity: activity, syncookies: syncookies,
+                                                     systemListenDrops: systemListenDrops)))
     }
     for (key, activity) in window?.ports ?? [:] where !present.contains(key) && !activity.isQuiet {
         if key.role == .remote && !includeOutgoing { continue }

@@ -44,6 +44,10 @@ public enum OverloadReason: Sendable, Hashable {
     case udpDropsRising(Int)
     /// The kernel sent SYN cookies during the window (system-wide: a SYN queue overflowed).
     case syncookiesSent(Int)
+    /// The system's listen overflows/drops rose during the window while this listener's backlog
+    /// and drops are unknown (read from /proc/net/tcp, not sock_diag): which port dropped is not
+    /// known, so every such listener carries it.
+    case systemListenDropsRising(Int)
 
     /// The snake_case name used in JSON.
     public var name: String {
@@ -53,6 +57,7 @@ public enum OverloadReason: Sendable, Hashable {
         case .listenDropsRising: return "listen_drops_rising"
         case .udpDropsRising: return "udp_drops_rising"
         case .syncookiesSent: return "syncookies_sent"
+        case .systemListenDropsRising: return "system_listen_drops_rising"
         }
     }
 
@@ -64,6 +69,8 @@ public enum OverloadReason: Sendable, Hashable {
         case .listenDropsRising(let n): return "listen drops rising (+\(n))"
         case .udpDropsRising(let n): return "UDP receive-buffer drops rising (+\(n))"
         case .syncookiesSent(let n): return "syncookies sent (+\(n), system-wide)"
+        case .systemListenDropsRising(let n):
+            return "listen drops rising (+\(n), system-wide: without sock_diag the port that dropped is unknown)"
         }
     }
 
@@ -72,7 +79,8 @@ public enum OverloadReason: Sendable, Hashable {
         switch self {
         case .acceptQueueFull(let c, _): return c
         case .synBacklogFull(let n, _): return n
-        case .listenDropsRising(let n), .udpDropsRising(let n), .syncookiesSent(let n): return n
+        case .listenDropsRising(let n), .udpDropsRising(let n), .syncookiesSent(let n), .systemListenDropsRising(let n):
+            return n
         }
     }
 
@@ -183,7 +191,8 @@ public func localChecks(ports: [(TransportProtocol, UInt16)], snapshot: PortSnap
         var reasons: [OverloadReason] = []
         let verdict: Verdict
         if let summary, listening {
-            reasons = overloadReasons(summary, activity: window?.ports[key], syncookies: syncookies)
+            reasons = overloadReasons(summary, activity: window?.ports[key], syncookies: syncookies,
+                                      systemListenDrops: window?.systemListenDrops ?? 0)
             if !reasons.isEmpty {
                 verdict = .overloaded
             } else if counts.total - counts.timeWait > 0 {
