@@ -2,7 +2,7 @@
  * floor — what the two phases of `portwatch ports --all` cost when done in plain C, to tell
  * portwatch's own overhead from the kernel's.
  *
- *   floor [-r RUNS] [-t THREADS]
+ *   floor [-r RUNS] [-t THREADS] [-m MODE]   (MODE: one case by its name below, e.g. dump-tcp)
  *
  * Prints the median over RUNS (default 5) of:
  *   dump-tcp      sock_diag dump of all TCP sockets (AF_INET then AF_INET6) with
@@ -12,6 +12,11 @@
  *   walk-1        readdir + readlinkat of every /proc/PID/fd entry, one thread
  *   walk-N        the same with the pids split over THREADS threads (default nproc)
  *   stat-1        fstatat (following the link) instead of readlinkat, one thread
+ *   dense-N       readlinkat by number from fd 0 until the fd directory's st_size (the number of
+ *                 open fds since Linux 6.2) links were seen, without listing it; THREADS threads
+ *                 (the technique portwatch's full walk uses)
+ *   dump+walk-N   dump-tcp on one thread while THREADS threads do dense-N, wall time of the
+ *                 whole: the least a process-attributed `ports --all` can cost, in C
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -104,9 +109,24 @@ static void list_pids(void) {
 }
 
 struct walk_arg {
-    int first, step, use_stat;
+    int first, step, use_stat, dense;
     long sockets;
 };
+
+/* Reads links by number until `count` fds were seen; lists the rest when holes pile up. */
+static long walk_dense(int dfd, long count, char *link) {
+    char name[16];
+    long present = 0, misses = 0, sockets = 0;
+    long allowed = count / 4 > 64 ? count / 4 : 64;
+    for (int fd = 0; present < count && misses <= allowed; fd++) {
+        snprintf(name, sizeof name, "%d", fd);
+        ssize_t n = readlinkat(dfd, name, link, 64);
+        if (n <= 0) { misses++; continue; }
+        present++;
+        if (n > 8 && memcmp(link, "socket:[", 8) == 0) sockets++;
+    }
+    return sockets;
+}
 
 static void *walk(void *p) {
     struct walk_arg *a = p;
@@ -115,6 +135,12 @@ static void *walk(void *p) {
         snprintf(path, sizeof path, "/proc/%d/fd", pids[i]);
         int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0) continue;
+        struct stat dst;
+        if (a->dense && fstat(dfd, &dst) == 0 && dst.st_size > 0) {
+            a->sockets += walk_dense(dfd, (long)dst.st_size, link);
+            close(dfd);
+            continue;
+        }
         DIR *d = fdopendir(dfd);
         struct dirent *e;
         while ((e = readdir(d))) {
@@ -132,15 +158,31 @@ static void *walk(void *p) {
     return NULL;
 }
 
-static double walk_once(int threads, int use_stat, long *sockets) {
+struct dump_arg {
+    long sockets;
+};
+
+static void *dump_thread(void *p) {
+    struct dump_arg *a = p;
+    const uint8_t info = (1 << (INET_DIAG_INFO - 1)) | (1 << (INET_DIAG_SKMEMINFO - 1));
+    dump_once(1, info, &a->sockets);
+    return NULL;
+}
+
+/* with_dump: a sock_diag dump runs on a thread of its own beside the walkers. */
+static double walk_once(int threads, int use_stat, int dense, int with_dump, long *sockets) {
     double t0 = now_ms();
+    pthread_t dump_tid;
+    struct dump_arg dump = {0};
+    if (with_dump) pthread_create(&dump_tid, NULL, dump_thread, &dump);
     list_pids();
     pthread_t tid[64];
     struct walk_arg args[64];
     for (int t = 0; t < threads; t++) {
-        args[t] = (struct walk_arg){.first = t, .step = threads, .use_stat = use_stat};
+        args[t] = (struct walk_arg){.first = t, .step = threads, .use_stat = use_stat, .dense = dense};
         pthread_create(&tid[t], NULL, walk, &args[t]);
     }
+    if (with_dump) pthread_join(dump_tid, NULL);
     *sockets = 0;
     for (int t = 0; t < threads; t++) {
         pthread_join(tid[t], NULL);
@@ -153,11 +195,13 @@ static double walk_once(int threads, int use_stat, long *sockets) {
 int main(int argc, char **argv) {
     int runs = 5, threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     int c;
-    while ((c = getopt(argc, argv, "r:t:")) != -1) {
+    const char *only = NULL;
+    while ((c = getopt(argc, argv, "r:t:m:")) != -1) {
         if (c == 'r') runs = atoi(optarg);
         else if (c == 't') threads = atoi(optarg);
+        else if (c == 'm') only = optarg;
         else {
-            fprintf(stderr, "usage: %s [-r RUNS] [-t THREADS]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-r RUNS] [-t THREADS] [-m MODE]\n", argv[0]);
             return 2;
         }
     }
@@ -165,25 +209,30 @@ int main(int argc, char **argv) {
     if (threads < 1 || threads > 64) threads = 2;
     const uint8_t info = (1 << (INET_DIAG_INFO - 1)) | (1 << (INET_DIAG_SKMEMINFO - 1));
 
-    struct { const char *name; int kind, v6, threads, use_stat; uint8_t ext; } cases[] = {
-        {"dump-tcp", 0, 1, 0, 0, info},
-        {"dump-tcp4", 0, 0, 0, 0, info},
-        {"dump-tcp-bare", 0, 1, 0, 0, 0},
-        {"walk-1", 1, 0, 1, 0, 0},
-        {"walk-N", 1, 0, threads, 0, 0},
-        {"stat-1", 1, 0, 1, 1, 0},
+    struct { const char *name; int kind, v6, threads, use_stat, dense, with_dump; uint8_t ext; } cases[] = {
+        {"dump-tcp", 0, 1, 0, 0, 0, 0, info},
+        {"dump-tcp4", 0, 0, 0, 0, 0, 0, info},
+        {"dump-tcp-bare", 0, 1, 0, 0, 0, 0, 0},
+        {"walk-1", 1, 0, 1, 0, 0, 0, 0},
+        {"walk-N", 1, 0, threads, 0, 0, 0, 0},
+        {"stat-1", 1, 0, 1, 1, 0, 0, 0},
+        {"dense-N", 1, 0, threads, 0, 1, 0, 0},
+        {"dump+walk-N", 1, 0, threads, 0, 1, 1, 0},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        if (only && strcmp(only, cases[k].name) != 0) continue;
         double t[100];
         long count = 0;
         for (int r = 0; r < runs; r++) {
             t[r] = cases[k].kind == 0 ? dump_once(cases[k].v6, cases[k].ext, &count)
-                                      : walk_once(cases[k].threads, cases[k].use_stat, &count);
+                                      : walk_once(cases[k].threads, cases[k].use_stat, cases[k].dense,
+                                                  cases[k].with_dump, &count);
         }
         qsort(t, (size_t)runs, sizeof t[0], cmp_double);
         char label[32];
-        if (cases[k].kind == 1 && cases[k].threads > 1)
-            snprintf(label, sizeof label, "walk-%d", cases[k].threads);
+        const char *n = strchr(cases[k].name, 'N');
+        if (cases[k].kind == 1 && n)
+            snprintf(label, sizeof label, "%.*s%d", (int)(n - cases[k].name), cases[k].name, cases[k].threads);
         else
             snprintf(label, sizeof label, "%s", cases[k].name);
         printf("%-14s %8.1f ms  (%ld %s)\n", label, t[runs / 2], count,

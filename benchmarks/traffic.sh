@@ -62,6 +62,7 @@ PARTS="${*:-1 2 3}"
 TARGET_TOP_CPU=2       # part 1: portwatch top, % of one core under >= 10 Gbit/s
 TARGET_MIN_GBPS=10     # part 1: the load must reach this
 TARGET_SAMPLE_MS=100   # part 2: median sample_seconds at 54,000 sockets
+TARGET_SAMPLE_FLOOR=1.3  # part 2: median sample / the C floor's dump-tcp (tcp_info + meminfo), 108,000 sockets
 TARGET_CAPTURE_CPU=15  # part 3: % of one core, and capture_kernel_drops == 0
 
 log() { printf '\n== %s\n' "$*" >&2; }
@@ -134,6 +135,7 @@ wait_quiet() {
 # ---------------------------------------------------------------- build
 log "building hold_sockets"
 cc -O2 -Wall -Wextra -o "$BIN/hold_sockets" "$HERE/hold_sockets.c"
+cc -O2 -Wall -Wextra -pthread -o "$BIN/floor" "$HERE/floor.c"
 
 if [ -n "${PORTWATCH:-}" ]; then
     SRC_PW="$PORTWATCH"
@@ -348,10 +350,10 @@ part2() {
     {
         echo "### Part 2: one \`top\` sample with many sockets"
         echo
-        echo "\`portwatch top --interval 1s --iterations 6 --json\`, median of \`sample_seconds\` on lines 2–6; \`ss -tani\` right after (hyperfine --warmup 1 --runs 5, median):"
+        echo "\`portwatch top --interval 1s --iterations 6 --json\`, median of \`sample_seconds\` on lines 2–6; \`ss -tani\` right after (hyperfine --warmup 1 --runs 5, median); the C floor's \`dump-tcp\` (\`bin/floor -m dump-tcp -r 7\`, median) after that:"
         echo
-        echo "| Connections held (sockets) | \`ss -s\` estab | sample_seconds lines 2–6 | median | target | result | top CPU / wall | \`ss -tani\` median | sample / ss |"
-        echo "|---|---|---|---|---|---|---|---|---|"
+        echo "| Connections held (sockets) | \`ss -s\` estab | sample_seconds lines 2–6 | median | target | result | top CPU / wall | \`ss -tani\` median | sample / ss | floor \`dump-tcp\` | sample / floor | target | result |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     } >>"$ROWS"
     for n in $CONNS_LIST; do
         wait_quiet
@@ -368,6 +370,7 @@ part2() {
             timeout 60 "$PW" top --interval 1s --iterations 6 --json >"$d/top-$n.jsonl" 2>"$d/top-$n.err" || true
         hyperfine --warmup 1 --runs 5 --shell=none --output=null --style=basic \
             --export-json "$d/ss-$n.json" -n "ss -tani" "ss -tani" >&2
+        "$BIN/floor" -m dump-tcp -r 7 >"$d/floor-$n.txt"
         if [ "$PERF" = 1 ]; then
             log "part 2 (perf, not timed): perf record -g portwatch top at $n connections"
             perf record -q -g -o "$d/perf-top-$n.data" -- "$PW" top --interval 1s --iterations 4 --json >/dev/null 2>&1 || true
@@ -376,13 +379,15 @@ part2() {
         stop_pid "$HOLDER_PID"; HOLDER_PID=""
         sleep 2
 
-        local list med wall cpu ssm target res
+        local list med wall cpu ssm target res floor ftarget fres
         list=$(tail -n +2 "$d/top-$n.jsonl" | jq -r '.sample_seconds * 1000 | . * 10 | round / 10' | paste -sd' ')
         med=$(tail -n +2 "$d/top-$n.jsonl" | jq '.sample_seconds * 1000' | median)
         read -r wall cpu _ < <(timefile "$d/top-$n.time")
         ssm=$(jq '.results[0].median * 1000' "$d/ss-$n.json")
         if [ "$n" -eq 27000 ]; then target="≤ $TARGET_SAMPLE_MS ms"; res=$(verdict "$med" "$TARGET_SAMPLE_MS"); else target="(info)"; res="–"; fi
-        row "| $n ($((2 * n))) | $tcp_total | $list ms | $(calc '%.1f' "$med") ms | $target | $res | $cpu s / $wall s | $(calc '%.1f' "$ssm") ms | $(calc '%.3f' "$med / $ssm") |"
+        floor=$(awk '/^dump-tcp / { print $2; exit }' "$d/floor-$n.txt")
+        if [ "$n" -eq 54000 ]; then ftarget="≤ $TARGET_SAMPLE_FLOOR"; fres=$(verdict "$(calc '%.3f' "$med / $floor")" "$TARGET_SAMPLE_FLOOR"); else ftarget="(info)"; fres="–"; fi
+        row "| $n ($((2 * n))) | $tcp_total | $list ms | $(calc '%.1f' "$med") ms | $target | $res | $cpu s / $wall s | $(calc '%.1f' "$ssm") ms | $(calc '%.3f' "$med / $ssm") | $floor ms | $(calc '%.3f' "$med / $floor") | $ftarget | $fres |"
     done
     row ""
 }
