@@ -38,6 +38,7 @@ extension JSONWriter {
         field("command", p.command)
         field("unit", p.unit)
         field("container", p.container)
+        if let runtime = p.containerRuntime { field("container_runtime", runtime) }
         if let holds { strings("holds", holds.map(\.rawValue)) }
         if let sockets { strings("sockets", sockets) }
         endObject()
@@ -108,12 +109,15 @@ extension JSONWriter {
     /// The `PORT` object of `ports --json`, `top --json` and the daemon: the row's summary, its
     /// `state` and overload `reasons` (the window's drops and SYN cookies count), and `window`
     /// and `rates` when measured over one (`window` carries the row's own activity).
-    public mutating func port(_ row: PortRow, service: String?, window: PortWindow? = nil) {
+    /// `members` adds more before the object closes (the namespace of a multi-namespace view).
+    public mutating func port(_ row: PortRow, service: String?, window: PortWindow? = nil,
+                              members: (inout JSONWriter) -> Void = { _ in }) {
         beginObject()
         portMembers(row.summary, service: service, overloaded: row.overloaded)
         field("state", row.state.rawValue)
         overloadReasons(row.reasons)
         if let window { windowMembers(window) }
+        members(&self)
         endObject()
     }
 
@@ -380,7 +384,8 @@ private func microseconds(_ seconds: Double) -> Double { (seconds * 1e6).rounded
 
 extension JSONWriter {
     /// One entry of `connections --json`; `processes` when asked for.
-    public mutating func connection(_ c: SocketRecord, processes list: [ProcessRecord]? = nil) {
+    public mutating func connection(_ c: SocketRecord, processes list: [ProcessRecord]? = nil,
+                                    members: (inout JSONWriter) -> Void = { _ in }) {
         beginObject()
         field("protocol", c.proto.rawValue)
         field("state", c.state.name)
@@ -402,6 +407,7 @@ extension JSONWriter {
             field("bytes_retransmitted", tcp.bytesRetransmitted)
         }
         if let list { processes("processes", list) }
+        members(&self)
         endObject()
     }
 }
