@@ -298,8 +298,10 @@ extension JSONWriter {
     /// One local `check --json` result: the verdict and the facts behind it (listeners,
     /// connections, queue, overload reasons, caveats, errors, owners), and the window when
     /// measured; `systemErrors` adds the window's system-wide deltas (a single check's document).
+    /// `members` adds more before the object closes (the namespace checked).
     public mutating func localCheck(_ check: LocalCheck, _ outcome: CheckOutcome, service: String?, window: PortWindow?,
-                                    systemErrors report: WindowReport? = nil) {
+                                    systemErrors report: WindowReport? = nil,
+                                    members: ((inout JSONWriter) -> Void)? = nil) {
         beginObject()
         field("protocol", check.proto.rawValue)
         field("port", check.port)
@@ -310,12 +312,13 @@ extension JSONWriter {
         field("matched", outcome.matched)
         // `check 1-65535`: tens of thousands of ports with nothing on them share one encoding.
         if !pretty && check.summary == nil && check.connections.total == 0 && check.boundSockets == 0
-            && window == nil && report == nil {
+            && window == nil && report == nil && members == nil {
             endObject(appendingEncodedMembers: JSONWriter.emptyCheckMembers)
             return
         }
         localCheckFacts(check, window: window)
         if let report { systemErrors(report) }
+        members?(&self)
         endObject()
     }
 
