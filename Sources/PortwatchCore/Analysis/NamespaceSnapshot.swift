@@ -178,7 +178,7 @@ public final class NamespaceSampler {
                 notes.append(namespaceNote(ns, error))
             }
         }
-        if parts.isEmpty && !found.namespaces.isEmpty && selection != .all {
+        if parts.isEmpty && !found.namespaces.isEmpty, case .one = selection {
             throw PortwatchError.system(notes.first ?? "no network namespace could be read")
         }
         notes.append(contentsOf: NamespaceSnapshot.attachOwners(&parts, processes: options.processes, cache: &ownerCache))

@@ -35,6 +35,18 @@ public enum NamespaceDirectory {
             return Found(namespaces: [try resolve(spec, procRoot: procRoot, runDir: runDir)])
         case .all:
             return discover(procRoot: procRoot, runDir: runDir)
+        case .list(let names):
+            var found: [NetworkNamespace] = []
+            var notes: [String] = []
+            for name in names {
+                do throws(PortwatchError) {
+                    let ns = try resolve(name, procRoot: procRoot, runDir: runDir)
+                    if !found.contains(where: { $0.inode == ns.inode }) { found.append(ns) }
+                } catch {
+                    notes.append(error.message)
+                }
+            }
+            return Found(namespaces: found.sorted(), notes: notes)
         }
     }
 

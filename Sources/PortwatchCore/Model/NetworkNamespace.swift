@@ -50,6 +50,8 @@ public enum NamespaceSelection: Sendable, Hashable {
     case own
     case one(String)
     case all
+    /// Several names (the daemon's `namespaces: [a, b]`); names not present yet are skipped.
+    case list([String])
 
     /// Whether rows must say which namespace they come from.
     public var tagsRows: Bool { self != .own }
