@@ -307,3 +307,53 @@ struct NamespaceContainerTests {
         #expect(who.stdout.contains("docker " + String(id.prefix(12))), "\(who)")
     }
 }
+
+@Suite("namespaces: the daemon", .serialized,
+       .enabled(if: TestEnv.canCreateNamespaces, "needs root, ip and python3 to build network namespaces"))
+struct NamespaceDaemonTests {
+    /// With `namespaces: [a, b]`, rows of both namespaces are watched; deleting one while the
+    /// daemon runs is a `namespace_removed` event, adding it back a `namespace_added`, and the
+    /// daemon goes on serving.
+    @Test func aNamespaceDeletedWhileTheDaemonRunsIsAnEvent() throws {
+        guard let ip = TestEnv.ip else { return }
+        let dir = try makeTemporaryDirectory("netns-daemon")
+        defer { removeTree(dir) }
+        let (a, b) = ("pwd-\(getpid())-a", "pwd-\(getpid())-b")
+        defer { for ns in [a, b] { _ = runTool(ip, ["netns", "delete", ns]) } }
+        for ns in [a, b] {
+            try #require(runTool(ip, ["netns", "add", ns]).status == 0)
+            _ = runTool(ip, ["-n", ns, "link", "set", "lo", "up"])
+        }
+        let server = try PythonServer.start(["tcp:127.0.0.1:8080"], netns: a)
+        defer { server.stop() }
+        let config = dir + "/portwatch.yml"
+        try "interval: 200ms\nnamespaces: [\(a), \(b)]\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let daemon = try LiveDaemon(["--config", config], directory: dir)
+        defer { daemon.stop() }
+
+        // The listener inside `a` is a metric series with its namespace.
+        let metric = daemon.within(samples: 20) { () -> String? in
+            guard let text = daemon.get("/metrics")?.body else { return nil }
+            return text.split(separator: "\n").first {
+                $0.hasPrefix("portwatch_port_listening{") && $0.contains("netns=\"\(a)\"") && $0.contains("port=\"8080\"")
+            }.map(String.init)
+        }
+        #expect(metric != nil, "no netns series: \(daemon.log.text.suffix(2000))")
+
+        _ = runTool(ip, ["netns", "delete", b])
+        let removed = daemon.within(samples: 30) { () -> [String: Any]? in
+            (daemon.get("/api/v1/events?since=1h")?.json?.objects("events") ?? [])
+                .first { $0.string("kind") == "namespace_removed" && $0.string("netns") == b }
+        }
+        #expect(removed != nil, "no namespace_removed event: \(daemon.log.text.suffix(2000))")
+
+        try #require(runTool(ip, ["netns", "add", b]).status == 0)
+        let added = daemon.within(samples: 30) { () -> [String: Any]? in
+            (daemon.get("/api/v1/events?since=1h")?.json?.objects("events") ?? [])
+                .first { $0.string("kind") == "namespace_added" && $0.string("netns") == b }
+        }
+        #expect(added != nil, "no namespace_added event: \(daemon.log.text.suffix(2000))")
+        #expect(daemon.get("/healthz")?.status == 200)
+        #expect(!daemon.run.child.reap(), "the daemon exited: \(daemon.log.text.suffix(2000))")
+    }
+}
