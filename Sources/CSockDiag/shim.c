@@ -1,4 +1,7 @@
+#define _GNU_SOURCE
 #include "CSockDiag.h"
+#include <sched.h>
+#include <sys/vfs.h>
 #include <string.h>
 #include <linux/tcp.h>
 
@@ -133,3 +136,11 @@ void csd_tpacket_read(const void *packet, csd_tpacket_info *out) {
 }
 
 size_t csd_tpacket3_header_length(void) { return TPACKET3_HDRLEN; }
+
+int csd_setns_net(int fd) { return setns(fd, CLONE_NEWNET); }
+int csd_clone_newnet(void) { return CLONE_NEWNET; }
+long csd_fs_type(const char *path) {
+    struct statfs fs;
+    if (statfs(path, &fs) != 0) return -1;
+    return (long)fs.f_type;
+}

@@ -39,8 +39,13 @@ struct Check: ParsableCommand {
 
     @OptionGroup var readiness: ReadinessOptions
 
+    @OptionGroup var namespaces: NamespaceOptions
+
     func run() throws {
         if capture.capture && window.sample == nil { throw PortwatchError.usage("--capture measures over a window: add --sample (e.g. --sample 1s)") }
+        if host != nil && namespaces.selection != .own {
+            throw PortwatchError.usage("--netns and --all-namespaces check local ports; they do not combine with --host")
+        }
         if host != nil && window.sample != nil { throw PortwatchError.usage("--sample measures local ports; it does not combine with --host") }
         let target = try host.map { try HostPort.parseHostOption($0, proto: udp ? .udp : nil) }
         let spec = try checkedPorts(hostPort: target?.port)
@@ -137,6 +142,9 @@ struct Check: ParsableCommand {
         var query = SocketQuery(protocols: protos, withCounters: window.sample != nil)
         query.ports = portFilters(spec, protocols: protos)
         let options = SnapshotOptions(query: query, processes: .owners, socketSource: .fromEnvironment)
+        if let targets = try namespaces.targets() {
+            return try checkInNamespaces(targets, options: options, pairs, expected: expected, services: services)
+        }
         let (snapshot, report) = try snapshotOrWindow(options, window: window.sample, capture: capture.capture, readiness: readiness)
         // The core judges (window drops and SYN cookies included) and matches the expectation.
         let checks: [(LocalCheck, CheckOutcome, PortWindow?)] = localChecks(ports: pairs, snapshot: snapshot, window: report).map { check in
@@ -196,6 +204,68 @@ struct Check: ParsableCommand {
             }
             emit(lines.joined(separator: "\n"))
             for note in snapshot.notes { printError("note: \(note)") }
+        }
+        if !allMatched { throw AnswerNo() }
+    }
+
+    /// `--netns`/`--all-namespaces`: the same checks in each namespace; every one must match.
+    private func checkInNamespaces(_ targets: NamespaceTargets, options: SnapshotOptions, _ pairs: [(TransportProtocol, UInt16)],
+                                   expected: Verdict, services: ServiceDatabase) throws {
+        var checks: [(NetworkNamespace, LocalCheck, CheckOutcome, PortWindow?)] = []
+        var notes = targets.notes
+        var lastReport: WindowReport?
+        for target in targets.list {
+            let (snapshot, report) = try snapshotOrWindow(options, window: window.sample, capture: capture.capture,
+                                                          readiness: readiness, in: target)
+            lastReport = report
+            for check in localChecks(ports: pairs, snapshot: snapshot, window: report) {
+                checks.append((target.0, check, CheckOutcome(expected: expected, matched: check.meets(expected)),
+                               report.map { PortWindow($0, key: PortKey.local(check.proto, check.port)) }))
+            }
+            for note in snapshot.notes where !notes.contains(note) { notes.append(note) }
+        }
+        let allMatched = !checks.isEmpty && checks.allSatisfy(\.2.matched)
+        if output.json {
+            output.print { w in
+                if checks.count == 1 {
+                    let (ns, c, o, win) = checks[0]
+                    w.localCheck(c, o, service: services.name(port: c.port, proto: c.proto), window: win,
+                                 systemErrors: lastReport) { w in
+                        w.namespaceMembers(ns, processes: c.summary?.processes ?? [])
+                    }
+                } else {
+                    w.beginObject()
+                    w.array("checks") { w in
+                        for (ns, c, o, win) in checks {
+                            w.localCheck(c, o, service: services.name(port: c.port, proto: c.proto), window: win) { w in
+                                w.namespaceMembers(ns, processes: c.summary?.processes ?? [])
+                            }
+                        }
+                    }
+                    w.field("expected", expected.rawValue)
+                    w.field("matched", allMatched)
+                    w.notes(notes)
+                    w.endObject()
+                }
+            }
+        } else {
+            let term = Terminal.stdout
+            var lines: [String] = []
+            for (ns, check, _, _) in checks {
+                var line = "\(ns.label) \(check.proto.rawValue)/\(check.port): \(paint(check.verdict, term))"
+                var facts: [String] = []
+                if let s = check.summary, s.listening { facts.append("listening on \(s.addresses.joined(separator: ", "))") }
+                if check.listening || check.connections.established > 0 { facts.append("\(check.connections.established) established") }
+                if let s = check.summary, !s.processes.isEmpty { facts.append("held by \(processList(s.processes))") }
+                if let c = NetworkNamespace.container(of: check.summary?.processes ?? []) {
+                    facts.append("container \(c.runtime) \(c.id.prefix(12))")
+                }
+                facts.append(contentsOf: check.caveats)
+                if !facts.isEmpty { line += " — " + facts.joined(separator: ", ") }
+                lines.append(line)
+            }
+            emit(lines.joined(separator: "\n"))
+            for note in notes { printError("note: \(note)") }
         }
         if !allMatched { throw AnswerNo() }
     }

@@ -17,6 +17,8 @@ struct Connections: ParsableCommand {
 
     @OptionGroup var output: OutputOptions
 
+    @OptionGroup var namespaces: NamespaceOptions
+
     func run() throws {
         let spec = try parsePorts(ports)
         let wantedState = state?.state
@@ -28,10 +30,24 @@ struct Connections: ParsableCommand {
         } else {
             query.states = SocketState.allStatesMask & ~SocketQuery.stateMask([.listen])
         }
-        let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .none, socketSource: .fromEnvironment))
+        let targets = try namespaces.targets()
+        let options = SnapshotOptions(query: query, processes: .none, socketSource: .fromEnvironment)
+        var sockets: [SocketRecord] = []
+        // Which namespace each socket came from (with --netns/--all-namespaces).
+        var namespaceOf: [NetworkNamespace] = []
+        if let targets {
+            for (ns, source) in targets.list {
+                let part = try PortSnapshot.take(options, source: source).sockets
+                sockets += part
+                namespaceOf += Array(repeating: ns, count: part.count)
+            }
+            if !output.json { for note in targets.notes { printError("note: \(note)") } }
+        } else {
+            sockets = try PortSnapshot.take(options).sockets
+        }
+        let tagged = (targets?.list.count ?? 0) > 1
         // Indices, not copies: a socket record is large, and tens of thousands of them are
         // filtered and sorted here.
-        let sockets = snapshot.sockets
         var order: [Int] = sockets.indices.filter { i in
             let s = sockets[i]
             return !s.isListening && (spec.contains(port: s.local.port, proto: s.proto) || spec.contains(port: s.peer.port, proto: s.proto))
@@ -47,14 +63,23 @@ struct Connections: ParsableCommand {
             output.print { w in
                 w.beginObject()
                 w.array("connections") { w in
-                    for i in order { w.connection(sockets[i], processes: scan?.processes(owning: sockets[i].inode)) }
+                    for i in order {
+                        let owners = scan?.processes(owning: sockets[i].inode)
+                        if namespaceOf.isEmpty {
+                            w.connection(sockets[i], processes: owners)
+                        } else {
+                            w.connection(sockets[i], processes: owners) { w in w.namespaceMembers(namespaceOf[i], processes: owners ?? []) }
+                        }
+                    }
                 }
+                if let targets { w.notes(targets.notes) }
                 w.endObject()
             }
         } else if connections.isEmpty {
             emit("no connections on \(ports)")
         } else {
-            var columns: [Table.Column] = [
+            var columns: [Table.Column] = tagged ? [.init(title: "NAMESPACE")] : []
+            columns += [
                 .init(title: "PROTO"), .init(title: "STATE"), .init(title: "LOCAL"), .init(title: "PEER"),
                 .init(title: "RX", align: .right), .init(title: "TX", align: .right),
                 .init(title: "SEGS IN/OUT", align: .right), .init(title: "RETRANS", align: .right),
@@ -62,8 +87,10 @@ struct Connections: ParsableCommand {
             ]
             if processes { columns.append(.init(title: "PROCESS", flexible: true)) }
             var table = Table(columns)
-            for c in connections {
-                var cells: [String] = [c.proto.rawValue, c.state.name, c.local.description, c.peer.description]
+            for i in order {
+                let c = sockets[i]
+                var cells: [String] = tagged ? [namespaceOf[i].label] : []
+                cells += [c.proto.rawValue, c.state.name, c.local.description, c.peer.description]
                 if let t = c.tcp {
                     let rtt: String = formatRTT(micros: t.rttMicros)
                     cells += [formatBytes(c.payloadReceived), formatBytes(c.payloadSent),

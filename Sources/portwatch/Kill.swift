@@ -20,6 +20,8 @@ struct Kill: ParsableCommand {
 
     @OptionGroup var output: OutputOptions
 
+    @OptionGroup var namespaces: NamespaceOptions
+
     func run() throws {
         let spec = try parsePorts(ports)
         let (signo, signame) = (signal.number, signal.name)
@@ -27,10 +29,25 @@ struct Kill: ParsableCommand {
         var query = SocketQuery(protocols: protos, withCounters: false)
         query.ports = portFilters(spec, protocols: protos)
         query.listenersOnly = true
-        let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .ownersThorough, socketSource: .fromEnvironment))
+        let options = SnapshotOptions(query: query, processes: .ownersThorough, socketSource: .fromEnvironment)
+        // With --netns/--all-namespaces, the listeners of each namespace (pids are global).
+        let inNamespaces = try namespaces.targets()
+        var snapshots: [(NetworkNamespace?, PortSnapshot)] = []
+        if let inNamespaces {
+            for (ns, source) in inNamespaces.list { snapshots.append((ns, try PortSnapshot.take(options, source: source))) }
+        } else {
+            snapshots.append((nil, try PortSnapshot.take(options)))
+        }
+        guard var snapshot = snapshots.first?.1 else { throw PortwatchError.system("no network namespace could be read") }
+        snapshot.ports = snapshots.flatMap(\.1.ports)
+        snapshot.notes = (inNamespaces?.notes ?? []) + snapshots.flatMap(\.1.notes)
+        snapshot.ownerProblem = snapshots.lazy.compactMap(\.1.ownerProblem).first
         var targets: [Int32: (ProcessRecord, [String])] = [:]
-        for row in snapshot.ports where row.listening && spec.contains(port: row.port, proto: row.proto) {
-            for p in row.processes { targets[p.pid, default: (p, [])].1.append("\(row.proto.rawValue)/\(row.port)") }
+        for (ns, part) in snapshots {
+            for row in part.ports where row.listening && spec.contains(port: row.port, proto: row.proto) {
+                let held = (ns.map { "\($0.label) " } ?? "") + "\(row.proto.rawValue)/\(row.port)"
+                for p in row.processes { targets[p.pid, default: (p, [])].1.append(held) }
+            }
         }
         let ordered = targets.keys.sorted().compactMap { targets[$0] }
         if ordered.isEmpty {

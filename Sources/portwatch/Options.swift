@@ -42,6 +42,57 @@ struct CaptureOptions: ParsableArguments {
     var capture = false
 }
 
+/// `--netns` and `--all-namespaces`, shared by every command that reads sockets.
+struct NamespaceOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Read sockets in this network namespace: a name from /run/netns, a namespace file, or pid:PID.", valueName: "NAME|PATH|pid:PID"))
+    var netns: String?
+
+    @Flag(name: .long, help: "Read sockets in every network namespace (named ones, containers, unshare -n); rows say which.")
+    var allNamespaces = false
+
+    func validate() throws {
+        if netns != nil && allNamespaces { throw PortwatchError.usage("--netns and --all-namespaces do not combine: give one") }
+    }
+
+    /// Which namespaces the flags ask for (`.own` without either: behaviour as before).
+    var selection: NamespaceSelection {
+        if allNamespaces { return .all }
+        if let netns { return .one(netns) }
+        return .own
+    }
+
+    /// The namespaces to read and a socket source for each, or nil without either flag. A
+    /// namespace `--netns` names that cannot be read is an error (exit 2); with
+    /// `--all-namespaces` those that cannot be entered become notes and the rest are answered.
+    func targets() throws -> NamespaceTargets? {
+        let selection = selection
+        if selection == .own { return nil }
+        let found = try NamespaceDirectory.select(selection)
+        let sockets = NamespaceSockets(choice: .fromEnvironment)
+        var list: [(NetworkNamespace, any SocketSource)] = []
+        var notes = found.notes
+        for (ns, source) in zip(found.namespaces, sockets.sources(for: found.namespaces)) {
+            switch source {
+            case .success(let s): list.append((ns, s))
+            case .failure(let error):
+                if case .one = selection { throw error }
+                notes.append(error.message)
+            }
+        }
+        return NamespaceTargets(list: list, notes: notes, sockets: sockets, found: found.namespaces)
+    }
+}
+
+/// The namespaces a command reads, each with its socket source, and what could not be read.
+struct NamespaceTargets {
+    var list: [(NetworkNamespace, any SocketSource)]
+    var notes: [String]
+    var sockets: NamespaceSockets
+    var found: [NetworkNamespace]
+    /// Rows need a NAMESPACE column when more than one namespace is shown.
+    var tagged: Bool { list.count > 1 }
+}
+
 /// Parses a duration option value (seconds); the parser names the option in its error.
 func parseSeconds(_ text: String) throws -> Double {
     let (s, atto) = try parseDuration(text).components
@@ -149,9 +200,10 @@ func processList(_ processes: [ProcessRecord], limit: Int = 3) -> String {
 /// One snapshot, or (with a window) two snapshots `window` seconds apart and what happened
 /// between them; the window's notes join the snapshot's.
 func snapshotOrWindow(_ options: SnapshotOptions, window: Double?, capture: Bool,
-                      readiness: ReadinessOptions? = nil) throws -> (PortSnapshot, WindowReport?) {
-    guard let window else { return (try PortSnapshot.take(options), nil) }
-    let sampler = try Sampler(options: options, capture: capture)
+                      readiness: ReadinessOptions? = nil,
+                      in namespace: (NetworkNamespace, any SocketSource)? = nil) throws -> (PortSnapshot, WindowReport?) {
+    guard let window else { return (try PortSnapshot.take(options, source: namespace?.1), nil) }
+    let sampler = try Sampler(options: options, source: namespace?.1, capture: capture, namespace: namespace?.0)
     try sampler.start()
     try readiness?.baselineTaken()
     sleepSeconds(window)

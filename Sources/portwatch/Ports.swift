@@ -35,6 +35,8 @@ struct Ports: ParsableCommand {
 
     @OptionGroup var readiness: ReadinessOptions
 
+    @OptionGroup var namespaces: NamespaceOptions
+
     func run() throws {
         let window = sample.sample
         if capture.capture && window == nil { throw PortwatchError.usage("--capture measures over a window: add --sample (e.g. --sample 1s)") }
@@ -54,6 +56,9 @@ struct Ports: ParsableCommand {
         let options = SnapshotOptions(query: query, includeOutgoing: all,
                                       processes: noProcesses ? .none : (all ? .full : .owners),
                                       socketSource: .fromEnvironment)
+        if let targets = try namespaces.targets() {
+            return try runInNamespaces(targets, options: options, window: window, spec: spec)
+        }
         let (snapshot, report) = try snapshotOrWindow(options, window: window, capture: capture.capture, readiness: readiness)
         let rows = portRows(snapshot: snapshot, window: report, includeOutgoing: all, filter: spec)
         let services = ServiceDatabase.system
@@ -77,10 +82,59 @@ struct Ports: ParsableCommand {
     }
 }
 
-/// The human table of `ports`.
+extension Ports {
+    /// `--netns`/`--all-namespaces`: the same rows per namespace, with one owner walk for all.
+    private func runInNamespaces(_ targets: NamespaceTargets, options: SnapshotOptions, window: Double?,
+                                 spec: PortSpec?) throws {
+        let snapshot: NamespaceSnapshot
+        if let window {
+            let sampler = try NamespaceSampler(options: options, selection: namespaces.selection, capture: capture.capture)
+            try sampler.start()
+            try readiness.baselineTaken()
+            sleepSeconds(window)
+            snapshot = try sampler.sample()
+        } else {
+            snapshot = NamespaceSnapshot.take(options, namespaces: targets.list.map(\.0), sockets: targets.sockets)
+        }
+        if snapshot.parts.isEmpty, case .one = namespaces.selection {
+            throw PortwatchError.system(snapshot.notes.first ?? "the network namespace could not be read")
+        }
+        var rows: [(part: Int, row: PortRow)] = []
+        for (i, part) in snapshot.parts.enumerated() {
+            for row in portRows(snapshot: part.snapshot, window: part.report, includeOutgoing: all, filter: spec) {
+                rows.append((i, row))
+            }
+        }
+        let services = ServiceDatabase.system
+        if output.json {
+            output.print { w in NamespacePortsDocument(snapshot: snapshot, notes: targets.notes).write(rows, services: services, to: &w) }
+        } else {
+            if rows.isEmpty {
+                emit(spec == nil ? "no ports in use" : "no ports in use matching \(ports ?? "")")
+            } else {
+                let labels: [String]? = snapshot.parts.count > 1 ? rows.map { snapshot.parts[$0.part].namespace.label } : nil
+                emit(renderPortsTable(rows.map(\.row), services: services, processes: !noProcesses, terminal: Terminal.stdout,
+                                      window: snapshot.parts.first?.report, bytesKnown: snapshot.parts.first?.snapshot.source != "procfs",
+                                      namespaceLabels: labels))
+            }
+            for (i, row) in rows where row.overloaded {
+                emit("\(snapshot.parts[i].namespace.label) \(row.key.proto.rawValue)/\(row.key.port) overloaded: \(row.reasons.map(\.message).joined(separator: "; "))")
+            }
+            var notes = targets.notes
+            for note in snapshot.notes + snapshot.parts.flatMap({ $0.snapshot.notes + ($0.report?.notes ?? []) }) where !notes.contains(note) {
+                notes.append(note)
+            }
+            for note in notes { printError("note: \(note)") }
+        }
+        if rows.isEmpty && spec != nil { throw AnswerNo() }
+    }
+}
+
+/// The human table of `ports`; `namespaceLabels` (one per row) adds a NAMESPACE column.
 func renderPortsTable(_ rows: [PortRow], services: ServiceDatabase, processes: Bool, terminal: Terminal,
-                      window: WindowReport? = nil, bytesKnown: Bool = true) -> String {
-    var columns: [Table.Column] = [
+                      window: WindowReport? = nil, bytesKnown: Bool = true, namespaceLabels: [String]? = nil) -> String {
+    var columns: [Table.Column] = namespaceLabels == nil ? [] : [.init(title: "NAMESPACE")]
+    columns += [
         .init(title: "PROTO"), .init(title: "PORT", align: .right), .init(title: "SERVICE"),
         .init(title: "STATE"), .init(title: "ADDRESSES"),
         .init(title: "ESTAB", align: .right), .init(title: "SYN", align: .right),
@@ -91,7 +145,7 @@ func renderPortsTable(_ rows: [PortRow], services: ServiceDatabase, processes: B
     if window != nil { columns.append(.init(title: "ERRORS", align: .right)) }
     if processes { columns.append(.init(title: "PROCESS", flexible: true)) }
     var table = Table(columns)
-    for row in rows {
+    for (index, row) in rows.enumerated() {
         let p = row.summary
         let state: Table.Cell
         switch row.state {
@@ -123,7 +177,8 @@ func renderPortsTable(_ rows: [PortRow], services: ServiceDatabase, processes: B
             }
             errors = String(row.errorCount)
         }
-        var cells: [Table.Cell] = [.init(text: p.proto.rawValue), .init(text: String(p.port)), .init(text: service)]
+        var cells: [Table.Cell] = namespaceLabels.map { [.init(text: $0[index])] } ?? []
+        cells += [.init(text: p.proto.rawValue), .init(text: String(p.port)), .init(text: service)]
         cells.append(state)
         cells.append(.init(text: shownAddresses))
         cells.append(.init(text: String(p.connections.established)))

@@ -31,6 +31,8 @@ struct Top: ParsableCommand {
 
     @OptionGroup var readiness: ReadinessOptions
 
+    @OptionGroup var namespaces: NamespaceOptions
+
     func run() throws {
         let seconds = interval
         if seconds < 0.05 || seconds > 3600 { throw PortwatchError.usage("--interval: must be between 50ms and 1h") }
@@ -43,7 +45,8 @@ struct Top: ParsableCommand {
             query.ports = portFilters(spec, protocols: query.protocols, matchPeer: true)
         }
         var model = TopModel(spec: spec, sort: order, showOutgoing: all, interval: seconds)
-        let sampler = try Sampler(options: SnapshotOptions(query: query, includeOutgoing: true, processes: .owners, socketSource: .fromEnvironment), capture: capture.capture)
+        let options = SnapshotOptions(query: query, includeOutgoing: true, processes: .owners, socketSource: .fromEnvironment)
+        let sampler = try TopSampler(options: options, selection: namespaces.selection, capture: capture.capture)
         try sampler.start()
         try readiness.baselineTaken()
 
@@ -58,8 +61,7 @@ struct Top: ParsableCommand {
                 // sample takes a while.
                 sleepSeconds(deadline - now())
                 deadline = max(deadline + seconds, now())
-                let (snapshot, report) = try sampler.sample()
-                model.update(snapshot, report)
+                model.update(try sampler.sample())
                 if lines {
                     var w = JSONWriter(sink: { writeAll(STDOUT_FILENO, $0) })
                     model.write(to: &w)
@@ -95,8 +97,7 @@ struct Top: ParsableCommand {
                 continue
             }
             if now() >= nextSample {
-                let (snapshot, report) = try sampler.sample()
-                model.update(snapshot, report)
+                model.update(try sampler.sample())
                 done += 1
                 nextSample += seconds
                 if nextSample < now() { nextSample = now() + seconds }
@@ -115,31 +116,42 @@ struct TopModel {
     var sort: TopSort
     var showOutgoing: Bool
     var interval: Double
-    var snapshot: PortSnapshot?
-    var report: WindowReport?
-    /// Per port, recent rx+tx bit rates for the sparkline (one minute).
-    var history: [PortKey: [Double]] = [:]
+    /// The latest sample of each namespace shown (one part, without a namespace, by default).
+    var parts: [TopPart] = []
+    var snapshot: PortSnapshot? { parts.first?.snapshot }
+    var report: WindowReport? { parts.first?.report }
+    /// Whether rows say which namespace they are in (more than one shown).
+    var tagged: Bool { parts.count > 1 }
+    /// Per port (and namespace), recent rx+tx bit rates for the sparkline (one minute).
+    var history: [TopRowKey: [Double]] = [:]
     let services = ServiceDatabase.system
 
-    mutating func update(_ snapshot: PortSnapshot, _ report: WindowReport) {
-        self.snapshot = snapshot
-        self.report = report
+    mutating func update(_ parts: [TopPart]) {
+        self.parts = parts
         let keep = max(1, Int((60 / interval).rounded()))
-        var next: [PortKey: [Double]] = [:]
-        for row in rows(includeAll: true) {
-            let secs = report.seconds > 0 ? report.seconds : 1
-            var series = history[row.key] ?? []
+        var next: [TopRowKey: [Double]] = [:]
+        for (index, row) in rows(includeAll: true) {
+            let report = self.parts[index].report
+            let secs = (report?.seconds ?? 0) > 0 ? report!.seconds : 1
+            let key = TopRowKey(namespace: self.parts[index].namespace?.inode, port: row.key)
+            var series = history[key] ?? []
             series.append(Double(row.activity.traffic.bytesReceived + row.activity.traffic.bytesSent) * 8 / secs)
             if series.count > keep { series.removeFirst(series.count - keep) }
-            next[row.key] = series
+            next[key] = series
         }
         history = next
     }
 
-    func rows(includeAll: Bool = false) -> [PortRow] {
-        guard let snapshot else { return [] }
-        var out = portRows(snapshot: snapshot, window: report, includeOutgoing: showOutgoing || includeAll, filter: spec)
-        out.sort { a, b in
+    /// The rows of every part, with the index of the part each came from, in the chosen order.
+    func rows(includeAll: Bool = false) -> [(part: Int, row: PortRow)] {
+        var out: [(part: Int, row: PortRow)] = []
+        for (i, part) in parts.enumerated() {
+            for row in portRows(snapshot: part.snapshot, window: part.report, includeOutgoing: showOutgoing || includeAll, filter: spec) {
+                out.append((i, row))
+            }
+        }
+        out.sort { a0, b0 in
+            let (a, b) = (a0.row, b0.row)
             let (x, y): (UInt64, UInt64)
             switch sort {
             case .rx: (x, y) = (a.activity.traffic.bytesReceived, b.activity.traffic.bytesReceived)
@@ -147,7 +159,7 @@ struct TopModel {
             case .conns: (x, y) = (UInt64(a.summary.connections.total), UInt64(b.summary.connections.total))
             case .errors: (x, y) = (a.errorCount, b.errorCount)
             }
-            return x != y ? x > y : a.key < b.key
+            return x != y ? x > y : a.key != b.key ? a.key < b.key : a0.part < b0.part
         }
         return out
     }
@@ -161,14 +173,21 @@ struct TopModel {
         w.field("sample_seconds", double: report?.sampleSeconds ?? 0)
         w.field("sort", sort.rawValue)
         w.array("ports") { w in
-            for row in rows() {
+            for (index, row) in rows() {
+                let part = parts[index]
                 w.port(row, service: services.name(port: row.key.port, proto: row.key.proto),
-                       window: report.map { PortWindow($0, row: row) })
+                       window: part.report.map { PortWindow($0, row: row) }) { w in
+                    if let ns = part.namespace { w.namespaceMembers(ns, processes: row.summary.processes) }
+                }
             }
         }
         if let report { w.systemErrors(report) } else { w.object("system_errors") { _ in } }
         w.captureMembers(report, kernelDrops: false)
-        w.notes((snapshot?.notes ?? []) + (report?.notes ?? []))
+        var notes: [String] = []
+        for part in parts {
+            for note in part.snapshot.notes + (part.report?.notes ?? []) + part.notes where !notes.contains(note) { notes.append(note) }
+        }
+        w.notes(notes)
         w.endObject()
     }
 
@@ -179,7 +198,7 @@ struct TopModel {
         let seconds = report?.seconds ?? 0
         let all = rows()
         var totalRx: UInt64 = 0, totalTx: UInt64 = 0
-        for r in all { totalRx += r.activity.traffic.bytesReceived; totalTx += r.activity.traffic.bytesSent }
+        for (_, r) in all { totalRx += r.activity.traffic.bytesReceived; totalTx += r.activity.traffic.bytesSent }
         let secs = seconds > 0 ? seconds : 1
         var header = "portwatch top — \(all.count) port\(all.count == 1 ? "" : "s"), every \(formatDuration(.milliseconds(Int64(interval * 1000))))"
         header += ", sort \(sort.rawValue)  rx \(formatRate(bitsPerSecond: Double(totalRx) * 8 / secs))"
@@ -195,7 +214,7 @@ struct TopModel {
                 .map { "\($0.key.port)/\($0.key.proto.rawValue) from \($0.key.source) ×\($0.value)" }
             lines.append(truncateLine("closed-port hits: " + (hits.isEmpty ? "none" : hits.joined(separator: ", ")), width))
         }
-        var table = Table([
+        var table = Table((tagged ? [.init(title: "NAMESPACE")] : []) + [
             .init(title: "PROTO"), .init(title: "PORT", align: .right), .init(title: "SERVICE"),
             .init(title: "STATE"), .init(title: "ACCEPTQ", align: .right),
             .init(title: "RX/s", align: .right), .init(title: "TX/s", align: .right),
@@ -204,10 +223,12 @@ struct TopModel {
             .init(title: "LAST MINUTE"), .init(title: "PROCESS", flexible: true),
         ])
         let room = max(1, height - lines.count - 3)
-        for row in all.prefix(room) {
+        for (index, row) in all.prefix(room) {
             let a = row.activity
             let port = row.key.role == .remote ? "→\(row.key.port)" : String(row.key.port)
-            table.add([
+            let namespaceCell: [Table.Cell] = tagged ? [.init(text: parts[index].namespace?.label ?? "-")] : []
+            let historyKey = TopRowKey(namespace: parts[index].namespace?.inode, port: row.key)
+            table.add(namespaceCell + [
                 .init(text: row.key.proto.rawValue), .init(text: port),
                 .init(text: services.name(port: row.key.port, proto: row.key.proto) ?? "-"),
                 .init(text: row.state.rawValue, paint: row.overloaded ? { term.red($0) } : nil),
@@ -219,7 +240,7 @@ struct TopModel {
                 .init(text: String(row.summary.connections.total)),
                 .init(text: String(a.opened)),
                 .init(text: String(row.errorCount), paint: row.errorCount > 0 ? { term.red($0) } : nil),
-                .init(text: sparkline(history[row.key] ?? [], width: 20)),
+                .init(text: sparkline(history[historyKey] ?? [], width: 20)),
                 .init(text: processList(row.summary.processes)),
             ])
         }
@@ -227,6 +248,53 @@ struct TopModel {
         if all.count > room { lines.append(term.dim("… \(all.count - room) more")) }
         lines.append(term.dim("q quit · r/t/c/e sort rx/tx/conns/errors · a outgoing \(showOutgoing ? "on" : "off")"))
         return lines.joined(separator: "\n")
+    }
+}
+
+/// One namespace's latest sample in `top` (namespace nil: portwatch's own, without the flags).
+struct TopPart {
+    var namespace: NetworkNamespace?
+    var snapshot: PortSnapshot
+    var report: WindowReport?
+    /// What could not be seen (namespaces not entered), shown once.
+    var notes: [String] = []
+}
+
+/// A sparkline's series: a port in a namespace.
+struct TopRowKey: Hashable {
+    var namespace: UInt64?
+    var port: PortKey
+}
+
+/// The sampler behind `top`: the plain one, or one per namespace with the flags.
+final class TopSampler {
+    private let plain: Sampler?
+    private let spread: NamespaceSampler?
+
+    init(options: SnapshotOptions, selection: NamespaceSelection, capture: Bool) throws {
+        if selection == .own {
+            plain = try Sampler(options: options, capture: capture)
+            spread = nil
+        } else {
+            plain = nil
+            spread = try NamespaceSampler(options: options, selection: selection, capture: capture)
+        }
+    }
+
+    func start() throws {
+        if let plain { try plain.start() } else { try spread?.start() }
+    }
+
+    func sample() throws -> [TopPart] {
+        if let plain {
+            let (snapshot, report) = try plain.sample()
+            return [TopPart(namespace: nil, snapshot: snapshot, report: report)]
+        }
+        guard let spread else { return [] }
+        let taken = try spread.sample()
+        var parts = taken.parts.map { TopPart(namespace: $0.namespace, snapshot: $0.snapshot, report: $0.report) }
+        if !parts.isEmpty { parts[0].notes = taken.notes }
+        return parts
     }
 }
 

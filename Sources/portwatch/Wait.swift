@@ -28,6 +28,8 @@ struct Wait: ParsableCommand {
 
     @OptionGroup var output: OutputOptions
 
+    @OptionGroup var namespaces: NamespaceOptions
+
     func run() throws {
         let target = try host.map { try HostPort.parseHostOption($0) }
         if target == nil && !until.isLocal {
@@ -51,6 +53,12 @@ struct Wait: ParsableCommand {
         for proto in TransportProtocol.allCases where protos.contains(proto) {
             for port in spec.ports(for: proto) { pairs.append((proto, port)) }
         }
+        if target != nil && namespaces.selection != .own {
+            throw PortwatchError.usage("--netns and --all-namespaces wait for local ports; they do not combine with --host")
+        }
+        // Namespaces are looked up once; `listening` is reached when any of them listens,
+        // `free` when the port is free in all of them.
+        let targets = try namespaces.targets()
         let limit = timeout
         let start = now()
         let addresses = try target.map { try resolveHost($0.host, timeout: limit) }
@@ -69,11 +77,18 @@ struct Wait: ParsableCommand {
             } else {
                 var query = SocketQuery(protocols: protos, withCounters: false)
                 query.ports = portFilters(spec, protocols: protos)
-                let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .none, socketSource: .fromEnvironment))
-                for (i, check) in localChecks(ports: pairs, snapshot: snapshot).enumerated() {
-                    states[i] = check.verdict.rawValue
-                    // The one rule `check --expect` uses: only a listener meets `listening`.
-                    reachedEach[i] = check.meets(until == .free ? .free : .listening)
+                let options = SnapshotOptions(query: query, processes: .none, socketSource: .fromEnvironment)
+                let sources: [(any SocketSource)?] = targets.map { $0.list.map { Optional($0.1) } } ?? [nil]
+                for (n, source) in sources.enumerated() {
+                    let snapshot = try PortSnapshot.take(options, source: source)
+                    for (i, check) in localChecks(ports: pairs, snapshot: snapshot).enumerated() {
+                        // The one rule `check --expect` uses: only a listener meets `listening`.
+                        let met = check.meets(until == .free ? .free : .listening)
+                        if n == 0 || (until == .free ? !met : met) {
+                            states[i] = check.verdict.rawValue
+                            reachedEach[i] = met
+                        }
+                    }
                 }
             }
             let elapsed = now() - start

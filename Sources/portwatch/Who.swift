@@ -11,9 +11,14 @@ struct Who: ParsableCommand {
 
     @OptionGroup var output: OutputOptions
 
+    @OptionGroup var namespaces: NamespaceOptions
+
     func run() throws {
         let spec = try parsePorts(ports)
         let protos = spec.protocols(default: [.tcp, .udp])
+        if let targets = try namespaces.targets() {
+            return try whoInNamespaces(targets, spec: spec, protocols: protos)
+        }
         let report = try findHolders(spec, protocols: protos, source: defaultSocketSource(.fromEnvironment))
 
         var table = Table([.init(title: "PROTO"), .init(title: "PORT", align: .right), .init(title: "PID", align: .right),
@@ -63,6 +68,54 @@ struct Who: ParsableCommand {
             for note in report.notes { printError("note: \(note)") }
         }
         if found == 0, !report.ports.isEmpty, let problem = report.ownerProblem { throw problem }
+        if found == 0 { throw AnswerNo() }
+    }
+}
+
+extension Who {
+    /// `--netns`/`--all-namespaces`: the holders in each namespace, each row saying where.
+    private func whoInNamespaces(_ targets: NamespaceTargets, spec: PortSpec, protocols: Set<TransportProtocol>) throws {
+        var results: [(NetworkNamespace, PortHolders)] = []
+        var notes = targets.notes
+        var problem: PortwatchError?
+        for (ns, source) in targets.list {
+            let report = try findHolders(spec, protocols: protocols, source: source)
+            for row in report.ports { results.append((ns, row)) }
+            for note in report.notes where !notes.contains(note) { notes.append(note) }
+            problem = problem ?? report.ownerProblem
+        }
+        let found = results.reduce(0) { $0 + $1.1.processes.count }
+        if output.json {
+            output.print { w in
+                w.beginObject()
+                w.array("results") { w in
+                    for (ns, row) in results {
+                        w.whoEntry(row) { w in w.namespaceMembers(ns, processes: row.processes) }
+                    }
+                }
+                w.notes(notes)
+                w.endObject()
+            }
+        } else if found > 0 {
+            var table = Table([.init(title: "NAMESPACE"), .init(title: "PROTO"), .init(title: "PORT", align: .right),
+                               .init(title: "PID", align: .right), .init(title: "USER"), .init(title: "NAME"),
+                               .init(title: "UNIT/CONTAINER"), .init(title: "HOLDS"), .init(title: "COMMAND", flexible: true)])
+            for (ns, row) in results {
+                for process in row.processes {
+                    let held = row.sockets(heldBy: process.pid)
+                    let kinds = HoldKind.allCases.filter { k in held.contains { $0.kind == k } }.map(\.rawValue)
+                    let where_ = process.container.map { "\(process.containerRuntime ?? "container") " + String($0.prefix(12)) }
+                        ?? process.unit ?? "-"
+                    table.add([ns.label, row.proto.rawValue, String(row.port), String(process.pid), process.user ?? "?",
+                               process.name, where_, kinds.joined(separator: ","), process.command])
+                }
+            }
+            emit(table.render(Terminal.stdout))
+        } else {
+            emit(results.isEmpty ? "nothing holds \(ports)" : "sockets on \(ports) exist but their processes could not be seen")
+        }
+        if !output.json { for note in notes { printError("note: \(note)") } }
+        if found == 0, !results.isEmpty, let problem { throw problem }
         if found == 0 { throw AnswerNo() }
     }
 }

@@ -77,4 +77,13 @@ void csd_tpacket_read(const void *packet, csd_tpacket_info *out);
 /// sizeof(struct tpacket3_hdr) aligned + sizeof(struct sockaddr_ll): the bytes before tp_net at least.
 size_t csd_tpacket3_header_length(void);
 
+// ---- Network namespaces ----
+
+/// setns(2) for a network namespace file: moves the calling thread into it. 0, or -1 with errno.
+int csd_setns_net(int fd);
+/// The file system type (statfs f_type) of `path`, or -1 with errno.
+long csd_fs_type(const char *path);
+/// CLONE_NEWNET, for callers that check a namespace file's type.
+int csd_clone_newnet(void);
+
 #endif

@@ -15,17 +15,30 @@ public final class Sampler {
     private var lastCapture = CaptureCounters()
     /// Why closed connections are not counted, when destroy events are unavailable.
     public let eventsUnavailable: String?
+    /// The network namespace sampled; nil for portwatch's own.
+    public let namespace: NetworkNamespace?
 
     /// Opens the destroy-event stream when `closedConnections` is set; without the privilege
     /// sampling still works, and `eventsUnavailable` says what is missing.
     ///
     /// With `capture`, an AF_PACKET capture also measures UDP traffic per port and packets that
     /// hit closed ports; it needs CAP_NET_RAW, and its absence is an error (it was asked for).
+    ///
+    /// With `namespace` (another network namespace), `source` must read that namespace; the
+    /// destroy-event subscription, the capture and the system counters are opened inside it.
     public init(options: SnapshotOptions, source: (any SocketSource)? = nil,
-                closedConnections: Bool = true, capture: Bool = false) throws(PortwatchError) {
+                closedConnections: Bool = true, capture: Bool = false,
+                namespace: NetworkNamespace? = nil) throws(PortwatchError) {
         self.options = options
+        let inside = namespace.flatMap { $0.isOwn ? nil : $0 }
+        self.namespace = inside
         if capture {
-            let c = try PacketCapture()
+            let c: PacketCapture
+            if let inside {
+                c = try NamespaceEntry.run(in: inside) { () throws(PortwatchError) in try PacketCapture() }
+            } else {
+                c = try PacketCapture()
+            }
             c.start()
             self.capture = c
         } else {
@@ -36,7 +49,11 @@ public final class Sampler {
         var reason: String? = nil
         if closedConnections {
             do {
-                stream = try DestroyEventStream()
+                if let inside {
+                    stream = try NamespaceEntry.run(in: inside) { () throws(PortwatchError) in try DestroyEventStream() }
+                } else {
+                    stream = try DestroyEventStream()
+                }
             } catch {
                 reason = error.message
             }
@@ -57,7 +74,7 @@ public final class Sampler {
         let snapshot = try PortSnapshot.take(options, source: source, ownerCache: &ownerCache, memory: memory)
         memory.learn(snapshot.sockets, classifier: snapshot.classifier)
         _ = events?.drain()
-        tracker.start(snapshot, system: SystemCounterCollector().collect().value, classifier: snapshot.classifier)
+        tracker.start(snapshot, system: systemCounters().value, classifier: snapshot.classifier)
         if let capture { lastCapture = capture.snapshot() }
         return snapshot
     }
@@ -68,7 +85,7 @@ public final class Sampler {
         clock_gettime(CLOCK_MONOTONIC, &t0)
         let snapshot = try PortSnapshot.take(options, source: source, ownerCache: &ownerCache, memory: memory)
         let batch = events?.drain()
-        let system = SystemCounterCollector().collect()
+        let system = systemCounters()
         var report = tracker.advance(snapshot, destroyed: batch, system: system.value,
                                       classifier: snapshot.classifier)
         memory.learn(snapshot.sockets, classifier: snapshot.classifier)
@@ -87,6 +104,15 @@ public final class Sampler {
             report.notes.append("connections closed between samples are not counted: \(reason)")
         }
         return (snapshot, report)
+    }
+
+    /// The namespace's system counters: /proc/net shows the namespace of the thread reading it.
+    private func systemCounters() -> Collected<SystemCounters> {
+        guard let namespace else { return SystemCounterCollector().collect() }
+        let read = try? NamespaceEntry.run(in: namespace) { () throws(PortwatchError) in
+            SystemCounterCollector(root: "/proc/thread-self/net").collect()
+        }
+        return read ?? Collected(SystemCounters(), notes: ["system counters of network namespace \(namespace.label) unreadable"])
     }
 
     /// Adds captured UDP traffic to the bound ports it belongs to, and closed-port hits.

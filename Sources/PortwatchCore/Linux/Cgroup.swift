@@ -73,3 +73,59 @@ extension ProcessScanner {
         (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) || (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "f"))
     }
 }
+
+// Which container runtime a process's cgroup path names.
+extension ProcessScanner {
+    /// The container a process runs in and its runtime, from /proc/PID/cgroup: docker,
+    /// containerd, cri-o, podman (64-hex ids), kubepods (a bare id under kubepods, cgroupfs
+    /// driver), systemd-nspawn (`machine-NAME.scope`) and lxc (`lxc.payload.NAME`, `/lxc/NAME`).
+    public static func containerIdentity(cgroup text: String) -> ContainerIdentity? {
+        var paths: [Substring] = []
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            if fields.count == 3 && fields[2] != "/" && !paths.contains(fields[2]) { paths.append(fields[2]) }
+        }
+        for path in paths {
+            let components = path.split(separator: "/")
+            // Innermost first: a container nested in a pod or a machine is the one that counts.
+            for index in components.indices.reversed() {
+                let previous = index > components.startIndex ? components[index - 1] : nil
+                if let found = identity(components[index], previous: previous, path: path) { return found }
+            }
+        }
+        return nil
+    }
+
+    private static func identity(_ component: Substring, previous: Substring?, path: Substring) -> ContainerIdentity? {
+        var name = component
+        if name.hasSuffix(".scope") { name = name.dropLast(".scope".count) }
+        let prefixes: [(String, String)] = [("docker-", "docker"), ("cri-containerd-", "containerd"),
+                                            ("crio-", "cri-o"), ("libpod-", "podman")]
+        for (prefix, runtime) in prefixes where name.hasPrefix(prefix) {
+            let id = name.dropFirst(prefix.count)
+            return isContainerHex(id) ? ContainerIdentity(id: String(id), runtime: runtime) : nil
+        }
+        if isContainerHex(name) {
+            let runtime = previous == "docker" ? "docker"
+                : path.contains("kubepods") ? "kubepods"
+                : path.contains("libpod") ? "podman" : "docker"
+            return ContainerIdentity(id: String(name), runtime: runtime)
+        }
+        if component.hasSuffix(".scope") && name.hasPrefix("machine-") && path.contains("machine.slice") {
+            // systemd escapes '-' in unit names as \x2d.
+            let machine = String(name.dropFirst("machine-".count)).replacing("\\x2d", with: "-")
+            return ContainerIdentity(id: machine, runtime: machine.hasPrefix("qemu-") ? "libvirt" : "systemd-nspawn")
+        }
+        if name.hasPrefix("lxc.payload.") {
+            return ContainerIdentity(id: String(name.dropFirst("lxc.payload.".count)), runtime: "lxc")
+        }
+        if previous == "lxc" && !name.isEmpty && !name.hasPrefix("lxc.") {
+            return ContainerIdentity(id: String(name), runtime: "lxc")
+        }
+        return nil
+    }
+
+    private static func isContainerHex(_ id: Substring) -> Bool {
+        id.utf8.count == 64 && id.utf8.allSatisfy(isHexDigit)
+    }
+}

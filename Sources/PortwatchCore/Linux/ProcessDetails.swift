@@ -33,11 +33,16 @@ extension ProcessScanner {
 
         var unit: String?
         var container: String?
+        var identity: ContainerIdentity?
         if let cgroup = readFileBytes(at: dir, "cgroup", limit: 64 << 10) {
-            (unit, container) = parseCgroup(String(decoding: cgroup, as: UTF8.self))
+            let text = String(decoding: cgroup, as: UTF8.self)
+            (unit, container) = parseCgroup(text)
+            identity = containerIdentity(cgroup: text)
         }
-        return ProcessRecord(pid: pid, name: name, user: user, uid: uid, command: command,
-                             unit: unit, container: container)
+        var record = ProcessRecord(pid: pid, name: name, user: user, uid: uid, command: command,
+                                   unit: unit, container: container ?? identity?.id)
+        record.containerRuntime = identity?.runtime
+        return record
     }
 
     /// /proc/PID/cmdline's NUL-separated arguments joined by spaces.

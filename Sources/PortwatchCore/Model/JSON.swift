@@ -38,6 +38,7 @@ extension JSONWriter {
         field("command", p.command)
         field("unit", p.unit)
         field("container", p.container)
+        if let runtime = p.containerRuntime { field("container_runtime", runtime) }
         if let holds { strings("holds", holds.map(\.rawValue)) }
         if let sockets { strings("sockets", sockets) }
         endObject()
@@ -108,12 +109,15 @@ extension JSONWriter {
     /// The `PORT` object of `ports --json`, `top --json` and the daemon: the row's summary, its
     /// `state` and overload `reasons` (the window's drops and SYN cookies count), and `window`
     /// and `rates` when measured over one (`window` carries the row's own activity).
-    public mutating func port(_ row: PortRow, service: String?, window: PortWindow? = nil) {
+    /// `members` adds more before the object closes (the namespace of a multi-namespace view).
+    public mutating func port(_ row: PortRow, service: String?, window: PortWindow? = nil,
+                              members: (inout JSONWriter) -> Void = { _ in }) {
         beginObject()
         portMembers(row.summary, service: service, overloaded: row.overloaded)
         field("state", row.state.rawValue)
         overloadReasons(row.reasons)
         if let window { windowMembers(window) }
+        members(&self)
         endObject()
     }
 
@@ -294,8 +298,10 @@ extension JSONWriter {
     /// One local `check --json` result: the verdict and the facts behind it (listeners,
     /// connections, queue, overload reasons, caveats, errors, owners), and the window when
     /// measured; `systemErrors` adds the window's system-wide deltas (a single check's document).
+    /// `members` adds more before the object closes (the namespace checked).
     public mutating func localCheck(_ check: LocalCheck, _ outcome: CheckOutcome, service: String?, window: PortWindow?,
-                                    systemErrors report: WindowReport? = nil) {
+                                    systemErrors report: WindowReport? = nil,
+                                    members: ((inout JSONWriter) -> Void)? = nil) {
         beginObject()
         field("protocol", check.proto.rawValue)
         field("port", check.port)
@@ -306,12 +312,13 @@ extension JSONWriter {
         field("matched", outcome.matched)
         // `check 1-65535`: tens of thousands of ports with nothing on them share one encoding.
         if !pretty && check.summary == nil && check.connections.total == 0 && check.boundSockets == 0
-            && window == nil && report == nil {
+            && window == nil && report == nil && members == nil {
             endObject(appendingEncodedMembers: JSONWriter.emptyCheckMembers)
             return
         }
         localCheckFacts(check, window: window)
         if let report { systemErrors(report) }
+        members?(&self)
         endObject()
     }
 
@@ -380,7 +387,8 @@ private func microseconds(_ seconds: Double) -> Double { (seconds * 1e6).rounded
 
 extension JSONWriter {
     /// One entry of `connections --json`; `processes` when asked for.
-    public mutating func connection(_ c: SocketRecord, processes list: [ProcessRecord]? = nil) {
+    public mutating func connection(_ c: SocketRecord, processes list: [ProcessRecord]? = nil,
+                                    members: (inout JSONWriter) -> Void = { _ in }) {
         beginObject()
         field("protocol", c.proto.rawValue)
         field("state", c.state.name)
@@ -402,6 +410,7 @@ extension JSONWriter {
             field("bytes_retransmitted", tcp.bytesRetransmitted)
         }
         if let list { processes("processes", list) }
+        members(&self)
         endObject()
     }
 }

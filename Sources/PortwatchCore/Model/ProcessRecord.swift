@@ -12,6 +12,8 @@ public struct ProcessRecord: Sendable, Hashable, Codable {
     public var unit: String?
     /// Container id (docker, containerd, podman...), from /proc/PID/cgroup.
     public var container: String?
+    /// The container's runtime (`docker`, `containerd`, `podman`, `systemd-nspawn`, `lxc`...).
+    public var containerRuntime: String? = nil
 
     public init(pid: Int32, name: String, user: String? = nil, uid: UInt32? = nil, command: String = "",
                 unit: String? = nil, container: String? = nil) {

@@ -71,6 +71,7 @@ struct ListenerWatch: Sendable {
 
     private static func details(_ row: PortSample) -> [String: String] {
         var details: [String: String] = [:]
+        if let ns = row.namespace { details["netns"] = ns }
         if !row.addresses.isEmpty { details["addresses"] = row.addresses.joined(separator: ",") }
         if !row.owners.isEmpty { details["processes"] = row.owners.joined(separator: ",") }
         if !row.executables.isEmpty { details["executables"] = row.executables.sorted().joined(separator: ",") }

@@ -6,7 +6,7 @@ import Yams
 
 extension ConfigReader {
     static let topLevelKeys = ["interval", "listen", "token_file", "database", "ports", "rules", "detectors",
-                               "channels", "capture", "metrics", "instance"]
+                               "channels", "capture", "metrics", "instance", "namespaces"]
     static let databaseKeys = ["path", "retention", "max_size"]
     static let retentionKeys = ["raw", "minute", "hour"]
     static let detectorKeys = ["new_listener", "owner_changed", "port_scan", "syn_flood", "connection_storm"]
@@ -53,6 +53,7 @@ extension ConfigReader {
             config.metrics.maxPorts = value
         }
         if let node = top["instance"], let value = string(node, "instance") { config.instance = value }
+        if let node = top["namespaces"] { config.namespaces = readNamespaces(node) }
 
         // Checked once `listen` is known; a token_file that was written but is bad has been reported.
         if !tokenFileWritten, let problem = config.missingTokenProblem {
@@ -112,6 +113,27 @@ extension ConfigReader {
             }
         }
         return database
+    }
+
+    /// `namespaces: all`, or a list of names under /run/netns (a name may appear later).
+    private mutating func readNamespaces(_ node: Node) -> NamespaceSelection? {
+        if case .scalar = node {
+            guard let word = string(node, "namespaces") else { return nil }
+            if word == "all" { return .all }
+            report(at: node.mark, "namespaces", "expected all or a list of namespace names, not '\(word)'")
+            return nil
+        }
+        guard let items = list(node, "namespaces") else { return nil }
+        var names: [String] = []
+        for (i, item) in items.enumerated() {
+            guard let name = string(item, "namespaces[\(i)]") else { continue }
+            if name.isEmpty || name.contains("/") || name == "." || name == ".." {
+                report(at: item.mark, "namespaces[\(i)]", "'\(name)' is not a namespace name (a name under /run/netns)")
+            } else {
+                names.append(name)
+            }
+        }
+        return .list(names)
     }
 
     private mutating func readDetectors(_ node: Node, capture: Bool) -> DetectorConfig {

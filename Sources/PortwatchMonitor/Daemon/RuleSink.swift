@@ -44,7 +44,8 @@ public actor RuleSink: SampleSink {
     }
 
     public func consume(_ latest: LatestSample) async {
-        let outcome = engine.evaluate(latest.samples, at: latest.snapshot.takenAt)
+        var outcome = engine.evaluate(latest.samples, at: latest.snapshot.takenAt)
+        outcome.events = latest.namespaceEvents + outcome.events
         await handle(outcome, samples: latest.samples)
     }
 

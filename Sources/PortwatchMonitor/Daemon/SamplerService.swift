@@ -11,17 +11,22 @@ public struct SamplingSettings: Sendable, Hashable {
     public var capture: Bool
     /// Ports that get a row even when nothing uses them.
     public var configured: Set<MonitoredPort>
+    /// Other network namespaces to sample as well (`namespaces:`); nil: only the daemon's own.
+    public var namespaces: NamespaceSelection?
 
-    public init(interval: Duration, capture: Bool = false, configured: Set<MonitoredPort> = []) {
+    public init(interval: Duration, capture: Bool = false, configured: Set<MonitoredPort> = [],
+                namespaces: NamespaceSelection? = nil) {
         self.interval = interval
         self.capture = capture
         self.configured = configured
+        self.namespaces = namespaces
     }
 
     /// The settings a config asks for.
     public init(config: MonitorConfig) {
         self.init(interval: config.interval, capture: config.capture,
-                  configured: Set(config.ports.map { MonitoredPort(proto: $0.proto, port: $0.port) }))
+                  configured: Set(config.ports.map { MonitoredPort(proto: $0.proto, port: $0.port) }),
+                  namespaces: config.namespaces)
     }
 }
 
@@ -97,6 +102,10 @@ final class SamplerEngine: @unchecked Sendable {
     private var logged = Set<String>()
     private var repeated: [String: ContinuousClock.Instant] = [:]
     private var lastError: (message: String, at: ContinuousClock.Instant)?
+    /// The other namespaces' sampler, for the selection it was made for.
+    private var namespaceSampler: (selection: NamespaceSelection, sampler: NamespaceSampler)?
+    /// Namespaces sampled at the previous sample (nil before the first), for their events.
+    private var knownNamespaces: [UInt64: NetworkNamespace]?
 
     init(source: any SocketSource, logger: Logger) {
         self.source = source
@@ -113,14 +122,18 @@ final class SamplerEngine: @unchecked Sendable {
                 let snapshot = try sampler.start()
                 lastError = nil
                 note(snapshot.notes)
-                return LatestSample(snapshot: snapshot, report: nil,
-                                    samples: PortSample.rows(snapshot: snapshot, report: nil, configured: settings.configured))
+                var latest = LatestSample(snapshot: snapshot, report: nil,
+                                          samples: PortSample.rows(snapshot: snapshot, report: nil, configured: settings.configured))
+                addNamespaces(settings, to: &latest)
+                return latest
             }
             let (snapshot, report) = try sampler!.sample()
             lastError = nil
             note(snapshot.notes + report.notes)
-            return LatestSample(snapshot: snapshot, report: report,
-                                samples: PortSample.rows(snapshot: snapshot, report: report, configured: settings.configured))
+            var latest = LatestSample(snapshot: snapshot, report: report,
+                                      samples: PortSample.rows(snapshot: snapshot, report: report, configured: settings.configured))
+            addNamespaces(settings, to: &latest)
+            return latest
         } catch {
             // Said again when it changes, or once a minute while it lasts.
             let now = ContinuousClock.now
@@ -131,6 +144,59 @@ final class SamplerEngine: @unchecked Sendable {
             lastError = (error.message, now)
             return nil
         }
+    }
+
+    /// Samples the other namespaces the settings name (each with its own socket and destroy
+    /// events) and adds their rows, tagged with the namespace, and the namespaces that came or
+    /// went. The daemon's own namespace stays with the main sampler.
+    private func addNamespaces(_ settings: SamplingSettings, to latest: inout LatestSample) {
+        guard let selection = settings.namespaces else {
+            namespaceSampler = nil
+            knownNamespaces = nil
+            return
+        }
+        do throws(PortwatchError) {
+            let taken: NamespaceSnapshot
+            if let current = namespaceSampler, current.selection == selection {
+                taken = try current.sampler.sample()
+            } else {
+                let options = SnapshotOptions(query: SocketQuery(), includeOutgoing: false, processes: .owners,
+                                              skipOutgoing: true)
+                let made = try NamespaceSampler(options: options, selection: selection)
+                namespaceSampler = (selection, made)
+                taken = try made.start()
+            }
+            note(taken.notes)
+            let parts = taken.parts.filter { !$0.namespace.isOwn }
+            latest.namespaceParts = parts
+            for part in parts {
+                for var row in PortSample.rows(snapshot: part.snapshot, report: part.report, configured: []) {
+                    row.namespace = part.namespace.label
+                    latest.samples.append(row)
+                }
+            }
+            let now = Dictionary(parts.map { ($0.namespace.inode, $0.namespace) }, uniquingKeysWith: { a, _ in a })
+            if let before = knownNamespaces {
+                let time = latest.snapshot.takenAt
+                for (inode, ns) in now.sorted(by: { $0.value < $1.value }) where before[inode] == nil {
+                    latest.namespaceEvents.append(MonitorEvent(time: time, kind: .namespaceAdded,
+                        message: "network namespace \(ns.label) appeared", details: Self.details(ns)))
+                }
+                for (inode, ns) in before.sorted(by: { $0.value < $1.value }) where now[inode] == nil {
+                    latest.namespaceEvents.append(MonitorEvent(time: time, kind: .namespaceRemoved,
+                        message: "network namespace \(ns.label) is gone", details: Self.details(ns)))
+                }
+            }
+            knownNamespaces = now
+        } catch {
+            logNow("network namespaces not sampled: \(error.message)", every: .seconds(60))
+        }
+    }
+
+    private static func details(_ ns: NetworkNamespace) -> [String: String] {
+        var details = ["netns": ns.label, "netns_inode": String(ns.inode)]
+        if let pid = ns.pid { details["pid"] = String(pid) }
+        return details
     }
 
     /// A sampler with destroy events (and capture when asked); what the process may not see is

@@ -100,6 +100,9 @@ public final class HistoryStore: Sendable {
     /// crash either all of them are there or none.
     public func write(samples: [PortSample], events: [MonitorEvent]) throws {
         let pool = try writable()
+        // Rows of other network namespaces share (protocol, port) with the daemon's own and the
+        // history key has no room for a namespace yet: their events are stored, their samples not.
+        let samples = samples.filter { $0.namespace == nil }
         do {
             try pool.write { db in
                 if !samples.isEmpty { try Self.insert(samples, db) }

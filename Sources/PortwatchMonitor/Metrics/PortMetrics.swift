@@ -174,7 +174,7 @@ public final class PortMetrics: Sendable {
 
         let selection = MetricPortSelection(snapshot: snapshot, configured: st.configured, maxPorts: maxPorts)
         let wanted = Set(selection.ports)
-        for (key, series) in st.ports where !wanted.contains(key) {
+        for (key, series) in st.ports where key.namespace == nil && !wanted.contains(key) {
             unregister(series)
             st.ports[key] = nil
         }
@@ -209,12 +209,57 @@ public final class PortMetrics: Sendable {
             }
             st.ports[key] = series
         }
-        labelledPorts.set(Double(selection.ports.count))
-        omittedPorts.set(Double(selection.omitted))
+        // Other network namespaces (`namespaces:`): the same series with a `netns` label, within
+        // what is left of the same bound, so namespaces cannot flood Prometheus either.
+        var remaining = max(0, maxPorts - selection.ports.count)
+        var omitted = selection.omitted
+        var namespaced = Set<MonitoredPort>()
+        for part in latest.namespaceParts {
+            let label = part.namespace.label
+            let chosen = MetricPortSelection(snapshot: part.snapshot, configured: [], maxPorts: remaining)
+            remaining -= chosen.ports.count
+            omitted += chosen.omitted
+            var partRows: [MonitoredPort: PortSummary] = [:]
+            for row in part.snapshot.ports where row.role == .local {
+                partRows[MonitoredPort(proto: row.proto, port: row.port, namespace: label)] = row
+            }
+            for plain in chosen.ports {
+                let key = MonitoredPort(proto: plain.proto, port: plain.port, namespace: label)
+                namespaced.insert(key)
+                var series = st.ports[key] ?? makeSeries(key)
+                let row = partRows[key]
+                setListening(&series, key: key, addresses: row?.listening == true ? row!.addresses : [])
+                let counts = row?.connections ?? ConnectionCounts()
+                let values = [counts.established, counts.synRecv, counts.synSent, counts.timeWait, counts.closeWait,
+                              counts.finWait, counts.other]
+                for (gauge, value) in zip(series.connections, values) { gauge.set(Double(value)) }
+                series.acceptQueue?.set(Double(row?.acceptQueue?.current ?? 0))
+                series.acceptQueueMax?.set(Double(row?.acceptQueue?.max ?? 0))
+                if let report = part.report {
+                    let a = report.activity(PortKey(role: .local, proto: key.proto, port: key.port))
+                    series.receivedBytes.increment(by: Int64(clamping: a.traffic.bytesReceived))
+                    series.sentBytes.increment(by: Int64(clamping: a.traffic.bytesSent))
+                    series.receivedPackets.increment(by: Int64(clamping: a.traffic.packetsReceived))
+                    series.sentPackets.increment(by: Int64(clamping: a.traffic.packetsSent))
+                    series.retransmits.increment(by: Int64(clamping: a.traffic.retransmits))
+                    series.drops.increment(by: Int64(clamping: a.traffic.drops &+ a.listenDrops))
+                    series.connectionsOpened.increment(by: Int64(a.opened))
+                }
+                st.ports[key] = series
+            }
+        }
+        for (key, series) in st.ports where key.namespace != nil && !namespaced.contains(key) {
+            unregister(series)
+            st.ports[key] = nil
+        }
+        labelledPorts.set(Double(selection.ports.count + namespaced.count))
+        omittedPorts.set(Double(omitted))
     }
 
     private func labels(_ key: MonitoredPort) -> [(String, String)] {
-        [("protocol", key.proto.rawValue), ("port", String(key.port))]
+        var l = [("protocol", key.proto.rawValue), ("port", String(key.port))]
+        if let ns = key.namespace { l.append(("netns", ns)) }
+        return l
     }
 
     private func makeSeries(_ key: MonitoredPort) -> PortSeries {

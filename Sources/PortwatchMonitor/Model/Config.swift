@@ -17,6 +17,8 @@ public struct MonitorConfig: Sendable, Hashable {
     public var channels: [ChannelConfig] = [.log]
     /// AF_PACKET capture (UDP traffic per port, closed-port hits); needs CAP_NET_RAW.
     public var capture = false
+    /// Other network namespaces to watch (`namespaces: all` or a list of names); nil: only ours.
+    public var namespaces: NamespaceSelection? = nil
     public var metrics = MetricsConfig()
     /// `instance` label of alerts; defaults to the host name.
     public var instance: String? = nil

@@ -15,6 +15,8 @@ public enum EventKind: String, Sendable, Hashable, Codable, CaseIterable {
     case probeFailed = "probe_failed"
     case daemonStarted = "daemon_started"
     case daemonStopped = "daemon_stopped"
+    case namespaceAdded = "namespace_added"
+    case namespaceRemoved = "namespace_removed"
 }
 
 /// One entry of the event log: `{"time", "kind", "protocol", "port", "message", ...}`.

@@ -36,6 +36,9 @@ public struct PortSample: Sendable, Hashable, Codable {
     public var owners: [String]
     /// Executables of the owners (for `owner_changed`), e.g. "/usr/sbin/nginx".
     public var executables: [String]
+    /// The network namespace of the row (its label) when the daemon watches other namespaces;
+    /// nil for the daemon's own.
+    public var namespace: String? = nil
 
     public init(time: Double, proto: TransportProtocol, port: UInt16, listening: Bool = false,
                 addresses: [String] = [], connections: ConnectionCounts = ConnectionCounts(),
@@ -70,7 +73,7 @@ public struct PortSample: Sendable, Hashable, Codable {
     }
 
     /// The port's identity.
-    public var key: MonitoredPort { MonitoredPort(proto: proto, port: port) }
+    public var key: MonitoredPort { MonitoredPort(proto: proto, port: port, namespace: namespace) }
 
     private func perSecond(_ v: Double) -> Double { windowSeconds > 0 ? v / windowSeconds : 0 }
     public var receivedBps: Double { perSecond(Double(bytesReceived) * 8) }
@@ -83,12 +86,17 @@ public struct PortSample: Sendable, Hashable, Codable {
 public struct MonitoredPort: Sendable, Hashable, Codable, Comparable, CustomStringConvertible {
     public var proto: TransportProtocol
     public var port: UInt16
+    /// The network namespace (label) of a row in another namespace; nil for the daemon's own.
+    public var namespace: String? = nil
 
-    public init(proto: TransportProtocol, port: UInt16) {
+    public init(proto: TransportProtocol, port: UInt16, namespace: String? = nil) {
         self.proto = proto
         self.port = port
+        self.namespace = namespace
     }
 
-    public static func < (a: Self, b: Self) -> Bool { (a.proto, a.port) < (b.proto, b.port) }
-    public var description: String { "\(proto.rawValue)/\(port)" }
+    public static func < (a: Self, b: Self) -> Bool {
+        (a.namespace ?? "", a.proto, a.port) < (b.namespace ?? "", b.proto, b.port)
+    }
+    public var description: String { (namespace.map { "\($0) " } ?? "") + "\(proto.rawValue)/\(port)" }
 }

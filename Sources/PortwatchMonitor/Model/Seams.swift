@@ -25,6 +25,10 @@ public struct LatestSample: Sendable {
     /// nil for the first (baseline) sample.
     public var report: WindowReport?
     public var samples: [PortSample]
+    /// The other network namespaces sampled (`namespaces:` in the config), each with its window.
+    public var namespaceParts: [NamespacePart] = []
+    /// Namespaces that appeared or vanished since the previous sample.
+    public var namespaceEvents: [MonitorEvent] = []
 
     public init(snapshot: PortSnapshot, report: WindowReport?, samples: [PortSample]) {
         self.snapshot = snapshot

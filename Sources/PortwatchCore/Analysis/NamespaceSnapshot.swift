@@ -1,0 +1,188 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import Synchronization
+
+/// One namespace's part of a view: its snapshot and, over a window, what happened in it.
+public struct NamespacePart: Sendable {
+    public var namespace: NetworkNamespace
+    public var snapshot: PortSnapshot
+    public var report: WindowReport?
+
+    public init(namespace: NetworkNamespace, snapshot: PortSnapshot, report: WindowReport? = nil) {
+        self.namespace = namespace
+        self.snapshot = snapshot
+        self.report = report
+    }
+}
+
+/// Snapshots of several network namespaces taken together: each namespace is dumped through
+/// its own sock_diag socket, and socket owners are found by one /proc walk for all of them
+/// (socket inodes are unique across namespaces).
+public struct NamespaceSnapshot: Sendable {
+    public var parts: [NamespacePart]
+    /// What could not be seen: namespaces not entered, processes not inspected.
+    public var notes: [String]
+
+    /// Snapshots of `namespaces` (discovered or resolved by the caller). A namespace that
+    /// cannot be read becomes a note; the others are answered.
+    public static func take(_ options: SnapshotOptions, namespaces: [NetworkNamespace],
+                            sockets: NamespaceSockets) -> NamespaceSnapshot {
+        let bare = { var o = options; o.processes = .none; return o }()
+        let sources = sockets.sources(for: namespaces)
+        let results = Mutex<[Int: Result<PortSnapshot, PortwatchError>]>([:])
+        // Dumps of different namespaces are independent: both cores take turns.
+        DispatchQueue.concurrentPerform(iterations: namespaces.count) { i in
+            let r: Result<PortSnapshot, PortwatchError>
+            switch sources[i] {
+            case .success(let source): r = Result { () throws(PortwatchError) in try PortSnapshot.take(bare, source: source) }
+            case .failure(let error): r = .failure(error)
+            }
+            results.withLock { $0[i] = r }
+        }
+        let got = results.withLock { $0 }
+        var parts: [NamespacePart] = []
+        var notes: [String] = []
+        for (i, ns) in namespaces.enumerated() {
+            switch got[i] {
+            case .success(let snapshot)?: parts.append(NamespacePart(namespace: ns, snapshot: snapshot))
+            case .failure(let error)?:
+                sockets.forget(ns)
+                notes.append(namespaceNote(ns, error))
+            case nil: notes.append("network namespace \(ns.label) was not read")
+            }
+        }
+        var cache: OwnerCache? = nil
+        notes.append(contentsOf: attachOwners(&parts, processes: options.processes, cache: &cache))
+        return NamespaceSnapshot(parts: parts, notes: notes)
+    }
+
+    /// Finds the owners of every part's sockets in one walk and fills the parts' process lists;
+    /// returns the walk's notes.
+    static func attachOwners(_ parts: inout [NamespacePart], processes: ProcessAttribution,
+                             cache: inout OwnerCache?) -> [String] {
+        guard processes != .none else { return [] }
+        let scan: ProcessScan
+        if processes == .full {
+            scan = ProcessScanner.scan(inodes: nil)
+        } else {
+            var wanted = Set<UInt64>()
+            for part in parts {
+                for p in part.snapshot.ports where p.role == .local || processes == .ownersThorough {
+                    wanted.formUnion(p.ownerInodes)
+                }
+            }
+            if wanted.isEmpty { return [] }
+            let budget = processes == .ownersThorough ? nil : ProcessScanner.boundedHighFdBudget
+            if cache != nil {
+                var ts = timespec()
+                clock_gettime(CLOCK_MONOTONIC, &ts)
+                scan = cache!.lookup(wanted, now: Double(ts.tv_sec), highFdBudget: budget)
+            } else {
+                scan = ProcessScanner.scan(inodes: wanted, highFdBudget: budget, allHolders: true)
+            }
+        }
+        for i in parts.indices {
+            parts[i].snapshot.owners = scan.owners
+            parts[i].snapshot.processes = scan.processes
+            parts[i].snapshot.ownerProblem = scan.permissionProblem
+            attach(owners: scan.owners, processes: scan.processes, to: &parts[i].snapshot.ports)
+        }
+        return scan.notes
+    }
+}
+
+/// The note for a namespace that could not be read.
+func namespaceNote(_ ns: NetworkNamespace, _ error: PortwatchError) -> String {
+    let text = error.message
+    return text.contains(ns.label) ? text : "network namespace \(ns.label): \(text)"
+}
+
+/// Successive samples of several namespaces (`top`, `--sample`, the daemon with `namespaces:`):
+/// one `Sampler` per namespace (its own socket, destroy events and counters, so each
+/// namespace's traffic is exact) and one shared owner search. With `rediscover`, namespaces
+/// that appear later join (their first sample is their baseline) and vanished ones leave.
+public final class NamespaceSampler {
+    public let options: SnapshotOptions
+    private let selection: NamespaceSelection
+    private let capture: Bool
+    private let closedConnections: Bool
+    private let sockets: NamespaceSockets
+    private var samplers: [UInt64: (NetworkNamespace, Sampler)] = [:]
+    private var ownerCache: OwnerCache? = OwnerCache()
+    /// Namespaces that could not be read at the last sample, with why.
+    public private(set) var unreadable: [String] = []
+
+    /// Resolves the selection (a bad `--netns` throws a usage error); nothing is sampled yet.
+    public init(options: SnapshotOptions, selection: NamespaceSelection, capture: Bool = false,
+                closedConnections: Bool = true) throws(PortwatchError) {
+        self.options = options
+        self.selection = selection
+        self.capture = capture
+        self.closedConnections = closedConnections
+        self.sockets = NamespaceSockets(choice: options.socketSource)
+        _ = try NamespaceDirectory.select(selection)
+    }
+
+    /// The namespaces being sampled now.
+    public var namespaces: [NetworkNamespace] { samplers.values.map(\.0).sorted() }
+
+    /// Takes the baseline of every namespace.
+    @discardableResult
+    public func start() throws(PortwatchError) -> NamespaceSnapshot {
+        try step(baselineOnly: true)
+    }
+
+    /// Takes the next sample of every namespace: parts carry their window reports (a namespace
+    /// that joined since the last sample has its baseline now and no report yet).
+    public func sample() throws(PortwatchError) -> NamespaceSnapshot {
+        try step(baselineOnly: false)
+    }
+
+    private func step(baselineOnly: Bool) throws(PortwatchError) -> NamespaceSnapshot {
+        let found = try NamespaceDirectory.select(selection)
+        var notes = found.notes
+        let current = Set(found.namespaces.map(\.inode))
+        samplers = samplers.filter { current.contains($0.key) }
+        var bare = options
+        bare.processes = .none
+        let fresh = found.namespaces.filter { samplers[$0.inode] == nil }
+        let sources = sockets.sources(for: fresh)
+        var joined = Set<UInt64>()
+        for (ns, source) in zip(fresh, sources) {
+            do throws(PortwatchError) {
+                let sampler = try Sampler(options: bare, source: try source.get(), closedConnections: closedConnections,
+                                          capture: capture, namespace: ns)
+                samplers[ns.inode] = (ns, sampler)
+                joined.insert(ns.inode)
+            } catch {
+                sockets.forget(ns)
+                notes.append(namespaceNote(ns, error))
+            }
+        }
+        var parts: [NamespacePart] = []
+        for ns in found.namespaces {
+            guard let (_, sampler) = samplers[ns.inode] else { continue }
+            do throws(PortwatchError) {
+                if baselineOnly || joined.contains(ns.inode) {
+                    parts.append(NamespacePart(namespace: ns, snapshot: try sampler.start()))
+                } else {
+                    let (snapshot, report) = try sampler.sample()
+                    parts.append(NamespacePart(namespace: ns, snapshot: snapshot, report: report))
+                }
+            } catch {
+                // Gone between discovery and the dump: it leaves now, and comes back as new.
+                samplers[ns.inode] = nil
+                sockets.forget(ns)
+                notes.append(namespaceNote(ns, error))
+            }
+        }
+        if parts.isEmpty && !found.namespaces.isEmpty, case .one = selection {
+            throw PortwatchError.system(notes.first ?? "no network namespace could be read")
+        }
+        notes.append(contentsOf: NamespaceSnapshot.attachOwners(&parts, processes: options.processes, cache: &ownerCache))
+        unreadable = notes
+        return NamespaceSnapshot(parts: parts, notes: notes)
+    }
+}

@@ -1,0 +1,77 @@
+// The namespace members of rows in multi-namespace views (`--netns`, `--all-namespaces`, the
+// daemon with `namespaces:`), and the `ports --json` document over several namespaces.
+
+extension NetworkNamespace {
+    /// The container behind a row: the first of its processes whose cgroup names one.
+    public static func container(of processes: [ProcessRecord]) -> ContainerIdentity? {
+        for p in processes {
+            if let id = p.container { return ContainerIdentity(id: id, runtime: p.containerRuntime ?? "unknown") }
+        }
+        return nil
+    }
+}
+
+extension JSONWriter {
+    /// `{"inode", "name", "label", "pid", "own"}`: name null for unnamed namespaces.
+    public mutating func write(_ ns: NetworkNamespace) {
+        beginObject()
+        field("inode", ns.inode)
+        field("name", ns.name)
+        field("label", ns.label)
+        field("pid", ns.pid)
+        field("own", ns.isOwn)
+        endObject()
+    }
+
+    /// `"namespace": {…}` and, when a process's cgroup names one, `"container": {"id", "runtime"}`.
+    public mutating func namespaceMembers(_ ns: NetworkNamespace, processes: [ProcessRecord]) {
+        key("namespace"); write(ns)
+        if let c = NetworkNamespace.container(of: processes) {
+            key("container")
+            beginObject()
+            field("id", c.id)
+            field("runtime", c.runtime)
+            endObject()
+        }
+    }
+}
+
+/// `ports --json` over several namespaces: the same PORT rows, each with its namespace.
+public struct NamespacePortsDocument {
+    public var snapshot: NamespaceSnapshot
+    /// Notes beyond the snapshot's (namespaces not discovered).
+    public var notes: [String]
+
+    public init(snapshot: NamespaceSnapshot, notes: [String] = []) {
+        self.snapshot = snapshot
+        self.notes = notes
+    }
+
+    /// `{"ports": [PORT + namespace, …], "namespaces": [...], "source", "taken_at",
+    /// ["window_seconds"], "notes"}`; `rows` pairs each row with its part's index.
+    public func write(_ rows: [(part: Int, row: PortRow)], services: ServiceDatabase, to w: inout JSONWriter) {
+        let parts = snapshot.parts
+        w.beginObject()
+        w.array("ports") { w in
+            for (index, row) in rows {
+                let part = parts[index]
+                w.port(row, service: services.name(port: row.key.port, proto: row.key.proto),
+                       window: part.report.map { PortWindow($0, row: row) }) { w in
+                    w.namespaceMembers(part.namespace, processes: row.summary.processes)
+                }
+            }
+        }
+        w.array("namespaces") { w in
+            for part in parts { w.write(part.namespace) }
+        }
+        w.field("source", parts.first?.snapshot.source ?? "sock_diag")
+        w.field("taken_at", double: parts.first?.snapshot.takenAt ?? 0)
+        if let seconds = parts.compactMap({ $0.report?.seconds }).first { w.field("window_seconds", double: seconds) }
+        var all = notes
+        for note in snapshot.notes + parts.flatMap({ $0.snapshot.notes + ($0.report?.notes ?? []) }) where !all.contains(note) {
+            all.append(note)
+        }
+        w.notes(all)
+        w.endObject()
+    }
+}
