@@ -1,0 +1,28 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSockDiag
+
+/// Ctrl-C as a readable descriptor: SIGINT is blocked in the calling thread and queued to a
+/// signalfd, which a scan waits on with its sockets and stops at (keeping what it found). Call
+/// it on the main thread before any other thread starts, so no thread takes the default action.
+/// Nil when the kernel refuses a signalfd (the scan then simply cannot be stopped gracefully).
+public func interruptDescriptor() -> Int32? {
+    var mask = sigset_t()
+    sigemptyset(&mask)
+    sigaddset(&mask, SIGINT)
+    guard pthread_sigmask(SIG_BLOCK, &mask, nil) == 0 else { return nil }
+    let fd = signalfd(-1, &mask, Int32(SFD_CLOEXEC) | Int32(SFD_NONBLOCK))
+    if fd < 0 {
+        pthread_sigmask(SIG_UNBLOCK, &mask, nil)
+        return nil
+    }
+    return fd
+}
+
+/// The most descriptors this process may open (RLIMIT_NOFILE's soft limit).
+public func openFileLimit() -> Int {
+    var limit = rlimit()
+    guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+    return limit.rlim_cur >= UInt(1 << 20) ? 1 << 20 : Int(limit.rlim_cur)
+}
