@@ -26,3 +26,27 @@ public func openFileLimit() -> Int {
     guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
     return limit.rlim_cur >= UInt(1 << 20) ? 1 << 20 : Int(limit.rlim_cur)
 }
+
+/// Processors online (at least 1).
+func onlineCPUs() -> Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+
+/// A closure on a new POSIX thread; join the returned thread to wait for it.
+func startThread(_ body: @escaping @Sendable () -> Void) throws(PortwatchError) -> pthread_t {
+    final class Box: @unchecked Sendable {
+        // Written once before the thread starts, read once by it: no concurrent access.
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    var thread = pthread_t()
+    let rc = pthread_create(&thread, nil, { raw in
+        let box = Unmanaged<AnyObject>.fromOpaque(raw!).takeRetainedValue() as! Box
+        box.body()
+        return nil
+    }, box)
+    if rc != 0 {
+        Unmanaged<AnyObject>.fromOpaque(box).release()
+        throw SystemCallError("pthread_create", errno: rc).asPortwatchError
+    }
+    return thread
+}

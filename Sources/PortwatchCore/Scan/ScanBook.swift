@@ -123,6 +123,16 @@ struct ScanBook {
 
     func isDecided(_ probe: Int) -> Bool { states[probe] != Self.undecided }
 
+    /// Takes back a decision made on silence and queues the port again (a UDP host turned out to
+    /// rate-limit its ICMP errors, so its silence meant nothing).
+    mutating func reopen(_ probe: Int) {
+        guard states[probe] == Self.code(.openFiltered), reasons[probe] == ScanReason.noAnswer.rawValue else { return }
+        states[probe] = Self.undecided
+        reasons[probe] = ScanReason.undecided.rawValue
+        done -= 1
+        retries.append(probe)
+    }
+
     static func code(_ s: RemoteState) -> UInt8 {
         switch s {
         case .open: return 0

@@ -215,6 +215,7 @@ struct TCPScanEngine {
         case ENETUNREACH: .icmpNetUnreachable
         case EACCES, EPERM: .icmpAdminProhibited
         case EADDRNOTAVAIL: .noLocalAddress
+        case ETIMEDOUT: .noAnswer
         default: .noRoute
         }
         book.decide(probe, .filtered, reason: reason, rtt: nil, now: now)

@@ -24,9 +24,9 @@ private struct ICMPPace {
 
     mutating func answer(now: Double) {
         recent.append(now)
-        if recent.count > 64 || (recent.first.map { now - $0 > 1 } ?? false) {
+        if recent.count > 2048 || (recent.first.map { now - $0 > 1 } ?? false) {
             recent.removeAll { now - $0 > 1 }
-            if recent.count > 64 { recent.removeFirst(recent.count - 64) }
+            if recent.count > 2048 { recent.removeFirst(recent.count - 2048) }
         }
         if let b = bucket { bucket!.rate = b.rate * 1.05 }
     }
@@ -51,6 +51,9 @@ struct UDPScanEngine {
     private(set) var book: ScanBook
     private(set) var estimators: [RTTEstimator]
     private var paces: [ICMPPace]
+    /// Per host, the ports called open|filtered for their silence: reopened if the host turns
+    /// out to be rate-limiting (their silence may have been the limit, not the port).
+    private var silentByHost: [[Int]]
     private var window: ScanWindow
     private var bucket: TokenBucket?
     private var heap = DeadlineHeap()
@@ -69,6 +72,7 @@ struct UDPScanEngine {
         book = ScanBook(hostCount: targets.count, ports: ports)
         estimators = Array(repeating: RTTEstimator(maximum: options.maxTimeout), count: targets.count)
         paces = Array(repeating: ICMPPace(), count: targets.count)
+        silentByHost = Array(repeating: [], count: targets.count)
         window = ScanWindow(cap: options.concurrency, local: false)
         bucket = options.rate.map { TokenBucket(rate: $0, now: scanClock()) }
     }
@@ -202,7 +206,11 @@ struct UDPScanEngine {
         paces[h].answer(now: now)
         if book.attemptsMade(probe) > 1 {
             window.lossSeen()
-            if !paces[h].limited { paces[h].becomeLimited(now: now, cap: options.rate) }
+            if !paces[h].limited {
+                paces[h].becomeLimited(now: now, cap: options.rate)
+                for silent in silentByHost[h] { book.reopen(silent) }
+                silentByHost[h] = []
+            }
         } else {
             window.answered()
         }
@@ -224,6 +232,7 @@ struct UDPScanEngine {
                 book.retry(probe)
             } else {
                 book.decide(probe, .openFiltered, reason: .noAnswer, rtt: nil, now: now)
+                if !paces[h].limited { silentByHost[h].append(probe) }
             }
         }
     }
