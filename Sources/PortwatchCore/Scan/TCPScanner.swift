@@ -102,6 +102,7 @@ struct TCPScanEngine {
         if spare.fd < 0 {
             spare.fd = socket(v6 ? AF_INET6 : AF_INET,
                               Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            if spare.fd >= 0 { enableICMPErrorQueue(spare.fd, v6: v6) }
             if spare.fd < 0 {
                 let code = errno
                 guard isLocalShortage(code) else { throw SystemCallError("socket", errno: code).asPortwatchError }
@@ -136,6 +137,10 @@ struct TCPScanEngine {
         case ECONNREFUSED:
             answered(probe, .closed, .refused, started: t0)
             keepSpare(spare, v6: v6)
+        case ECONNABORTED:
+            // A reused socket that was not back in the unconnected state: not the port's answer.
+            close(fd)
+            book.localFailure(probe, now: scanClock(), reason: .noLocalAddress)
         default:
             close(fd)
             try failed(probe, code: code)
@@ -235,9 +240,26 @@ struct TCPScanEngine {
             releaseSlot(slot)
             return
         }
-        var soError: Int32 = 0
-        var len = socklen_t(MemoryLayout<Int32>.size)
-        getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &len)
+        // connect() again rather than SO_ERROR: it reports the outcome (EISCONN, or the error)
+        // and also returns a failed socket to the unconnected state, so it can be reused; after
+        // SO_ERROR the next connect on it would fail with ECONNABORTED.
+        let address = targets[book.host(probe)].address
+        let rc = withSockaddr(address.ip, book.port(probe), scopeID: address.scopeID) { connect(fd, $0, $1) }
+        var soError = rc == 0 ? 0 : errno
+        if soError == EISCONN { soError = 0 }
+        if soError == EALREADY || soError == EINPROGRESS {
+            if let (state, reason) = readICMPError(fd, v6: address.ip.isV6) {
+                // An ICMP error the SYN's connect() was too busy to take: still an answer.
+                let started = slots[slot].started
+                releaseSlot(slot)
+                close(fd)
+                answered(probe, state, reason, started: started)
+                return
+            }
+            // Not decided yet (a spurious wake-up): wait on.
+            try arm(slot, Epoll.output, epoll)
+            return
+        }
         let started = slots[slot].started
         let added = slots[slot].added
         releaseSlot(slot)
