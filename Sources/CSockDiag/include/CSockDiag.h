@@ -13,6 +13,9 @@
 #include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <linux/inet_diag.h>
+// The scanner: one epoll instance; SIGINT as a descriptor the scan loop can wait on.
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
 
 /// The tcp_info fields portwatch reads; zero where the running kernel's tcp_info is shorter.
 typedef struct {

@@ -58,6 +58,11 @@ public struct ServiceDatabase: Sendable {
         return found.filter { proto == nil || $0.proto == proto }.map { ($0.port, $0.proto) }
     }
 
+    /// Every port with a name for one protocol, ascending (scan's default port list draws on it).
+    public func namedPorts(proto: TransportProtocol) -> [UInt16] {
+        names.keys.filter { $0.proto == proto }.map(\.port).sorted()
+    }
+
     private mutating func add(_ name: String, _ entry: Entry) {
         let key = name.lowercased()
         var list = entries[key, default: []]
