@@ -73,7 +73,7 @@ private let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathCom
     let example = repositoryRoot + "/deploy/portwatch.example.yml"
     let r = runPortwatch(["config", "check", example])
     #expect(r.status == 0, "\(r)")
-    #expect(r.stdout == "\(example): ok — interval 5s, listen 127.0.0.1:9910, 4 rules, 4 channels, 4 ports\n", "\(r)")
+    #expect(r.stdout == "\(example): ok — interval 5s, listen 127.0.0.1:9910, 5 rules, 4 channels, 4 ports, 2 probes\n", "\(r)")
 }
 
 @Test func configCheckAcceptsAnEmptyFile() throws {
