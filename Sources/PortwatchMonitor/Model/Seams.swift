@@ -61,10 +61,3 @@ public protocol MonitorDataSource: Sendable {
     /// configured probe has that target.
     func probeHistory(_ target: String, since: Double) async throws -> ProbeHistory?
 }
-
-extension MonitorDataSource {
-    /// Configured probes with their latest results, in config order (none by default).
-    public func probes() async -> [ProbeStatus] { [] }
-    /// Stored results of a configured probe target since `since`; nil when no probe has that target.
-    public func probeHistory(_ target: String, since: Double) async throws -> ProbeHistory? { nil }
-}

@@ -70,9 +70,10 @@ enum Exchange {
 
     /// The first line, control characters escaped, at most 200 characters.
     static func firstLine(_ text: String) -> String {
-        let line = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" }).first.map(String.init) ?? ""
+        // Scalars, not Characters: "\r\n" is one Character and would never equal "\n".
+        let line = text.unicodeScalars.prefix { $0 != "\n" }
         var out = ""
-        for scalar in line.unicodeScalars.prefix(200) {
+        for scalar in line.prefix(200) {
             switch scalar {
             case "\r": out += "\\r"
             case "\t": out += "\\t"

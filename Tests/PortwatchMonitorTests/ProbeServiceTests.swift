@@ -1,0 +1,154 @@
+import Foundation
+import PortwatchCore
+@testable import PortwatchMonitor
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The daemon's probes against real loopback listeners: what ConnectProber measures, and the
+// probe service's events, rules, reloads and cancellation.
+
+@Suite("Daemon probes")
+struct ProbeServiceTests {
+    @Test func connectProberMeasuresAnOpenPortAndNamesAClosedOne() async throws {
+        let listener = try ReopenableListener()
+        var options = ProbeConfig.defaultOptions
+        options.count = 5
+        options.timeout = 2
+        let open = await ConnectProber().probe(listener.target, options: options)
+        #expect(open.state == .open && open.healthy && open.problems.isEmpty, "\(open)")
+        #expect(open.address == "127.0.0.1")
+        #expect(open.loss == 0)
+        let latency = try #require(open.latency)
+        #expect(latency.min > 0 && latency.min <= latency.median && latency.median <= latency.p95
+                && latency.p95 <= latency.p99 && latency.p99 <= latency.max, "\(latency)")
+
+        listener.close()
+        let closed = await ConnectProber().probe(listener.target, options: options)
+        #expect(closed.state == .closed && !closed.healthy)
+        #expect(closed.problems == ["closed (refused)"])
+        #expect(closed.latency == nil && closed.loss == 1)
+    }
+
+    @Test func sendAndExpectReadTheAnswer() async throws {
+        var options = ProbeConfig.defaultOptions
+        options.send = Array("PING\r\n".utf8)
+        options.expect = "^\\+PONG"
+        let good = try LineServer(reply: "+PONG\r\nmore\r\n", connections: 2)
+        let matched = await ConnectProber().probe(good.target, options: options)
+        good.finish()
+        #expect(matched.healthy, "\(matched.problems)")
+        #expect(matched.expect == ExpectReport(matched: true, received: "+PONG\\r"))
+
+        let bad = try LineServer(reply: "-ERR unknown\r\n", connections: 2)
+        let failed = await ConnectProber().probe(bad.target, options: options)
+        bad.finish()
+        #expect(failed.state == .open && !failed.healthy)
+        #expect(failed.expect?.matched == false)
+        #expect(failed.problems == ["expected /^\\+PONG/, received '-ERR unknown\\r'"])
+    }
+
+    @Test func tlsTargetsNeedTheFullProber() async throws {
+        let listener = try ReopenableListener()
+        var options = ProbeConfig.defaultOptions
+        options.tls = true
+        let result = await ConnectProber().probe(listener.target, options: options)
+        #expect(result.state == .open && !result.healthy)
+        #expect(result.problems.contains { $0.hasPrefix("TLS needs the full prober") })
+        #expect(result.tls == nil)
+    }
+
+    @Test func aCancelledProbeReturnsAtOnce() async throws {
+        // A listener whose accept queue is full drops further SYNs: a connect waits for its timeout.
+        let listener = try LoopbackSocket(.tcp, listen: 0)
+        var clients: [Int32] = []
+        defer { for c in clients { close(c) } }
+        for _ in 0..<4 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            addr.sin_port = listener.port.bigEndian
+            _ = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            clients.append(fd)
+        }
+        var options = ProbeConfig.defaultOptions
+        options.timeout = 60
+        let target = ProbeTarget(text: "127.0.0.1:\(listener.port)", host: "127.0.0.1", port: listener.port)
+        let probing = Task { await ConnectProber().probe(target, options: options) }
+        probing.cancel()
+        let result = await probing.value
+        #expect(result.problems == ["probe cancelled"] && !result.healthy)
+    }
+
+    @Test func serviceReportsFailureAndRecoveryOnceEachAndRulesFire() async throws {
+        let listener = try ReopenableListener()
+        let probe = testProbe(listener.target, name: "db")
+        let pipeline = await ProbePipeline(probes: [probe], rules: [
+            RuleConfig(name: "db-down", metric: .probeSuccess, below: 1, keepFiringFor: .zero, probe: probe.target.text),
+            RuleConfig(name: "db-slow", metric: .probeLatencyMs, above: 0),
+        ])
+        let recorder = pipeline.recorder
+        let running = Task { try await pipeline.service.run() }
+        defer { running.cancel() }
+
+        // Healthy from the start: no event, but every connect takes more than 0 ms.
+        #expect(await recorder.waitUntil { await $0.results.count >= 2 })
+        #expect(await recorder.events.filter { $0.kind == .probeFailed }.isEmpty)
+        let slow = try #require(await recorder.alerts.first { $0.rule == "db-slow" })
+        #expect(slow.state == .firing && slow.target == probe.target.text && slow.metric == "probe_latency_ms")
+        #expect(slow.value > 0 && slow.proto == nil && slow.port == nil)
+
+        listener.close()
+        #expect(await recorder.waitUntil { await $0.count(.probeFailed) == 1 })
+        let failedAt = await recorder.results.count
+        // Three more failed probes: still one event.
+        #expect(await recorder.waitUntil { await $0.results.count >= failedAt + 3 })
+        #expect(await recorder.count(.probeFailed) == 1)
+        let failed = try #require(await recorder.events.first { $0.kind == .probeFailed })
+        #expect(failed.details["target"] == probe.target.text && failed.details["name"] == "db")
+        #expect(failed.message.contains("db (\(probe.target.text))") && failed.message.contains("closed (refused)"))
+        #expect(failed.port == listener.port && failed.proto == .tcp)
+        let down = try #require(await recorder.alerts.first { $0.rule == "db-down" })
+        #expect(down.state == .firing && down.value == 0 && down.threshold == 1)
+        let status = try #require(await pipeline.state.probes().first)
+        #expect(status.latest?.healthy == false && status.config.name == "db")
+
+        try listener.reopen()
+        #expect(await recorder.waitUntil { await $0.count(.probeRecovered) == 1 })
+        #expect(await recorder.waitUntil { await $0.alerts.contains { $0.rule == "db-down" && $0.state == .resolved } })
+        #expect(await recorder.count(.probeFailed) == 1)
+        let recovered = await pipeline.state.probes().first
+        #expect(recovered?.latest?.healthy == true)
+        #expect(recovered?.since ?? 0 >= failed.time)
+
+        running.cancel()
+        try await running.value
+    }
+
+    @Test func reloadReplacesTheTargets() async throws {
+        let first = try ReopenableListener()
+        let second = try ReopenableListener()
+        let pipeline = await ProbePipeline(probes: [testProbe(first.target)])
+        let recorder = pipeline.recorder
+        let running = Task { try await pipeline.service.run() }
+        defer { running.cancel() }
+        #expect(await recorder.waitUntil { await $0.results.contains { $0.target == first.target } })
+
+        pipeline.service.update([testProbe(second.target)])
+        await pipeline.state.setProbes([testProbe(second.target)])
+        #expect(await recorder.waitUntil { await $0.results.contains { $0.target == second.target } })
+        let firstCount = await recorder.results.filter { $0.target == first.target }.count
+        #expect(await recorder.waitUntil {
+            await $0.results.filter { $0.target == second.target }.count >= 4
+        })
+        #expect(await recorder.results.filter { $0.target == first.target }.count == firstCount,
+                "a removed target is no longer probed")
+        #expect(await pipeline.state.probes().map(\.config.target) == [second.target])
+        running.cancel()
+        try await running.value
+    }
+}
