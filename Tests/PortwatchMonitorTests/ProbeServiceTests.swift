@@ -1,5 +1,7 @@
 import Foundation
+import Logging
 import PortwatchCore
+import ServiceLifecycle
 @testable import PortwatchMonitor
 import Testing
 #if canImport(Glibc)
@@ -60,28 +62,34 @@ struct ProbeServiceTests {
     }
 
     @Test func aCancelledProbeReturnsAtOnce() async throws {
-        // A listener whose accept queue is full drops further SYNs: a connect waits for its timeout.
-        let listener = try LoopbackSocket(.tcp, listen: 0)
-        var clients: [Int32] = []
-        defer { for c in clients { close(c) } }
-        for _ in 0..<4 {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            addr.sin_port = listener.port.bigEndian
-            _ = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            clients.append(fd)
-        }
+        let saturated = try SaturatedListener()
+        defer { saturated.close() }
         var options = ProbeConfig.defaultOptions
         options.timeout = 60
-        let target = ProbeTarget(text: "127.0.0.1:\(listener.port)", host: "127.0.0.1", port: listener.port)
-        let probing = Task { await ConnectProber().probe(target, options: options) }
+        let probing = Task { await ConnectProber().probe(saturated.target, options: options) }
         probing.cancel()
         let result = await probing.value
         #expect(result.problems == ["probe cancelled"] && !result.healthy)
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func gracefulShutdownEndsAProbeInFlight() async throws {
+        let saturated = try SaturatedListener()
+        defer { saturated.close() }
+        var probe = testProbe(saturated.target)
+        // Far beyond the test's time limit: only the shutdown can end this probe in time.
+        probe.options.timeout = 120
+        let (started, signal) = AsyncStream.makeStream(of: Void.self)
+        let pipeline = await ProbePipeline(probes: [probe], prober: AnnouncingProber(started: signal))
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [pipeline.service], gracefulShutdownSignals: [], cancellationSignals: [],
+            logger: Logger(label: "portwatch.probe.test")))
+        let running = Task { try await group.run() }
+        var iterator = started.makeAsyncIterator()
+        _ = await iterator.next()
+        await group.triggerGracefulShutdown()
+        try await running.value
+        #expect(await pipeline.recorder.results.isEmpty, "the abandoned probe delivered nothing")
     }
 
     @Test func serviceReportsFailureAndRecoveryOnceEachAndRulesFire() async throws {

@@ -163,3 +163,43 @@ struct ProbePipeline {
         }
     }
 }
+
+/// A loopback listener whose accept queue is full: the kernel drops further SYNs, so a connect to
+/// it waits for its timeout (what a dropping firewall does to a probe).
+final class SaturatedListener: Sendable {
+    let listener: LoopbackSocket
+    private let clients: [Int32]
+
+    init() throws {
+        listener = try LoopbackSocket(.tcp, listen: 0)
+        var clients: [Int32] = []
+        // Backlog 0 holds one connection; a few more make sure the queue is full.
+        for _ in 0..<4 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { throw LoopbackTestError.errno("socket") }
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            addr.sin_port = listener.port.bigEndian
+            _ = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            clients.append(fd)
+        }
+        self.clients = clients
+    }
+
+    var target: ProbeTarget { ProbeTarget(text: "127.0.0.1:\(listener.port)", host: "127.0.0.1", port: listener.port) }
+
+    func close() { for fd in clients { Glibc.close(fd) } }
+}
+
+/// The real `ConnectProber`, announcing each probe as it starts (so a test knows one is in flight).
+struct AnnouncingProber: Prober {
+    let started: AsyncStream<Void>.Continuation
+
+    func probe(_ target: ProbeTarget, options: ProbeOptions) async -> ProbeResult {
+        started.yield()
+        return await ConnectProber().probe(target, options: options)
+    }
+}
