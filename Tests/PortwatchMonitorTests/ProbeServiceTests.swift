@@ -51,6 +51,59 @@ struct ProbeServiceTests {
         #expect(failed.problems == ["expected /^\\+PONG/, received '-ERR unknown\\r'"])
     }
 
+    @Test func configuredIPv6AndUDPTargetsAreProbed() async throws {
+        // An IPv6 loopback listener, written as a config writes it.
+        let fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var addr = sockaddr_in6()
+        addr.sin6_family = sa_family_t(AF_INET6)
+        addr.sin6_addr = in6addr_loopback
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+        }
+        try #require(bound == 0 && listen(fd, 8) == 0, "no IPv6 loopback here")
+        var name = sockaddr_in6()
+        var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+        _ = withUnsafeMutablePointer(to: &name) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        let v6Port = UInt16(bigEndian: name.sin6_port)
+        let quiet = try LoopbackSocket(.udp)
+        // A UDP port that was bound a moment ago and is not any more: the kernel answers ICMP port-unreachable.
+        let gonePort: UInt16 = try {
+            let udp = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            try #require(udp >= 0)
+            defer { close(udp) }
+            var a = sockaddr_in()
+            a.sin_family = sa_family_t(AF_INET)
+            a.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let rc = withUnsafePointer(to: &a) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(udp, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            try #require(rc == 0)
+            return boundPort(udp)
+        }()
+        let config = try ConfigLoader.parse("""
+            probes:
+              - {target: "[::1]:\(v6Port)", timeout: 1s}
+              - {target: "127.0.0.1:\(quiet.port)", udp: true, timeout: 300ms, send: "hello"}
+              - {target: "127.0.0.1:\(gonePort)", udp: true, timeout: 1s}
+            """, file: "probes.yml")
+        let results = await withTaskGroup(of: ProbeResult.self) { group in
+            for probe in config.probes {
+                group.addTask { await ConnectProber().probe(probe.target, options: probe.options) }
+            }
+            return await group.reduce(into: [String: ProbeResult]()) { $0[$1.target.text] = $1 }
+        }
+        let v6 = try #require(results["[::1]:\(v6Port)"])
+        #expect(v6.state == .open && v6.healthy && v6.address == "::1")
+        let silent = try #require(results["127.0.0.1:\(quiet.port)"])
+        #expect(silent.state == .openFiltered && silent.healthy, "a silent UDP service may be there: \(silent.problems)")
+        let refused = try #require(results["127.0.0.1:\(gonePort)"])
+        #expect(refused.state == .closed && !refused.healthy, "ICMP port-unreachable: \(refused)")
+    }
+
     @Test func tlsTargetsNeedTheFullProber() async throws {
         let listener = try ReopenableListener()
         var options = ProbeConfig.defaultOptions
