@@ -33,6 +33,14 @@ struct ProbeServiceTests {
         #expect(closed.latency == nil && closed.loss == 1)
     }
 
+    @Test func latencyStatisticsUseNearestRank() throws {
+        let summary = try #require(LatencyStatistics.summary((1...100).map(Double.init).shuffled()))
+        #expect(summary.min == 1 && summary.median == 50 && summary.p95 == 95 && summary.p99 == 99 && summary.max == 100)
+        #expect(abs(summary.stddev - 28.866070) < 1e-6)
+        #expect(LatencyStatistics.summary([]) == nil)
+        #expect(LatencyStatistics.summary([7])?.p99 == 7)
+    }
+
     @Test func sendAndExpectReadTheAnswer() async throws {
         var options = ProbeConfig.defaultOptions
         options.send = Array("PING\r\n".utf8)

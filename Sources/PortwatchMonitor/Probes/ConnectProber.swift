@@ -71,29 +71,3 @@ public struct ConnectProber: Prober {
                            problems: problems, time: started)
     }
 }
-
-/// min / median / p95 / p99 / max / stddev of connect times, by nearest rank.
-enum LatencyStatistics {
-    static func summary(_ values: [Double]) -> LatencySummary? {
-        guard !values.isEmpty else { return nil }
-        let sorted = values.sorted()
-        func rank(_ p: Double) -> Double {
-            let index = Int((p * Double(sorted.count)).rounded(.up)) - 1
-            return sorted[min(max(index, 0), sorted.count - 1)]
-        }
-        let mean = sorted.reduce(0, +) / Double(sorted.count)
-        let variance = sorted.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(sorted.count)
-        return LatencySummary(min: sorted[0], median: rank(0.5), p95: rank(0.95), p99: rank(0.99),
-                              max: sorted[sorted.count - 1], stddev: variance.squareRoot())
-    }
-}
-
-extension ProbeResult {
-    /// How long the target took to answer, for `portwatch_probe_duration_seconds`: the median
-    /// connect time plus the TLS handshake when it connected, else the time the attempts waited.
-    var duration: Duration {
-        var ms = latency?.median ?? (attempts.map(\.seconds).max() ?? 0) * 1000
-        if let tls { ms += tls.handshakeMs }
-        return .nanoseconds(Int64((ms * 1e6).rounded()))
-    }
-}
