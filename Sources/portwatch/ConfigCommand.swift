@@ -81,6 +81,7 @@ struct ConfigCheck: ParsableCommand {
         return "interval \(formatDuration(config.interval)), listen \(config.listen), "
             + "\(count(config.rules.count, "rule")), \(count(config.channels.count, "channel")), "
             + "\(count(config.ports.count, "port"))"
+            + (config.probes.isEmpty ? "" : ", \(count(config.probes.count, "probe"))")
     }
 
     private func summary(_ config: MonitorConfig, to w: inout JSONWriter) {
@@ -94,6 +95,7 @@ struct ConfigCheck: ParsableCommand {
         w.field("rules", config.rules.count)
         w.field("channels", config.channels.count)
         w.field("ports", config.ports.count)
+        w.field("probes", config.probes.count)
         w.field("capture", config.capture)
         w.field("instance", config.instance)
         w.endObject()

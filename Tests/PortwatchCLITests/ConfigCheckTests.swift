@@ -42,7 +42,7 @@ private let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathCom
         + "connections.time_wait, connections.close_wait, connections.fin_wait, connections.other, connections.total, "
         + "accept_queue, accept_queue_ratio, received_bps, sent_bps, received_pps, sent_pps, "
         + "connections_opened_per_second, listen_drops_per_second, drops_per_second, retransmits_per_second, "
-        + "connect_timeouts_per_second, connect_refused_per_second"
+        + "connect_timeouts_per_second, connect_refused_per_second, probe_success, probe_latency_ms, tls_days_left"
     let expected: [String] = [
         "\(file):2:1: unknown key 'intervall' (did you mean 'interval'?)",
         "\(file):3:9: listen: 0.0.0.0:9910 is not a loopback address, so token_file is required "
@@ -73,7 +73,7 @@ private let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathCom
     let example = repositoryRoot + "/deploy/portwatch.example.yml"
     let r = runPortwatch(["config", "check", example])
     #expect(r.status == 0, "\(r)")
-    #expect(r.stdout == "\(example): ok — interval 5s, listen 127.0.0.1:9910, 4 rules, 4 channels, 4 ports\n", "\(r)")
+    #expect(r.stdout == "\(example): ok — interval 5s, listen 127.0.0.1:9910, 5 rules, 4 channels, 4 ports, 2 probes\n", "\(r)")
 }
 
 @Test func configCheckAcceptsAnEmptyFile() throws {

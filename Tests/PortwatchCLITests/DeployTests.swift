@@ -8,7 +8,8 @@ import Glibc
 private let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent().path
 
-/// The metric names of PRODUCT.md's contract, plus the three the monitor issue adds.
+/// The metric names of PRODUCT.md's contract, plus the three the monitor issue adds and the
+/// certificate expiry of issue 8's daemon probes.
 private let contractMetrics: Set<String> = [
     "portwatch_port_listening", "portwatch_port_connections", "portwatch_port_received_bytes_total",
     "portwatch_port_sent_bytes_total", "portwatch_port_received_packets_total", "portwatch_port_sent_packets_total",
@@ -16,6 +17,7 @@ private let contractMetrics: Set<String> = [
     "portwatch_port_accept_queue_max", "portwatch_probe_success", "portwatch_probe_duration_seconds",
     "portwatch_scan_detected_total", "portwatch_alerts_firing", "portwatch_sample_duration_seconds",
     "portwatch_history_write_errors_total", "portwatch_alert_queue_dropped_total",
+    "portwatch_probe_tls_expiry_seconds",
 ]
 
 /// The `portwatch_*` metric names an expression uses (a histogram's series named as the histogram).

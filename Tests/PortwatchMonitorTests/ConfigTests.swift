@@ -328,9 +328,11 @@ func badConfigNamesLineColumnAndProblem(_ bad: BadConfigCase) {
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
     let config = try ConfigLoader.load(file: root.appendingPathComponent("deploy/portwatch.example.yml").path)
-    #expect(config.rules.count == 4)
+    #expect(config.rules.count == 5)
     #expect(config.channels.count == 4)
     #expect(config.ports.count == 4)
+    #expect(config.probes.map(\.target.text) == ["db.internal:5432", "127.0.0.1:25"])
+    #expect(config.rules.last?.probe == "db.internal:5432")
     #expect(config.listen.isLoopback)
 }
 

@@ -210,6 +210,10 @@ final class FakeMonitorSource: MonitorDataSource {
 
     func alerts() async -> [Alert] { storedAlerts }
 
+    func probes() async -> [ProbeStatus] { [] }
+
+    func probeHistory(_ target: String, since: Double) async throws -> ProbeHistory? { nil }
+
     func subscribe() async -> AsyncStream<StreamMessage> {
         let (stream, feed) = AsyncStream<StreamMessage>.makeStream()
         if let sample { feed.yield(.sample(sample)) }

@@ -66,7 +66,7 @@ struct MetricsTests {
                      "portwatch_port_sent_bytes_total", "portwatch_port_received_packets_total",
                      "portwatch_port_sent_packets_total", "portwatch_port_retransmits_total", "portwatch_port_drops_total",
                      "portwatch_port_accept_queue", "portwatch_port_accept_queue_max", "portwatch_probe_success",
-                     "portwatch_probe_duration_seconds", "portwatch_scan_detected_total", "portwatch_alerts_firing",
+                     "portwatch_probe_duration_seconds_count", "portwatch_scan_detected_total", "portwatch_alerts_firing",
                      "portwatch_history_write_errors_total", "portwatch_alert_queue_dropped_total"] {
             #expect(!series(text, name).isEmpty, "no \(name)")
         }

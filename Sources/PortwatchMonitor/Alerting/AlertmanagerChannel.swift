@@ -17,6 +17,7 @@ public actor AlertmanagerChannel: AlertChannel {
         var rule: String
         var proto: TransportProtocol?
         var port: UInt16?
+        var target: String?
     }
 
     /// `url` is Alertmanager's base URL, e.g. `http://127.0.0.1:9093`.
@@ -29,7 +30,7 @@ public actor AlertmanagerChannel: AlertChannel {
     }
 
     public func deliver(_ alert: Alert) async throws {
-        let key = Key(rule: alert.rule, proto: alert.proto, port: alert.port)
+        let key = Key(rule: alert.rule, proto: alert.proto, port: alert.port, target: alert.target)
         var startsAt = alert.since
         if alert.state == .resolved {
             startsAt = min(firing[key]?.since ?? alert.since, alert.since)
@@ -42,7 +43,9 @@ public actor AlertmanagerChannel: AlertChannel {
 
     public func refresh() async throws {
         guard !firing.isEmpty else { return }
-        let docs = firing.values.sorted { ($0.rule, $0.port ?? 0) < ($1.rule, $1.port ?? 0) }
+        let docs = firing.values.sorted {
+            ($0.rule, $0.port ?? 0, $0.target ?? "") < ($1.rule, $1.port ?? 0, $1.target ?? "")
+        }
             .map { Self.document($0, startsAt: $0.since) }
         try await post(docs)
     }
@@ -56,6 +59,7 @@ public actor AlertmanagerChannel: AlertChannel {
         var labels: [(String, JSONValue)] = [("alertname", .string(alert.rule))]
         if let proto = alert.proto { labels.append(("protocol", .string(proto.rawValue))) }
         if let port = alert.port { labels.append(("port", .string(String(port)))) }
+        if let target = alert.target { labels.append(("target", .string(target))) }
         labels.append(("severity", .string(alert.severity)))
         labels.append(("instance", .string(alert.instance)))
         var description = "\(alert.metric) = \(alertNumber(alert.value))"

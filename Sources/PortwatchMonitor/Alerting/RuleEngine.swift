@@ -30,6 +30,7 @@ public struct RuleEngine: Sendable {
     private var listeners = ListenerWatch()
     private var expectations: [ExpectationKey: ExpectationRuntime] = [:]
     private var rules: [RuleRuntime] = []
+    private var probeWatch = ProbeWatch()
     /// Time of the last evaluated sample (a reload resolves removed rules' alerts at this time).
     private var lastTime: Double?
 
@@ -53,6 +54,9 @@ public struct RuleEngine: Sendable {
             for port in rule.tracks.keys.sorted() {
                 if let track = rule.tracks[port] { out.append(track.alert) }
             }
+            for target in rule.probeTracks.keys.sorted() {
+                if let track = rule.probeTracks[target] { out.append(track.alert) }
+            }
         }
         return out
     }
@@ -66,6 +70,37 @@ public struct RuleEngine: Sendable {
         outcome.events += listeners.update(rows, at: now, detectors: config.detectors)
         evaluateExpectations(rows, at: now, into: &outcome)
         evaluateRules(rows, at: now, into: &outcome)
+        return outcome
+    }
+
+    /// Judges one probe result (the probe service calls it as results come, apart from samples):
+    /// `probe_failed` / `probe_recovered` when the target's health changed, and the rules on
+    /// probe metrics that apply to the target.
+    public mutating func evaluate(probe result: ProbeResult, at now: Double) -> RuleOutcome {
+        let target = result.target.text
+        let probe = config.probes.first { $0.target.text == target }
+        var outcome = RuleOutcome()
+        if let event = probeWatch.update(result, name: probe?.name, at: now) { outcome.events.append(event) }
+        // Hysteresis in the probe's own rhythm: three of its intervals, as samples have three of theirs.
+        let defaultKeep = (probe?.interval ?? config.interval).alertingSeconds * 3
+        for index in rules.indices where rules[index].matches(probe: target) {
+            let rule = rules[index].config
+            let timing = AlertTrack.Timing(forSeconds: rule.forDuration.alertingSeconds,
+                                           keepFiringForSeconds: rule.keepFiringFor.map(\.alertingSeconds) ?? defaultKeep)
+            let judged = rules[index].judge(probe: result)
+            let label = probe?.label ?? target
+            let alert = {
+                Alert(rule: rule.name, state: .firing, severity: rule.severity, proto: nil, port: nil,
+                      metric: rule.metric.description, value: judged.value ?? 0, threshold: judged.threshold,
+                      since: now, message: judged.message(rule: rule, port: label), instance: self.instance,
+                      target: target)
+            }
+            var track = rules[index].probeTracks[target]
+            let transition = AlertTrack.step(&track, condition: judged.condition, now: now, timing: timing, alert: alert)
+            rules[index].probeTracks[target] = track
+            apply(transition, into: &outcome, at: now)
+        }
+        lastTime = max(lastTime ?? now, now)
         return outcome
     }
 
@@ -85,6 +120,14 @@ public struct RuleEngine: Sendable {
             guard let old = oldRules[rules[index].config.name], old.config.metric == rules[index].config.metric,
                   (old.config.anomaly == nil) == (rules[index].config.anomaly == nil) else { continue }
             rules[index].tracks = old.tracks
+            let targets = Set(newConfig.probes.map(\.target.text))
+            for (target, track) in old.probeTracks {
+                if targets.contains(target) && rules[index].matches(probe: target) {
+                    rules[index].probeTracks[target] = track
+                } else if let resolved = AlertTrack.close(track, now: now) {
+                    record(resolved, into: &outcome, at: now)
+                }
+            }
             carried.insert(old.config.name)
             if old.config.anomaly == rules[index].config.anomaly { rules[index].models = old.models }
         }
@@ -94,7 +137,13 @@ public struct RuleEngine: Sendable {
                     record(resolved, into: &outcome, at: now)
                 }
             }
+            for target in old.probeTracks.keys.sorted() {
+                if let track = old.probeTracks[target], let resolved = AlertTrack.close(track, now: now) {
+                    record(resolved, into: &outcome, at: now)
+                }
+            }
         }
+        probeWatch.keep(only: Set(newConfig.probes.map(\.target.text)))
         for (key, old) in oldExpectations.sorted(by: { $0.key < $1.key }) {
             if let new = expectations[key], new.expectation == old.expectation {
                 expectations[key] = old
@@ -228,6 +277,7 @@ public struct RuleEngine: Sendable {
         outcome.notifications.append(alert)
         var details = ["rule": alert.rule, "severity": alert.severity, "metric": alert.metric,
                        "value": alertNumber(alert.value)]
+        if let target = alert.target { details["target"] = target }
         if let t = alert.threshold { details["threshold"] = alertNumber(t) }
         let firing = alert.state == .firing
         let message = firing ? "alert \(alert.rule) firing: \(alert.message)" : "alert \(alert.rule) resolved"

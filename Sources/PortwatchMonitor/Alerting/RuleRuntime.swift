@@ -9,6 +9,8 @@ struct RuleRuntime: Sendable {
     private var filter: PortSpec?
     private var filterInvalid = false
     var tracks: [MonitoredPort: AlertTrack] = [:]
+    /// Alerts of a probe rule, per target.
+    var probeTracks: [String: AlertTrack] = [:]
     var models: [MonitoredPort: AnomalyModel] = [:]
 
     init(config: RuleConfig) {
@@ -19,7 +21,7 @@ struct RuleRuntime: Sendable {
     }
 
     func matches(_ port: MonitoredPort) -> Bool {
-        if filterInvalid { return false }
+        if filterInvalid || config.metric.isProbeMetric { return false }
         return filter?.contains(port: port.port, proto: port.proto) ?? true
     }
 
@@ -50,7 +52,7 @@ struct RuleRuntime: Sendable {
         var threshold: Double?
         var expected: Double?
 
-        func message(rule: RuleConfig, port: MonitoredPort) -> String {
+        func message(rule: RuleConfig, port: some CustomStringConvertible) -> String {
             let v = value.map(alertNumber) ?? "no value"
             if let expected {
                 return "\(rule.metric) on \(port) is \(v), expected about \(alertNumber(expected))"
@@ -63,6 +65,21 @@ struct RuleRuntime: Sendable {
             }
             return "\(rule.metric) on \(port) is \(v)"
         }
+    }
+
+    /// Whether a probe rule applies to this target.
+    func matches(probe target: String) -> Bool {
+        config.metric.isProbeMetric && (config.probe == nil || config.probe == target)
+    }
+
+    /// Judges one probe result against the rule's threshold. No value (a latency rule on a probe
+    /// that did not connect, days left without TLS) is no data: the alert state stays.
+    func judge(probe result: ProbeResult) -> Judged {
+        guard let value = config.metric.value(in: result) else { return Judged(condition: nil) }
+        var breached = false
+        if let above = config.above, value > above { breached = true }
+        if let below = config.below, value < below { breached = true }
+        return Judged(condition: breached, value: value, threshold: config.above ?? config.below)
     }
 
     /// Judges a row; anomaly rules also learn from it.
@@ -107,6 +124,7 @@ extension RuleMetric {
     var isRate: Bool {
         switch self {
         case .connections, .connectionsInState, .acceptQueue, .acceptQueueRatio: false
+        case .probeSuccess, .probeLatencyMs, .tlsDaysLeft: false
         default: true
         }
     }

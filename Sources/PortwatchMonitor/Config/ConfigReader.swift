@@ -104,6 +104,7 @@ struct ConfigReader {
         let sections: [(String, [String])] = [
             ("database", databaseKeys), ("database.retention", retentionKeys), ("detectors", detectorKeys),
             ("metrics", metricsKeys), ("rules", ruleKeys), ("ports", portKeys), ("channels", ["type", "url", "command", "timeout"]),
+            ("probes", probeKeys),
         ]
         return sections.first { $0.1.contains(key) }?.0
     }

@@ -4,12 +4,12 @@ import Yams
 // `rules:` — thresholds and anomaly models on the rule metrics.
 
 extension ConfigReader {
-    static let ruleKeys = ["name", "ports", "metric", "above", "below", "anomaly", "for", "keep_firing_for", "severity"]
+    static let ruleKeys = ["name", "ports", "probe", "metric", "above", "below", "anomaly", "for", "keep_firing_for", "severity"]
     static let anomalyKeys = ["sigma", "warmup"]
     /// The longest `for:` or `keep_firing_for:`: beyond a day an alert says nothing timely.
     static let longestHold: Duration = .seconds(86_400)
 
-    mutating func readRules(_ node: Node) -> [RuleConfig] {
+    mutating func readRules(_ node: Node, probes: [ProbeConfig] = []) -> [RuleConfig] {
         guard let items = list(node, "rules") else { return [] }
         var rules: [RuleConfig] = []
         var nameLines: [String: Int] = [:]
@@ -49,6 +49,12 @@ extension ConfigReader {
             }
             let severity = entry["severity"].flatMap { string($0, entry.path("severity")) }
 
+            let probe = entry["probe"].flatMap { ruleProbe($0, entry.path("probe"), probes: probes) }
+            var kindRight = true
+            if let metric {
+                kindRight = probeRuleFits(metric, entry, probes: probes)
+            }
+
             let conditions = entry.entries.filter { ["above", "below", "anomaly"].contains($0.key) }
             if conditions.isEmpty {
                 report(at: entry.mark, path, "needs one of above, below or anomaly")
@@ -63,12 +69,50 @@ extension ConfigReader {
             let conditionRead = conditions.count == 1 && (above != nil || below != nil || anomaly != nil)
             let everyValueRead = (entry["ports"] == nil || ports != nil) && (entry["for"] == nil || hold != nil)
                 && (entry["keep_firing_for"] == nil || keep != nil) && (entry["severity"] == nil || severity != nil)
-            guard let name, let metric, conditionRead, everyValueRead else { continue }
+            guard let name, let metric, conditionRead, everyValueRead, kindRight,
+                  entry["probe"] == nil || probe != nil else { continue }
             rules.append(RuleConfig(name: name, ports: ports, metric: metric, above: above, below: below,
                                     anomaly: anomaly, forDuration: hold ?? .zero, keepFiringFor: keep,
-                                    severity: severity ?? "warning"))
+                                    severity: severity ?? "warning", probe: probe))
         }
         return rules
+    }
+
+    /// A rule's `probe:`: a configured target or a probe's name, kept as the target text.
+    private mutating func ruleProbe(_ node: Node, _ path: String, probes: [ProbeConfig]) -> String? {
+        guard let text = string(node, path) else { return nil }
+        if let match = probes.first(where: { $0.target.text == text || $0.name == text }) { return match.target.text }
+        let known = probes.map(\.target.text) + probes.compactMap(\.name)
+        if known.isEmpty {
+            report(at: node.mark, path, "no probes are configured (add the target under probes:)")
+        } else {
+            let hint = closestMatch(to: text, among: known).map { " (did you mean '\($0)'?)" } ?? ""
+            report(at: node.mark, path, "'\(text)' is not a configured probe\(hint); probes: \(known.joined(separator: ", "))")
+        }
+        return nil
+    }
+
+    /// Probe metrics are judged on probe results, port metrics on port rows: a rule keeps to one.
+    private mutating func probeRuleFits(_ metric: RuleMetric, _ entry: Settings, probes: [ProbeConfig]) -> Bool {
+        var fits = true
+        if metric.isProbeMetric {
+            if let mark = entry.keyMark("ports") {
+                report(at: mark, entry.path, "'ports' does not apply to \(metric) (a probe metric): name a target with probe:")
+                fits = false
+            }
+            if let mark = entry.keyMark("anomaly") {
+                report(at: mark, entry.path, "anomaly models are for port metrics; use above or below with \(metric)")
+                fits = false
+            }
+            if probes.isEmpty, entry["probe"] == nil, let mark = entry["metric"]?.mark {
+                report(at: mark, entry.path("metric"), "\(metric) needs probes: configured")
+                fits = false
+            }
+        } else if let mark = entry.keyMark("probe") {
+            report(at: mark, entry.path, "'probe' needs a probe metric (\(RuleMetric.probeMetricNames.joined(separator: ", "))), not \(metric)")
+            fits = false
+        }
+        return fits
     }
 
     private mutating func ruleMetric(_ node: Node, _ path: String) -> RuleMetric? {

@@ -6,7 +6,7 @@ import Yams
 
 extension ConfigReader {
     static let topLevelKeys = ["interval", "listen", "token_file", "database", "ports", "rules", "detectors",
-                               "channels", "capture", "metrics", "instance", "namespaces"]
+                               "channels", "capture", "metrics", "instance", "namespaces", "probes"]
     static let databaseKeys = ["path", "retention", "max_size"]
     static let retentionKeys = ["raw", "minute", "hour"]
     static let detectorKeys = ["new_listener", "owner_changed", "port_scan", "syn_flood", "connection_storm"]
@@ -44,7 +44,9 @@ extension ConfigReader {
         }
         if let node = top["database"] { config.database = readDatabase(node) }
         if let node = top["ports"] { config.ports = readPorts(node) }
-        if let node = top["rules"] { config.rules = readRules(node) }
+        // Before the rules: a rule on a probe metric names one of them.
+        if let node = top["probes"] { config.probes = readProbes(node) }
+        if let node = top["rules"] { config.rules = readRules(node, probes: config.probes) }
         if let node = top["channels"] { config.channels = readChannels(node) }
         if let node = top["capture"], let value = bool(node, "capture") { config.capture = value }
         if let node = top["detectors"] { config.detectors = readDetectors(node, capture: config.capture) }

@@ -91,7 +91,7 @@ public final class Daemon: Sendable {
         }
         sampler.update(SamplingSettings(config: new))
         for apply in onReload { await apply(new) }
-        logger.info("config reloaded: sampling every \(formatDuration(new.interval)), \(new.ports.count) configured ports, \(new.rules.count) rules")
+        logger.info("config reloaded: sampling every \(formatDuration(new.interval)), \(new.ports.count) configured ports, \(new.rules.count) rules, \(new.probes.count) probes")
         return true
     }
 }

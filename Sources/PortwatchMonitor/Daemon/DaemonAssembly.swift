@@ -13,10 +13,13 @@ extension Daemon {
     /// daemon's own (the CLI's readiness line); `onHTTPReady` is called with the address the HTTP
     /// server bound. Sinks only enqueue: history goes to the writer's backlog and alerts to the
     /// dispatcher's channel queues, so a slow disk or receiver never delays a sample.
+    /// `prober` probes the `probes:` targets: `ConnectProber` (TCP/UDP connect, send/expect, no
+    /// TLS) unless the caller passes the full prober.
     public static func assemble(config: MonitorConfig, reload: (@Sendable () throws -> MonitorConfig)?,
                                 extraSinks: [any SampleSink],
                                 onHTTPReady: @escaping @Sendable (ListenAddress) async -> Void = { _ in },
                                 environment: [String: String] = ProcessInfo.processInfo.environment,
+                                prober: any Prober = ConnectProber(),
                                 logger: Logger) async throws -> Daemon {
         let path = config.database.resolvedPath(environment: environment, isRoot: geteuid() == 0)
         let store: HistoryStore
@@ -54,6 +57,15 @@ extension Daemon {
             notify: { alerts in await dispatcher.enqueue(alerts) },
             active: { alerts, names in metrics.updateAlerts(alerts, rules: names) }))
 
+        await state.setProbes(config.probes)
+        let probes = ProbeService(probes: config.probes, prober: prober, logger: Logger(label: "portwatch.probe")) { result in
+            await state.recordProbe(result)
+            metrics.recordProbe(target: result.target.text, success: result.healthy, duration: result.duration,
+                                tlsExpiry: result.tls.map { $0.notAfter.timeIntervalSince(result.time) })
+            writer.submit(HistoryWriter.Batch(samples: [], probes: [result]))
+            await rules.consume(probe: result)
+        }
+
         var token: String? = nil
         if let file = config.tokenFile {
             do throws(ConfigError) {
@@ -70,11 +82,16 @@ extension Daemon {
             config: config,
             sinks: [state, rules, metricsSink, LogSink(logger: logger)] + extraSinks,
             // Stopped in reverse: the HTTP server first, the writer last (it flushes its queue).
-            services: [writer, dispatcher, http],
+            services: [writer, dispatcher, probes, http],
             reload: reload,
             onReload: [
                 { new in state.setInterval(new.interval) },
                 { new in await rules.apply(new) },
+                { new in
+                    probes.update(new.probes)
+                    await state.setProbes(new.probes)
+                    metrics.retainProbes(Set(new.probes.map(\.target.text)))
+                },
                 { new in await metricsSink.setConfigured(Set(new.ports.map { MonitoredPort(proto: $0.proto, port: $0.port) })) },
                 { new in
                     if new.channels != channels {

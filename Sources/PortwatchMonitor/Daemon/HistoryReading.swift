@@ -7,6 +7,15 @@ public protocol HistoryReading: Sendable {
     func events(since: Double, port: UInt16?, limit: Int) async throws -> [MonitorEvent]
     /// Every port that listened at some sample in the history (the `new_listener` detector).
     func everListened() async throws -> Set<MonitoredPort>
+    /// Stored results of a probe target since `since` (epoch seconds).
+    func probeHistory(target: String, since: Double) async throws -> ProbeHistory
+}
+
+extension HistoryReading {
+    /// No probe history kept (test stores).
+    public func probeHistory(target: String, since: Double) async throws -> ProbeHistory {
+        ProbeHistory(target: target, stepSeconds: 0, points: [])
+    }
 }
 
 /// Where samples and events are kept (the GRDB writer; `InMemoryHistory` in tests).

@@ -1,3 +1,4 @@
+import PortwatchCore
 import Synchronization
 
 /// The daemon's live state, as the HTTP layer reads it (`MonitorDataSource`): the latest sample,
@@ -13,6 +14,7 @@ public actor MonitorState: MonitorDataSource, SampleSink {
     public nonisolated let stream: StreamFanout
     private var current: LatestSample?
     private var active: [Alert] = []
+    private var probeStatus: [ProbeStatus] = []
 
     public init(interval: Duration, history: any HistoryReading, streamBuffer: Int = 16) {
         self.intervalNow = Mutex(interval)
@@ -53,4 +55,33 @@ public actor MonitorState: MonitorDataSource, SampleSink {
     }
 
     public nonisolated func subscribe() -> AsyncStream<StreamMessage> { stream.subscribe() }
+
+    // MARK: Probes
+
+    /// The configured probes (at start and after a reload): targets kept keep their latest result.
+    public func setProbes(_ configs: [ProbeConfig]) {
+        let old = Dictionary(probeStatus.map { ($0.config.target.text, $0) }, uniquingKeysWith: { a, _ in a })
+        probeStatus = configs.map { config in
+            var status = old[config.target.text] ?? ProbeStatus(config: config)
+            status.config = config
+            return status
+        }
+    }
+
+    /// A probe's result (results of targets no longer configured are dropped).
+    public func recordProbe(_ result: ProbeResult) {
+        guard let index = probeStatus.firstIndex(where: { $0.config.target.text == result.target.text }) else { return }
+        let t = result.time.timeIntervalSince1970
+        if probeStatus[index].latest?.healthy != result.healthy || probeStatus[index].since == nil {
+            probeStatus[index].since = t
+        }
+        probeStatus[index].latest = result
+    }
+
+    public func probes() -> [ProbeStatus] { probeStatus }
+
+    public func probeHistory(_ target: String, since: Double) async throws -> ProbeHistory? {
+        guard probeStatus.contains(where: { $0.config.target.text == target }) else { return nil }
+        return try await store.probeHistory(target: target, since: since)
+    }
 }

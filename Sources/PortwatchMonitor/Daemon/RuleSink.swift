@@ -49,6 +49,13 @@ public actor RuleSink: SampleSink {
         await handle(outcome, samples: latest.samples)
     }
 
+    /// Judges one probe result (the probe service calls this as results come): probe events and
+    /// the rules on probe metrics, with the same outputs as a sample's.
+    public func consume(probe result: ProbeResult) async {
+        let outcome = engine.evaluate(probe: result, at: result.time.timeIntervalSince1970)
+        await handle(outcome, samples: [])
+    }
+
     /// A new valid config (SIGHUP): rules and expectations follow it; alerts of removed rules resolve.
     public func apply(_ config: MonitorConfig) async {
         let outcome = engine.reload(config)

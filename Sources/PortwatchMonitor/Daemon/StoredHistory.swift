@@ -1,3 +1,4 @@
+import Foundation
 /// The history store as the live state and the rules read it.
 ///
 /// GRDB reads are synchronous and short (indexed, bounded by `limit` and the span asked for);
@@ -17,6 +18,10 @@ public struct StoredHistory: HistoryReading {
 
     public func everListened() async throws -> Set<MonitoredPort> {
         try store.everListened()
+    }
+
+    public func probeHistory(target: String, since: Double) async throws -> ProbeHistory {
+        try store.probeHistory(target: target, since: since, now: Date().timeIntervalSince1970)
     }
 
     /// Stored samples of every port since `since`, in time order (to warm the anomaly models).

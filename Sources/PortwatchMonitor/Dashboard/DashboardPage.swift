@@ -33,6 +33,15 @@ extension DashboardAssets {
   </table>
   <p id="ports-empty" class="empty" hidden>no ports in use</p>
 </section>
+<section id="probes-section" hidden>
+  <h2>Probes</h2>
+  <table id="probes">
+    <thead><tr>
+      <th>target</th><th>state</th><th class="num">latency</th><th class="num">days left</th><th>last change</th><th>problem</th>
+    </tr></thead>
+    <tbody></tbody>
+  </table>
+</section>
 <section id="charts-section">
   <h2>History of <span id="chart-port">—</span></h2>
   <div class="ranges" id="ranges">

@@ -161,12 +161,46 @@ extension DashboardAssets {
       const firing = doc.alerts.filter(a => a.state === 'firing');
       if (!firing.length) { list.append(el('li', 'empty', 'none')); return; }
       for (const a of firing) {
-        const where = a.port ? a.protocol + '/' + a.port : '';
+        const where = a.port ? a.protocol + '/' + a.port : (a.target || '');
         const li = el('li', 'alert-firing');
         li.append(el('span', 'kind', a.rule), el('span', null, where + ' ' + a.metric + ' = ' + a.value + ' since ' + a.since + (a.message ? ' — ' + a.message : '')));
         list.append(li);
       }
     }).catch(err => showStatus('alerts: ' + err.message, 'down'));
+  }
+
+  // Probes: /api/v1/probes at start, after each sample (probe results come on their own
+  // schedule; a sample is the daemon's heartbeat) and on probe events.
+  // One request at a time; a refresh asked for meanwhile runs once the answer is in, so an
+  // event that comes during a load is never lost.
+  let probesLoading = false, probesAgain = false;
+  function probesDone() {
+    probesLoading = false;
+    if (probesAgain) { probesAgain = false; loadProbes(); }
+  }
+  function loadProbes() {
+    if (probesLoading) { probesAgain = true; return; }
+    probesLoading = true;
+    api('/api/v1/probes').then(doc => {
+      probesDone();
+      const section = document.getElementById('probes-section');
+      const body = document.querySelector('#probes tbody');
+      body.replaceChildren();
+      section.hidden = doc.probes.length === 0;
+      for (const p of doc.probes) {
+        const tr = el('tr');
+        tr.id = 'probe-' + p.target.replace(/[^A-Za-z0-9]/g, '_');
+        const label = p.name ? p.name + ' (' + p.target + ')' : p.target;
+        const state = p.healthy ? p.state : p.state + ' ✗';
+        const latency = p.latency_ms ? p.latency_ms.median.toFixed(p.latency_ms.median < 10 ? 2 : 1) + ' ms' : '–';
+        const days = p.tls ? p.tls.days_left : '–';
+        const since = p.last_change ? new Date(p.last_change).toLocaleString() : '';
+        tr.append(el('td', null, label), el('td', p.healthy ? 'probe-healthy' : 'probe-unhealthy', state),
+          el('td', 'num', latency), el('td', 'num', days), el('td', null, since),
+          el('td', null, (p.problems || []).join('; ')));
+        body.append(tr);
+      }
+    }).catch(err => { probesDone(); showStatus('probes: ' + err.message, 'down'); });
   }
 
   function showStatus(text, cls) {
@@ -185,6 +219,7 @@ extension DashboardAssets {
     for (const k of Array.from(state.rows.keys())) if (!seen.has(k)) state.rows.delete(k);
     renderRows();
     document.getElementById('updated').textContent = 'sample ' + clock(doc.timestamp);
+    loadProbes();
     if (!state.selected && doc.ports.length) select(keyOf(doc.ports[0]));
     const mine = doc.ports.find(p => keyOf(p) === state.selected);
     if (mine && state.range === '1h' && state.series) {
@@ -207,6 +242,7 @@ extension DashboardAssets {
     state.events.unshift(ev);
     renderEvents();
     if (ev.kind === 'alert_firing' || ev.kind === 'alert_resolved') loadAlerts();
+    if (ev.kind === 'probe_failed' || ev.kind === 'probe_recovered') loadProbes();
   }
 
   function follow() {
@@ -235,6 +271,7 @@ extension DashboardAssets {
   api('/api/v1/events?since=24h&limit=200').then(doc => { state.events = doc.events.slice().reverse(); renderEvents(); })
     .catch(err => showStatus('events: ' + err.message, 'down'));
   loadAlerts();
+  loadProbes();
   follow();
 })();
 """#

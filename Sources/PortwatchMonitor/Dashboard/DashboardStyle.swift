@@ -23,6 +23,8 @@ tbody tr.selected { background: #dfe9f7; }
 td.process { max-width: 28em; overflow: hidden; text-overflow: ellipsis; }
 .state-overloaded { color: var(--bad); font-weight: 600; }
 .state-closed { color: var(--muted); }
+.probe-healthy { color: var(--ok); font-weight: 600; }
+.probe-unhealthy { color: var(--bad); font-weight: 600; }
 .errors-nonzero { color: var(--bad); font-weight: 600; }
 .ranges button { border: 1px solid var(--line); background: #fff; padding: .25em .8em; border-radius: 4px; cursor: pointer; }
 .ranges button.active { background: var(--accent); color: #fff; border-color: var(--accent); }

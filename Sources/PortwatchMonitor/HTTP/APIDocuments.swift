@@ -66,6 +66,18 @@ enum APIDocuments {
     /// `{"alerts": [{"rule","state","protocol","port","since","value", ...}]}`.
     static func alerts(_ alerts: [Alert]) -> JSONValue { ["alerts": .array(alerts.map(\.json))] }
 
+    /// `{"probes": [...]}`: the `probe --json` entry of each probed target with its `name` and
+    /// `last_change` (when its health last changed); targets not probed yet are left out.
+    static func probes(_ statuses: [ProbeStatus]) -> JSONValue {
+        ["probes": .array(statuses.compactMap { status -> JSONValue? in
+            guard let latest = status.latest, case .object(var pairs) = ProbeJSON.entry(latest, name: status.config.name) else {
+                return nil
+            }
+            pairs.append(("last_change", status.since.map { .string(rfc3339($0)) } ?? .null))
+            return .object(pairs)
+        })]
+    }
+
     /// `/healthz`: `{"status": "ok"|"stale"|"starting", "last_sample", "age_seconds", "interval_seconds"}`.
     static func health(status: String, lastSample: Double?, age: Double?, interval: Double) -> JSONValue {
         [

@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 import PortwatchCore
 
@@ -25,6 +26,8 @@ struct MonitorAPI<Context: RequestContext>: Sendable {
         api.get("/ports/{protocol}/{port}/history") { request, context in try await history(request, context) }
         api.get("/events") { request, _ in try await events(request) }
         api.get("/alerts") { _, _ in jsonResponse(APIDocuments.alerts(await source.alerts())) }
+        api.get("/probes") { _, _ in jsonResponse(APIDocuments.probes(await source.probes())) }
+        api.get("/probes/{target}/history") { request, context in try await probeHistory(request, context) }
         api.get("/stream") { _, _ in
             await EventStream.response(source: source, services: services, keepAlive: options.streamKeepAlive)
         }
@@ -62,6 +65,17 @@ struct MonitorAPI<Context: RequestContext>: Sendable {
         let step = try APIParameters.duration(request, "step", fallback: nil)
         let series = try await source.history(key, since: wallClock() - apiSeconds(since), step: step.map(apiSeconds))
         return jsonResponse(series.json)
+    }
+
+    /// `{target}` is the probe's target as configured, URL-encoded (`127.0.0.1%3A5432`, `%5B%3A%3A1%5D%3A443`).
+    private func probeHistory(_ request: Request, _ context: Context) async throws -> Response {
+        let raw = context.parameters.get("target") ?? ""
+        let target = raw.removingPercentEncoding ?? raw
+        let since = try APIParameters.duration(request, "since", fallback: .seconds(3600))!
+        guard let history = try await source.probeHistory(target, since: wallClock() - apiSeconds(since)) else {
+            throw APIError.notFound("no probe of '\(APIParameters.printable(target))' is configured")
+        }
+        return jsonResponse(ProbeJSON.history(history))
     }
 
     private func events(_ request: Request) async throws -> Response {

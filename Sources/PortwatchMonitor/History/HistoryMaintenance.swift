@@ -11,6 +11,7 @@ extension HistoryStore {
         let nowSeconds = Int64(now.rounded(.down))
         do {
             try pool.write { db in
+                try maintainProbes(nowSeconds: nowSeconds, db)
                 guard let first = try Meta.value("first_s", db) else { return }
                 // A minute is rolled up one minute after it ends: a sample written a little late
                 // (a slow disk, a backlog) still lands in its minute.

@@ -107,6 +107,7 @@ enum HistorySchema {
             try db.execute(sql: "CREATE INDEX alert_t ON alert (t)")
             try db.execute(sql: "CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID")
         }
+        migrator.registerMigration("v2-probes", migrate: ProbeSchema.create)
         return migrator
     }
 

@@ -17,11 +17,15 @@ public actor HistoryWriter: Service {
         public var samples: [PortSample]
         public var events: [MonitorEvent]
         public var alerts: [Alert]
+        /// Probe results (the probe service's batches carry only these).
+        public var probes: [ProbeResult]
 
-        public init(samples: [PortSample], events: [MonitorEvent] = [], alerts: [Alert] = []) {
+        public init(samples: [PortSample], events: [MonitorEvent] = [], alerts: [Alert] = [],
+                    probes: [ProbeResult] = []) {
             self.samples = samples
             self.events = events
             self.alerts = alerts
+            self.probes = probes
         }
     }
 
@@ -138,6 +142,10 @@ public actor HistoryWriter: Service {
                     // Written: a retry of the alerts below must not store these twice.
                     pending.samples = []
                     pending.events = []
+                }
+                if !pending.probes.isEmpty {
+                    try store.recordProbes(pending.probes)
+                    pending.probes = []
                 }
                 try store.recordAlerts(pending.alerts)
                 counters.written.add(1, ordering: .relaxed)

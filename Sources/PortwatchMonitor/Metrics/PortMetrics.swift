@@ -47,8 +47,7 @@ public final class PortMetrics: Sendable {
         var lastApplied: Double?
         var alertsFiring: [String: Gauge] = [:]
         var queueDropped: [String: Counter] = [:]
-        var probeSuccess: [String: Gauge] = [:]
-        var probeDuration: [String: Gauge] = [:]
+        var probes: [String: ProbeSeries] = [:]
     }
 
     /// A metric's name and help text (no namespace or unit parts: the names are the contract's, whole).
@@ -148,20 +147,60 @@ public final class PortMetrics: Sendable {
         }
     }
 
-    /// The outcome of an active probe of `target` (host:port).
-    public func recordProbe(target: String, success: Bool, duration: Duration) {
-        let (ok, time) = state.withLock { st in
-            let ok = st.probeSuccess[target] ?? registry.makeGauge(
-                descriptor: Self.metric("portwatch_probe_success", "Whether the last probe of the target succeeded (1) or not (0)."), labels: [("target", target)])
-            let time = st.probeDuration[target] ?? registry.makeGauge(
-                descriptor: Self.metric("portwatch_probe_duration_seconds", "Duration of the last probe of the target."), labels: [("target", target)])
-            st.probeSuccess[target] = ok
-            st.probeDuration[target] = time
-            return (ok, time)
+    /// Series of one probe target.
+    private struct ProbeSeries: Sendable {
+        var success: Gauge
+        var duration: DurationHistogram
+        var tlsExpiry: Gauge?
+    }
+
+    /// Buckets of `portwatch_probe_duration_seconds`: loopback answers in well under a millisecond,
+    /// a distant host in hundreds, a dropping firewall at the timeout.
+    static let probeBuckets: [Duration] = [
+        .microseconds(250), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+        .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500),
+        .seconds(5), .seconds(10),
+    ]
+
+    /// The outcome of an active probe of `target` (host:port as configured): success, how long it
+    /// took (into the histogram), and the seconds until its certificate expires when it has one.
+    public func recordProbe(target: String, success: Bool, duration: Duration, tlsExpiry: Double? = nil) {
+        let series = state.withLock { st -> ProbeSeries in
+            var series = st.probes[target] ?? ProbeSeries(
+                success: registry.makeGauge(
+                    descriptor: Self.metric("portwatch_probe_success", "Whether the last probe of the target was healthy (1) or not (0)."),
+                    labels: [("target", target)]),
+                duration: registry.makeDurationHistogram(
+                    descriptor: Self.metric("portwatch_probe_duration_seconds",
+                                            "Time probes of the target took to answer (connect, and the TLS handshake when asked)."),
+                    labels: [("target", target)], buckets: Self.probeBuckets))
+            if tlsExpiry != nil, series.tlsExpiry == nil {
+                series.tlsExpiry = registry.makeGauge(
+                    descriptor: Self.metric("portwatch_probe_tls_expiry_seconds",
+                                            "Seconds until the certificate the target presented expires (negative once expired)."),
+                    labels: [("target", target)])
+            } else if tlsExpiry == nil, let gauge = series.tlsExpiry {
+                registry.unregisterGauge(gauge)
+                series.tlsExpiry = nil
+            }
+            st.probes[target] = series
+            return series
         }
-        ok.set(success ? 1.0 : 0.0)
-        let (s, atto) = duration.components
-        time.set(Double(s) + Double(atto) / 1e18)
+        series.success.set(success ? 1.0 : 0.0)
+        series.duration.record(duration)
+        if let tlsExpiry { series.tlsExpiry?.set(tlsExpiry) }
+    }
+
+    /// Drops the series of probe targets no longer configured (a reload).
+    public func retainProbes(_ targets: Set<String>) {
+        state.withLock { st in
+            for (target, series) in st.probes where !targets.contains(target) {
+                registry.unregisterGauge(series.success)
+                registry.unregisterDurationHistogram(series.duration)
+                if let gauge = series.tlsExpiry { registry.unregisterGauge(gauge) }
+                st.probes[target] = nil
+            }
+        }
     }
 
     // MARK: Per-port series

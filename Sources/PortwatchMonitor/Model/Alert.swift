@@ -24,9 +24,12 @@ public struct Alert: Sendable, Hashable, Codable {
     public var message: String
     /// The host the daemon runs on (Alertmanager's `instance` label).
     public var instance: String
+    /// For alerts of probe rules: the probed target (`host:port`); nil for port alerts.
+    public var target: String?
 
     public init(rule: String, state: AlertState, severity: String, proto: TransportProtocol?, port: UInt16?,
-                metric: String, value: Double, threshold: Double?, since: Double, message: String, instance: String) {
+                metric: String, value: Double, threshold: Double?, since: Double, message: String, instance: String,
+                target: String? = nil) {
         self.rule = rule
         self.state = state
         self.severity = severity
@@ -38,5 +41,6 @@ public struct Alert: Sendable, Hashable, Codable {
         self.since = since
         self.message = message
         self.instance = instance
+        self.target = target
     }
 }

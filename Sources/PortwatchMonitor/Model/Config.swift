@@ -13,6 +13,8 @@ public struct MonitorConfig: Sendable, Hashable {
     /// Names and expectations for some ports (all ports are watched anyway).
     public var ports: [PortExpectation] = []
     public var rules: [RuleConfig] = []
+    /// Remote targets checked on their own schedule (`probes:`).
+    public var probes: [ProbeConfig] = []
     public var detectors = DetectorConfig()
     public var channels: [ChannelConfig] = [.log]
     /// AF_PACKET capture (UDP traffic per port, closed-port hits); needs CAP_NET_RAW.
@@ -103,6 +105,15 @@ public enum RuleMetric: Sendable, Hashable, CustomStringConvertible {
     case retransmitsPerSecond
     case connectTimeoutsPerSecond
     case connectRefusedPerSecond
+    /// 1 when the last probe of a target was healthy, else 0.
+    case probeSuccess
+    /// A probe's median connect latency in milliseconds (absent when it did not connect).
+    case probeLatencyMs
+    /// Days until the probed server's certificate expires (TLS targets).
+    case tlsDaysLeft
+
+    /// Metrics judged on probe results rather than port rows.
+    public static let probeMetricNames = ["probe_success", "probe_latency_ms", "tls_days_left"]
 
     /// States accepted after `connections.`.
     public static let connectionStates = ["established", "syn_recv", "syn_sent", "time_wait", "close_wait",
@@ -113,7 +124,15 @@ public enum RuleMetric: Sendable, Hashable, CustomStringConvertible {
             "accept_queue", "accept_queue_ratio", "received_bps", "sent_bps", "received_pps", "sent_pps",
             "connections_opened_per_second", "listen_drops_per_second", "drops_per_second",
             "retransmits_per_second", "connect_timeouts_per_second", "connect_refused_per_second",
-        ]
+        ] + probeMetricNames
+    }
+
+    /// Whether the metric is judged on probe results (a rule names `probe:`, not `ports:`).
+    public var isProbeMetric: Bool {
+        switch self {
+        case .probeSuccess, .probeLatencyMs, .tlsDaysLeft: true
+        default: false
+        }
     }
 
     public init?(name: String) {
@@ -131,6 +150,9 @@ public enum RuleMetric: Sendable, Hashable, CustomStringConvertible {
         case "retransmits_per_second": self = .retransmitsPerSecond
         case "connect_timeouts_per_second": self = .connectTimeoutsPerSecond
         case "connect_refused_per_second": self = .connectRefusedPerSecond
+        case "probe_success": self = .probeSuccess
+        case "probe_latency_ms": self = .probeLatencyMs
+        case "tls_days_left": self = .tlsDaysLeft
         default:
             guard name.hasPrefix("connections.") else { return nil }
             let state = String(name.dropFirst("connections.".count))
@@ -155,6 +177,9 @@ public enum RuleMetric: Sendable, Hashable, CustomStringConvertible {
         case .retransmitsPerSecond: "retransmits_per_second"
         case .connectTimeoutsPerSecond: "connect_timeouts_per_second"
         case .connectRefusedPerSecond: "connect_refused_per_second"
+        case .probeSuccess: "probe_success"
+        case .probeLatencyMs: "probe_latency_ms"
+        case .tlsDaysLeft: "tls_days_left"
         }
     }
 
@@ -178,6 +203,18 @@ public enum RuleMetric: Sendable, Hashable, CustomStringConvertible {
         case .retransmitsPerSecond: return rate(Double(s.retransmits))
         case .connectTimeoutsPerSecond: return rate(Double(s.connectTimeouts))
         case .connectRefusedPerSecond: return rate(Double(s.connectRefused))
+        case .probeSuccess, .probeLatencyMs, .tlsDaysLeft: return nil
+        }
+    }
+
+    /// The metric's value in one probe result; nil for port metrics and when it does not apply
+    /// (no latency without a connection, no days left without TLS).
+    public func value(in r: ProbeResult) -> Double? {
+        switch self {
+        case .probeSuccess: return r.healthy ? 1 : 0
+        case .probeLatencyMs: return r.latency?.median
+        case .tlsDaysLeft: return r.tls.map { Double($0.daysLeft) }
+        default: return nil
         }
     }
 }
@@ -187,6 +224,8 @@ public struct RuleConfig: Sendable, Hashable {
     public var name: String
     /// Which ports it applies to (`"443"`, `"8000-8100"`, `"53/udp"`); nil: every monitored port.
     public var ports: String? = nil
+    /// For probe metrics: the target (`host:port` as configured) it applies to; nil: every probe.
+    public var probe: String? = nil
     public var metric: RuleMetric
     public var above: Double? = nil
     public var below: Double? = nil
@@ -199,9 +238,10 @@ public struct RuleConfig: Sendable, Hashable {
 
     public init(name: String, ports: String? = nil, metric: RuleMetric, above: Double? = nil, below: Double? = nil,
                 anomaly: AnomalyConfig? = nil, forDuration: Duration = .zero, keepFiringFor: Duration? = nil,
-                severity: String = "warning") {
+                severity: String = "warning", probe: String? = nil) {
         self.name = name
         self.ports = ports
+        self.probe = probe
         self.metric = metric
         self.above = above
         self.below = below

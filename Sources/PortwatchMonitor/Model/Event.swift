@@ -13,6 +13,7 @@ public enum EventKind: String, Sendable, Hashable, Codable, CaseIterable {
     case scanDetected = "scan_detected"
     case floodDetected = "flood_detected"
     case probeFailed = "probe_failed"
+    case probeRecovered = "probe_recovered"
     case daemonStarted = "daemon_started"
     case daemonStopped = "daemon_stopped"
     case namespaceAdded = "namespace_added"

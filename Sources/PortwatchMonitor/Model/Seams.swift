@@ -59,4 +59,9 @@ public protocol MonitorDataSource: Sendable {
     func alerts() async -> [Alert]
     /// A stream of samples and events from now on; ends when the subscriber stops iterating.
     func subscribe() async -> AsyncStream<StreamMessage>
+    /// Configured probes with their latest results, in config order.
+    func probes() async -> [ProbeStatus]
+    /// Stored results of a configured probe target since `since` (epoch seconds); nil when no
+    /// configured probe has that target.
+    func probeHistory(_ target: String, since: Double) async throws -> ProbeHistory?
 }

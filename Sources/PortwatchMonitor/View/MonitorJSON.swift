@@ -70,12 +70,14 @@ extension MonitorEvent {
 extension Alert {
     /// The alert document (webhook body, exec stdin, `/api/v1/alerts` entries).
     public var json: JSONValue {
-        [
-            "rule": .string(rule), "state": .string(state.rawValue), "severity": .string(severity),
-            "protocol": proto.map { .string($0.rawValue) } ?? .null, "port": port.map { .number($0) } ?? .null,
-            "metric": .string(metric), "value": .double(value), "threshold": threshold.map { .double($0) } ?? .null,
-            "since": .string(rfc3339(since)), "message": .string(message), "instance": .string(instance),
+        var pairs: [(String, JSONValue)] = [
+            ("rule", .string(rule)), ("state", .string(state.rawValue)), ("severity", .string(severity)),
+            ("protocol", proto.map { .string($0.rawValue) } ?? .null), ("port", port.map { .number($0) } ?? .null),
+            ("metric", .string(metric)), ("value", .double(value)), ("threshold", threshold.map { .double($0) } ?? .null),
+            ("since", .string(rfc3339(since))), ("message", .string(message)), ("instance", .string(instance)),
         ]
+        if let target { pairs.append(("target", .string(target))) }
+        return .object(pairs)
     }
 }
 
