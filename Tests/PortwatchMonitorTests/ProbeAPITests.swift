@@ -101,6 +101,13 @@ struct ProbeAPITests {
         #expect(long.points.dropFirst().allSatisfy { $0.probes >= 1 })
         #expect(long.points.reduce(0) { $0 + $1.probes } == 13, "every probe counted once, raw or rolled up")
 
+        // A probe rule's alert keeps its target in the alert log.
+        try store.recordAlerts([Alert(rule: "db-down", state: .firing, severity: "critical", proto: nil, port: nil,
+                                      metric: "probe_success", value: 0, threshold: 1, since: now - 30,
+                                      message: "probe_success on db is 0", instance: "test", target: target.text)])
+        let logged = try store.alerts(since: now - 60, limit: 10)
+        #expect(logged.map(\.target) == [target.text] && logged.first?.port == nil)
+
         // The API reads the same store; the target is URL-encoded in the path.
         let state = MonitorState(interval: .seconds(5), history: StoredHistory(store: store))
         await state.setProbes([testProbe(target)])

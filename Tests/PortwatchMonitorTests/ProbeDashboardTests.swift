@@ -81,13 +81,15 @@ struct ProbeDashboardTests {
         let rowID = "probe-127_0_0_1_\(listener.port)"
         let (status, out, err) = try await app.test(.live) { client in
             let serverPort = try #require(client.port)
+            // The browser run blocks for seconds: on a thread of its own, not one of the few the
+            // cooperative pool (the server's handlers, the other tests) runs on.
             return try await withCheckedThrowingContinuation { continuation in
-                DispatchQueue.global().async {
+                Thread {
                     continuation.resume(with: Result {
                         try runTool(ProbeBrowser.python!, [ProbeBrowser.script, "http://localhost:\(serverPort)/", rowID, "closed"],
                                     timeout: 90)
                     })
-                }
+                }.start()
             }
         }
         try #require(status == 0, "probe panel check: \(err)")

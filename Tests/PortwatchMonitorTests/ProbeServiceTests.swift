@@ -47,13 +47,11 @@ struct ProbeServiceTests {
         options.expect = "^\\+PONG"
         let good = try LineServer(reply: "+PONG\r\nmore\r\n", connections: 2)
         let matched = await ConnectProber().probe(good.target, options: options)
-        good.finish()
         #expect(matched.healthy, "\(matched.problems)")
         #expect(matched.expect == ExpectReport(matched: true, received: "+PONG\\r"))
 
         let bad = try LineServer(reply: "-ERR unknown\r\n", connections: 2)
         let failed = await ConnectProber().probe(bad.target, options: options)
-        bad.finish()
         #expect(failed.state == .open && !failed.healthy)
         #expect(failed.expect?.matched == false)
         #expect(failed.problems == ["expected /^\\+PONG/, received '-ERR unknown\\r'"])

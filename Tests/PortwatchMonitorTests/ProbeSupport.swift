@@ -62,15 +62,14 @@ final class ReopenableListener: @unchecked Sendable {
 }
 
 /// A loopback server that answers one line: it accepts `connections` connections, reads until a
-/// newline and writes `reply` to each, on a thread of its own.
+/// newline and writes `reply` to each, on a thread of its own (which ends after the last one, or
+/// when the listener closes).
 final class LineServer: Sendable {
     let listener: LoopbackSocket
-    private let done = DispatchSemaphore(value: 0)
 
     init(reply: String, connections: Int = 1) throws {
         let listener = try LoopbackSocket()
         self.listener = listener
-        let done = self.done
         let fd = listener.fd
         let thread = Thread {
             for _ in 0..<connections {
@@ -89,7 +88,6 @@ final class LineServer: Sendable {
                 _ = send(client, &bytes, bytes.count, Int32(MSG_NOSIGNAL))
                 Glibc.close(client)
             }
-            done.signal()
         }
         thread.start()
     }
@@ -97,9 +95,6 @@ final class LineServer: Sendable {
     var target: ProbeTarget {
         ProbeTarget(text: "127.0.0.1:\(listener.port)", host: "127.0.0.1", port: listener.port)
     }
-
-    /// Waits (bounded) for the server thread to have answered every connection.
-    func finish() { _ = done.wait(timeout: .now() + 10) }
 }
 
 /// Collects what the probe pipeline produces, for tests to wait on.
@@ -117,7 +112,7 @@ actor ProbeRecorder {
 
     /// Waits until `condition` holds over what was recorded, checking every 20 ms, for at most
     /// `seconds` (a bound on a condition, not a delay standing in for one).
-    func waitUntil(within seconds: Double = 60, _ condition: @Sendable (ProbeRecorder) async -> Bool) async -> Bool {
+    func waitUntil(within seconds: Double = 120, _ condition: @Sendable (ProbeRecorder) async -> Bool) async -> Bool {
         let deadline = ContinuousClock.now.advanced(by: .seconds(seconds))
         while ContinuousClock.now < deadline {
             if await condition(self) { return true }

@@ -33,12 +33,12 @@ extension ConfigReader {
             var target: ProbeTarget?
             if let node = entry["target"] {
                 target = probeTarget(node, entry.path("target"), proto: udp ? .udp : .tcp)
+                // The target text keys results, history, metric labels and rules: one probe per text.
                 if let t = target {
-                    let key = "\(t.text)/\(t.proto.rawValue)"
-                    if let line = targetLines[key] {
+                    if let line = targetLines[t.text] {
                         report(at: node.mark, entry.path("target"), "\(t.text) is already probed at line \(line)")
                     } else {
-                        targetLines[key] = node.mark?.line ?? 1
+                        targetLines[t.text] = node.mark?.line ?? 1
                     }
                 }
             } else {

@@ -206,6 +206,8 @@ struct AlertRow: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
     var threshold: Double?
     var message: String
     var instance: String
+    /// The probe target of a probe rule's alert (a column since migration v2-probes).
+    var target: String?
 
     init(_ a: Alert) {
         id = nil
@@ -219,6 +221,7 @@ struct AlertRow: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
         threshold = a.threshold.flatMap { $0.isFinite ? $0 : nil }
         message = a.message
         instance = a.instance
+        target = a.target
     }
 
     mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
@@ -228,6 +231,6 @@ struct AlertRow: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
         let port = key.flatMap(StoredPortKey.unpack)
         return Alert(rule: rule, state: state, severity: severity, proto: port?.proto, port: port?.port,
                      metric: metric, value: value, threshold: threshold, since: Double(t) / 1000,
-                     message: message, instance: instance)
+                     message: message, instance: instance, target: target)
     }
 }

@@ -9,6 +9,8 @@ enum ProbeSchema {
     static let hourDone = "probe_hour_done"
 
     static func create(_ db: Database) throws {
+        // Alerts of probe rules name their target instead of a port.
+        try db.execute(sql: "ALTER TABLE alert ADD COLUMN target TEXT")
         try db.execute(sql: """
             CREATE TABLE \(raw) (target TEXT NOT NULL, t INTEGER NOT NULL, healthy INTEGER NOT NULL,
                                  state TEXT NOT NULL, latency_min REAL, latency_median REAL, latency_max REAL,
