@@ -19,8 +19,10 @@ struct LatencyRecorder {
     var summary: LatencySummary? {
         guard !isEmpty else { return nil }
         func ms(_ ns: UInt64) -> Double { Double(ns) / 1e6 }
-        return LatencySummary(min: ms(histogram.min), median: ms(histogram.valueAtPercentile(50)),
-                              p95: ms(histogram.valueAtPercentile(95)), p99: ms(histogram.valueAtPercentile(99)),
-                              max: ms(histogram.max), stddev: histogram.stdDeviation / 1e6)
+        var summary = LatencySummary(min: ms(histogram.min), median: ms(histogram.valueAtPercentile(50)),
+                                     p95: ms(histogram.valueAtPercentile(95)), p99: ms(histogram.valueAtPercentile(99)),
+                                     max: ms(histogram.max), stddev: histogram.stdDeviation / 1e6)
+        summary.mean = histogram.mean / 1e6
+        return summary
     }
 }

@@ -6,7 +6,8 @@ import PortwatchCore
 ///
 /// Per target: the host is resolved once; each of `count` rounds connects to every address at
 /// once (`checkRemote`: open if any accepts, else the strongest answer) and records the connect
-/// time of the address that answered; the first round's per-address answers are reported.
+/// time of the address that answered — as nping does, from the return of `connect()` (the SYN
+/// sent) to the kernel's answer; the first round's per-address answers are reported.
 /// Then, when the port is open and TLS or send/expect was asked, one session on the address
 /// that answered does the TLS handshake, the certificate checks and the exchange.
 public struct NetworkProber: Prober {
@@ -49,7 +50,7 @@ public struct NetworkProber: Prober {
                 if round == 0 { firstAttempts = check.attempts }
                 if check.state == .open {
                     answered += 1
-                    latency.record(seconds: check.decisive.seconds)
+                    latency.record(seconds: check.decisive.afterSend)
                     decisive = check.decisive.address
                     state = .open
                 } else if state != .open, round == 0 || check.state.rawStrength > state.rawStrength {

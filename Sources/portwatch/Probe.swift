@@ -65,6 +65,7 @@ struct Probe: ParsableCommand {
     func run() throws {
         let options = try probeOptions()
         let probeTargets = try parsedTargets()
+        for target in probeTargets { try validateProbe(target, options: options) }
         let prober = NetworkProber()
         let results = runBlocking {
             await withTaskGroup(of: (Int, ProbeResult).self) { group in
@@ -115,20 +116,10 @@ struct Probe: ParsableCommand {
         if let sni {
             options.sni = try HostPort.parseHost(sni)
         }
-        if let caFile {
-            try validateCAFile(caFile)
-            options.caFile = caFile
-        }
+        options.caFile = caFile
         options.insecure = insecure
         if let send { options.send = try decodeSendText(send) }
-        if let expect {
-            do {
-                _ = try Regex(expect)
-            } catch {
-                throw PortwatchError.usage("invalid --expect '\(expect)': not a regular expression (\(error))")
-            }
-            options.expect = expect
-        }
+        options.expect = expect
         options.warnDays = warnDays
         options.criticalDays = criticalDays
         return options
@@ -138,7 +129,6 @@ struct Probe: ParsableCommand {
         let proto: TransportProtocol = udp ? .udp : .tcp
         return try targets.map { text in
             let (host, port) = try HostPort.parseTarget(text, proto: proto)
-            if port == 0 { throw PortwatchError.usage("invalid port in target '\(text)': port 0 cannot be probed") }
             return ProbeTarget(text: text, host: host, port: port, proto: proto)
         }
     }

@@ -23,6 +23,7 @@ extension JSONWriter {
                 w.field("p99", double: roundedMs(l.p99))
                 w.field("max", double: roundedMs(l.max))
                 w.field("stddev", double: roundedMs(l.stddev))
+                w.field("mean", double: roundedMs(l.mean))
             }
         } else {
             nullField("latency_ms")

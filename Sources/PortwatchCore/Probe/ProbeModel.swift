@@ -54,6 +54,8 @@ public struct LatencySummary: Sendable, Hashable {
     public var p99: Double
     public var max: Double
     public var stddev: Double
+    /// The arithmetic mean (what nping reports as "Avg rtt").
+    public var mean: Double = 0
 
     public init(min: Double, median: Double, p95: Double, p99: Double, max: Double, stddev: Double) {
         self.min = min
