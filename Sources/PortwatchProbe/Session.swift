@@ -30,7 +30,7 @@ struct SessionObservation: Sendable {
 /// One connection to `address` for what a connect alone cannot tell: the TLS handshake and
 /// certificate, and the reply to `--send` checked against `--expect`.
 func runSession(address: RemoteAddress, target: ProbeTarget, options: ProbeOptions) async -> SessionOutcome {
-    var context: NIOSSLContext?
+    var tlsContext: NIOSSLContext?
     if options.tls {
         var config = TLSConfiguration.makeClientConfiguration()
         config.minimumTLSVersion = .tlsv1
@@ -39,7 +39,7 @@ func runSession(address: RemoteAddress, target: ProbeTarget, options: ProbeOptio
         config.certificateVerification = .noHostnameVerification
         config.applicationProtocols = options.alpn
         do {
-            context = try NIOSSLContext(configuration: config)
+            tlsContext = try NIOSSLContext(configuration: config)
         } catch {
             return SessionOutcome(failure: "TLS set-up failed: \(error)")
         }
@@ -57,6 +57,7 @@ func runSession(address: RemoteAddress, target: ProbeTarget, options: ProbeOptio
     let promise = eventLoop.makePromise(of: SessionObservation.self)
     let send = options.send
     let pattern = options.expect
+    let context = tlsContext
     let bootstrap = ClientBootstrap(group: eventLoop)
         .connectTimeout(timeout)
         .channelInitializer { channel in
