@@ -7,6 +7,7 @@ let package = Package(
         .executable(name: "portwatch", targets: ["portwatch"]),
         .executable(name: "portwatch-bench", targets: ["portwatch-bench"]),
         .library(name: "PortwatchCore", targets: ["PortwatchCore"]),
+        .library(name: "PortwatchProbe", targets: ["PortwatchProbe"]),
         .library(name: "PortwatchMonitor", targets: ["PortwatchMonitor"]),
     ],
     dependencies: [
@@ -19,6 +20,12 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // probe: TLS handshakes, certificates, latency percentiles.
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // Kernel headers and netlink macros as real C functions, with layout asserts.
@@ -28,11 +35,27 @@ let package = Package(
             name: "PortwatchCore",
             dependencies: ["CSockDiag"]
         ),
+        // Active probes (`portwatch probe`, the daemon's probes): TCP/UDP connects from PortwatchCore,
+        // TLS handshakes (NIOSSL), certificates (X509), latency statistics (HdrHistogram).
+        .target(
+            name: "PortwatchProbe",
+            dependencies: [
+                "PortwatchCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
         // The monitor daemon: config, sampler service, history store, rules, alerting, HTTP.
         .target(
             name: "PortwatchMonitor",
             dependencies: [
                 "PortwatchCore",
+                "PortwatchProbe",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -50,6 +73,7 @@ let package = Package(
             name: "portwatch",
             dependencies: [
                 "PortwatchCore",
+                "PortwatchProbe",
                 "PortwatchMonitor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -77,7 +101,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PortwatchCLITests",
-            dependencies: ["portwatch", "PortwatchCore"]
+            dependencies: ["portwatch", "PortwatchCore", "PortwatchProbe"]
         ),
     ]
 )

@@ -41,7 +41,11 @@ struct Check: ParsableCommand {
 
     @OptionGroup var namespaces: NamespaceOptions
 
+    @Option(name: .long, help: "text (default) or nagios (monitoring-plugins status line and exit code 0/1/2/3).")
+    var format: ReportFormat = .text
+
     func run() throws {
+        if format == .nagios && output.json { throw PortwatchError.usage("--format nagios and --json exclude each other: choose one") }
         if capture.capture && window.sample == nil { throw PortwatchError.usage("--capture measures over a window: add --sample (e.g. --sample 1s)") }
         if host != nil && namespaces.selection != .own {
             throw PortwatchError.usage("--netns and --all-namespaces check local ports; they do not combine with --host")
@@ -108,6 +112,22 @@ struct Check: ParsableCommand {
             results.append((result, CheckOutcome(expected: expected, matched: verdict == expected)))
         }
         let allMatched = results.allSatisfy(\.1.matched)
+        if format == .nagios {
+            let several = results.count > 1
+            let summary = results.map { r, o in
+                var s = "\(r.proto.rawValue)/\(r.port) on \(host) (\(r.decisive.address)): \(Verdict(r.state).rawValue)"
+                if r.state == .open { s += " in \(String(format1: r.decisive.seconds * 1000)) ms" }
+                if let reason = r.decisive.reason, r.state != .open { s += " (\(reason))" }
+                if !o.matched { s += ", expected \(o.expected.rawValue)" }
+                return s
+            }
+            let perf = results.filter { $0.0.state == .open || $0.0.state == .closed }.map { r, _ in
+                "\(perfLabel("time", target: several ? "\(r.proto.rawValue)/\(r.port)" : nil))=\(perfSeconds(r.decisive.seconds));;;0"
+            }
+            let status: PluginStatus = allMatched ? .ok : .critical
+            try finishNagios(status, nagiosLine(status, summary.joined(separator: "; "), perfdata: perf))
+            return
+        }
         if output.json {
             output.print { w in
                 if results.count == 1 {
@@ -152,6 +172,22 @@ struct Check: ParsableCommand {
              report.map { PortWindow($0, key: PortKey.local(check.proto, check.port)) })
         }
         let allMatched = checks.allSatisfy(\.1.matched)
+        if format == .nagios {
+            let several = checks.count > 1
+            let summary = checks.map { c, o, _ in
+                var s = "\(c.proto.rawValue)/\(c.port): \(c.verdict.rawValue)"
+                if !c.reasons.isEmpty { s += " (\(c.reasons.map(\.message).joined(separator: "; ")))" }
+                if !o.matched { s += ", expected \(o.expected.rawValue)" }
+                return s
+            }
+            let perf = checks.map { c, _, _ in
+                "\(perfLabel("established", target: several ? "\(c.proto.rawValue)/\(c.port)" : nil))=\(c.connections.established);;;0"
+            }
+            // Met but overloaded is a warning: the port works, and is in trouble.
+            let status: PluginStatus = !allMatched ? .critical : checks.contains { $0.0.verdict == .overloaded } ? .warning : .ok
+            try finishNagios(status, nagiosLine(status, summary.joined(separator: "; "), perfdata: perf))
+            return
+        }
         if output.json {
             output.print { w in
                 if checks.count == 1 {

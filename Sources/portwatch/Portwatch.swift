@@ -17,8 +17,8 @@ struct Portwatch: ParsableCommand {
             expectation not met, timeout), 2 the question could not be answered.
             """,
         version: "0.1.0",
-        subcommands: [Ports.self, Check.self, Who.self, Connections.self, Top.self, Free.self, Wait.self, Kill.self,
-                      DaemonCommand.self, ConfigCommand.self, History.self, Events.self, Scan.self],
+        subcommands: [Ports.self, Check.self, Probe.self, Scan.self, Who.self, Connections.self, Top.self, Free.self, Wait.self, Kill.self,
+                      DaemonCommand.self, ConfigCommand.self, History.self, Events.self],
         defaultSubcommand: Ports.self
     )
 
@@ -46,7 +46,13 @@ struct Portwatch: ParsableCommand {
             try command.run()
             Glibc.exit(0)
         } catch {
-            Glibc.exit(exitCode(handling: error))
+            let code = exitCode(handling: error)
+            // A plugin's question that could not be answered is UNKNOWN (exit 3), with a status line.
+            if code == 2 && !(error is ExitCode) && wantsNagios(arguments) {
+                emit("PORTWATCH UNKNOWN - \(oneLineMessage(for: error))")
+                Glibc.exit(3)
+            }
+            Glibc.exit(code)
         }
     }
 
@@ -56,6 +62,7 @@ struct Portwatch: ParsableCommand {
     static let valueOptions: Set<String> = [
         "--host", "--expect", "--timeout", "--sample", "--until", "--state", "--interval", "--sort",
         "--iterations", "--range", "--count", "--signal", "--top", "--rate", "--concurrency", "--ports",
+        "--warn-days", "--critical-days", "--send", "--format",
     ]
 
     /// `-1`, `-80` (but not the flags -4 and -6).
@@ -134,6 +141,18 @@ struct Portwatch: ParsableCommand {
             return "invalid \(option) '\(value)'" + tail
         }
         return first
+    }
+
+    /// The one-line message of an error that makes exit 2 (for a plugin's UNKNOWN line).
+    static func oneLineMessage(for error: Error) -> String {
+        switch error {
+        case let e as PortwatchError: return e.message
+        case let e as SystemCallError: return e.asPortwatchError.message
+        default:
+            var message = oneLine(Self.message(for: error))
+            if message.hasPrefix("Error: ") { message.removeFirst("Error: ".count) }
+            return message.isEmpty ? "invalid arguments (see portwatch --help)" : message
+        }
     }
 
     /// Prints what the user must see for an error and returns the exit code.

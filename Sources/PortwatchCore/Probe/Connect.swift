@@ -62,8 +62,13 @@ public struct ConnectResult: Sendable, Hashable {
     /// The address actually tried.
     public var address: RemoteAddress
     public var port: UInt16
-    /// Seconds until the answer (or until the timeout).
+    /// Seconds until the answer (or until the timeout), from just before `connect()`.
     public var seconds: Double
+    /// Seconds from the return of `connect()` (the SYN sent) until the answer: what nping
+    /// reports as the rtt. On loopback and veth the kernel completes the handshake inside
+    /// `connect()` itself, so this is much shorter than `seconds` there; across a real network
+    /// the two differ by the syscall's few microseconds.
+    public var afterSend: Double = 0
     /// The errno behind a closed or unreachable answer.
     public var errno: Int32?
     /// Why, in words, when the answer came from an error (`no route`, `blackhole route`, ...).
@@ -234,6 +239,11 @@ func remoteAnswer(forErrno code: Int32) -> (RemoteState, String)? {
 private struct Attempt {
     var address: RemoteAddress
     var fd: Int32 = -1
+    /// When this address's connect (or send) was issued: its time is its own, not the batch's
+    /// (a probe's latency is the connect alone, as nping measures it).
+    var started: Double = 0
+    /// When `connect()` (or the UDP send) returned.
+    var sent: Double = 0
     var result: ConnectResult?
 }
 
@@ -244,15 +254,18 @@ private func connectAll(_ addresses: [RemoteAddress], proto: TransportProtocol, 
     let start = monotonicSeconds()
     var attempts = addresses.map { Attempt(address: $0) }
     defer { for a in attempts where a.fd >= 0 { close(a.fd) } }
-    func finish(_ i: Int, _ state: RemoteState, errno code: Int32? = nil, reason: String? = nil) {
+    func finish(_ i: Int, _ state: RemoteState, errno code: Int32? = nil, reason: String? = nil, at time: Double? = nil) {
+        let now = time ?? monotonicSeconds()
         attempts[i].result = ConnectResult(state: state, address: attempts[i].address, port: port,
-                                           seconds: monotonicSeconds() - start, errno: code, reason: reason)
+                                           seconds: now - attempts[i].started,
+                                           afterSend: now - max(attempts[i].sent, attempts[i].started),
+                                           errno: code, reason: reason)
     }
-    func fail(_ i: Int, _ call: String, _ code: Int32) throws(PortwatchError) {
+    func fail(_ i: Int, _ call: String, _ code: Int32, at time: Double? = nil) throws(PortwatchError) {
         guard let (state, reason) = remoteAnswer(forErrno: code) else {
             throw SystemCallError(call, errno: code).asPortwatchError
         }
-        finish(i, state, errno: code, reason: reason)
+        finish(i, state, errno: code, reason: reason, at: time)
     }
     let type = proto == .tcp ? Int32(SOCK_STREAM.rawValue) : Int32(SOCK_DGRAM.rawValue)
     for i in attempts.indices {
@@ -260,14 +273,17 @@ private func connectAll(_ addresses: [RemoteAddress], proto: TransportProtocol, 
         let fd = socket(address.ip.isV6 ? AF_INET6 : AF_INET, type | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         if fd < 0 { throw SystemCallError("socket", errno: errno).asPortwatchError }
         attempts[i].fd = fd
+        attempts[i].started = monotonicSeconds()
         let rc = withSockaddr(address.ip, port, scopeID: address.scopeID) { connect(fd, $0, $1) }
         let code = errno
+        attempts[i].sent = monotonicSeconds()
         if proto == .tcp {
             if rc == 0 { finish(i, .open) } else if code != EINPROGRESS { try fail(i, "connect", code) }
         } else {
             if rc != 0 { try fail(i, "connect", code); continue }
             var data = payload
             if send(fd, &data, data.count, 0) < 0 { try fail(i, "send", errno) }
+            attempts[i].sent = monotonicSeconds()
         }
     }
     var buffer = [UInt8](repeating: 0, count: 2048)
@@ -282,18 +298,20 @@ private func connectAll(_ addresses: [RemoteAddress], proto: TransportProtocol, 
             if errno == EINTR { continue }
             throw SystemCallError("poll", errno: errno).asPortwatchError
         }
+        // The answers were there when poll returned: time them then, not after the reads below.
+        let answeredAt = monotonicSeconds()
         for (k, i) in pending.enumerated() where fds[k].revents != 0 {
             if proto == .tcp {
                 var soError: Int32 = 0
                 var len = socklen_t(MemoryLayout<Int32>.size)
                 getsockopt(attempts[i].fd, SOL_SOCKET, SO_ERROR, &soError, &len)
-                if soError == 0 { finish(i, .open) } else { try fail(i, "connect", soError) }
+                if soError == 0 { finish(i, .open, at: answeredAt) } else { try fail(i, "connect", soError, at: answeredAt) }
             } else {
                 let got = recv(attempts[i].fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
-                if got >= 0 { finish(i, .open); continue }
+                if got >= 0 { finish(i, .open, at: answeredAt); continue }
                 let code = errno
                 if code == EAGAIN || code == EINTR { continue }
-                try fail(i, "recv", code)
+                try fail(i, "recv", code, at: answeredAt)
             }
         }
     }

@@ -38,6 +38,10 @@ public struct ProbeOptions: Sendable, Hashable {
     public var expect: String?
     /// A certificate expiring within this many days makes the target unhealthy.
     public var warnDays: Int = 14
+    /// Within this many days the nagios status is CRITICAL rather than WARNING.
+    public var criticalDays: Int = 7
+    /// Protocols offered by ALPN in a TLS handshake.
+    public var alpn: [String] = ["h2", "http/1.1"]
 
     public init() {}
 }
@@ -50,6 +54,8 @@ public struct LatencySummary: Sendable, Hashable {
     public var p99: Double
     public var max: Double
     public var stddev: Double
+    /// The arithmetic mean (what nping reports as "Avg rtt").
+    public var mean: Double = 0
 
     public init(min: Double, median: Double, p95: Double, p99: Double, max: Double, stddev: Double) {
         self.min = min
@@ -126,6 +132,8 @@ public struct ProbeResult: Sendable, Hashable {
     /// Why the target is unhealthy, in words, one entry per reason.
     public var problems: [String]
     public var time: Date
+    /// Connection attempts made (`--count`); `loss` is over these.
+    public var count: Int = 1
 
     public init(target: ProbeTarget, address: String?, attempts: [ConnectResult], state: RemoteState,
                 healthy: Bool, latency: LatencySummary?, loss: Double, tls: TLSReport?,
