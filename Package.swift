@@ -95,7 +95,7 @@ let package = Package(
         .testTarget(
             name: "PortwatchMonitorTests",
             dependencies: [
-                "PortwatchMonitor", "PortwatchCore",
+                "PortwatchMonitor", "PortwatchCore", "PortwatchProbe",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),

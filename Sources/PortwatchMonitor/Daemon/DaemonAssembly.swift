@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PortwatchCore
+import PortwatchProbe
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,13 +14,12 @@ extension Daemon {
     /// daemon's own (the CLI's readiness line); `onHTTPReady` is called with the address the HTTP
     /// server bound. Sinks only enqueue: history goes to the writer's backlog and alerts to the
     /// dispatcher's channel queues, so a slow disk or receiver never delays a sample.
-    /// `prober` probes the `probes:` targets: `ConnectProber` (TCP/UDP connect, send/expect, no
-    /// TLS) unless the caller passes the full prober.
+    /// `prober` probes the `probes:` targets: the same `NetworkProber` as `portwatch probe`.
     public static func assemble(config: MonitorConfig, reload: (@Sendable () throws -> MonitorConfig)?,
                                 extraSinks: [any SampleSink],
                                 onHTTPReady: @escaping @Sendable (ListenAddress) async -> Void = { _ in },
                                 environment: [String: String] = ProcessInfo.processInfo.environment,
-                                prober: any Prober = ConnectProber(),
+                                prober: any Prober = NetworkProber(),
                                 logger: Logger) async throws -> Daemon {
         let path = config.database.resolvedPath(environment: environment, isRoot: geteuid() == 0)
         let store: HistoryStore

@@ -17,7 +17,7 @@ public final class ProbeService: Service, Sendable {
     private let logger: Logger
     private let current: Mutex<(probes: [ProbeConfig], version: Int)>
 
-    /// `prober` does the probing (`ConnectProber` by default in the daemon); `deliver` gets every
+    /// `prober` does the probing (`NetworkProber` in the daemon); `deliver` gets every
     /// result, in each target's order (live state, rules, metrics, history).
     public init(probes: [ProbeConfig], prober: any Prober, logger: Logger,
                 deliver: @escaping @Sendable (ProbeResult) async -> Void) {
