@@ -357,3 +357,26 @@ struct NamespaceDaemonTests {
         #expect(!daemon.run.child.reap(), "the daemon exited: \(daemon.log.text.suffix(2000))")
     }
 }
+
+@Suite("namespaces: without privileges",
+       .enabled(if: TestEnv.canCreateNamespaces && TestEnv.which("setpriv") != nil,
+                "needs root (to make the namespace, then drop privileges), ip and setpriv"))
+struct NamespacePrivilegeTests {
+    /// As nobody, `--all-namespaces` answers for what it can read and names each namespace it
+    /// could not enter; `--netns` of such a namespace is exit 2 with one line.
+    @Test func unprivilegedRunsSayWhichNamespacesCouldNotBeEntered() throws {
+        guard let ip = TestEnv.ip, let setpriv = TestEnv.which("setpriv") else { return }
+        let name = "pwn-\(getpid())-priv"
+        try #require(runTool(ip, ["netns", "add", name]).status == 0)
+        defer { _ = runTool(ip, ["netns", "delete", name]) }
+        let drop = ["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+                    TestEnv.portwatchPath]
+        let all = runTool(setpriv, drop + ["ports", "--all-namespaces"], timeout: 30)
+        #expect(all.status == 0 || all.status == 1, "\(all)")
+        #expect(all.stderr.contains("network namespace \(name) could not be entered — needs root or CAP_SYS_ADMIN"), "\(all)")
+        let one = runTool(setpriv, drop + ["ports", "--netns", name], timeout: 30)
+        #expect(one.status == 2, "\(one)")
+        #expect(one.stderr.hasPrefix("portwatch: ") && one.stderr.split(separator: "\n").count == 1, "\(one)")
+        #expect(one.stderr.contains(name))
+    }
+}
