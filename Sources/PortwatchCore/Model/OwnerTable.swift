@@ -55,6 +55,17 @@ public struct OwnerTable: Sendable, Equatable, ExpressibleByDictionaryLiteral {
         for (inode, pids) in other.shared { for pid in pids { add(inode, pid) } }
     }
 
+    /// Adds every owner of another table; returns how many of its sockets had no owner here.
+    @discardableResult
+    mutating func mergeCountingNew(_ other: OwnerTable) -> Int {
+        var new = 0
+        for (inode, pid) in other.single where add(inode, pid) { new += 1 }
+        for (inode, pids) in other.shared {
+            for pid in pids where add(inode, pid) { new += 1 }
+        }
+        return new
+    }
+
     public static func == (a: OwnerTable, b: OwnerTable) -> Bool {
         guard a.count == b.count else { return false }
         for (inode, pid) in a.single where b[inode] != [pid] { return false }
