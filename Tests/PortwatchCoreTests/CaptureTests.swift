@@ -369,6 +369,11 @@ private func runFilter(_ program: [BPFInstruction], packet: [UInt8], ethertype: 
             (ipv4("10.0.0.2", "10.0.0.1", proto: 17, payload: udp(1, 2, payload: 1000, lengthField: 2000), moreFragments: true), CaptureSnap.transport),
             (ipv4("10.0.0.2", "10.0.0.1", proto: 6, payload: tcp(1, 2, flags: .syn), options: 8), CaptureSnap.transport),
             (ipv4("10.0.0.2", "10.0.0.1", proto: 6, payload: tcp(1, 2, flags: [.rst, .ack])), CaptureSnap.transport),
+            // Scan probes without ACK: FIN, NULL, XMAS (IPv4 and IPv6).
+            (ipv4("10.0.0.2", "10.0.0.1", proto: 6, payload: tcp(1, 2, flags: .fin)), CaptureSnap.transport),
+            (ipv4("10.0.0.2", "10.0.0.1", proto: 6, payload: tcp(1, 2, flags: [])), CaptureSnap.transport),
+            (ipv4("10.0.0.2", "10.0.0.1", proto: 6, payload: tcp(1, 2, flags: [.fin, .psh, .urg])), CaptureSnap.transport),
+            (ipv6("::1", "::2", next: 6, payload: tcp(1, 2, flags: .fin)), CaptureSnap.transport),
             (ipv4("10.0.0.1", "10.0.0.2", proto: 1, payload: icmp(type: 3, code: 3, quoting: quoted)), CaptureSnap.icmp),
             (ipv6("::1", "::2", next: 17, payload: udp(1, 2, payload: 10)), CaptureSnap.transport),
             (ipv6("::1", "::2", next: 6, payload: tcp(1, 2, flags: [.syn, .ack])), CaptureSnap.transport),

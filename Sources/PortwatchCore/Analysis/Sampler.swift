@@ -13,6 +13,7 @@ public final class Sampler {
     private var memory = SideMemory()
     private let capture: PacketCapture?
     private var lastCapture = CaptureCounters()
+    private var security: SecurityMonitor?
     /// Why closed connections are not counted, when destroy events are unavailable.
     public let eventsUnavailable: String?
 
@@ -21,11 +22,16 @@ public final class Sampler {
     ///
     /// With `capture`, an AF_PACKET capture also measures UDP traffic per port and packets that
     /// hit closed ports; it needs CAP_NET_RAW, and its absence is an error (it was asked for).
+    ///
+    /// With `detectors`, each window also carries a `SecurityReport` (`WindowReport.security`):
+    /// scans and connection storms need the capture; floods are judged from counters without it.
     public init(options: SnapshotOptions, source: (any SocketSource)? = nil,
-                closedConnections: Bool = true, capture: Bool = false) throws(PortwatchError) {
+                closedConnections: Bool = true, capture: Bool = false,
+                detectors: DetectorSettings? = nil) throws(PortwatchError) {
         self.options = options
+        self.security = detectors.map { SecurityMonitor(settings: $0) }
         if capture {
-            let c = try PacketCapture()
+            let c = try PacketCapture(detectors: detectors)
             c.start()
             self.capture = c
         } else {
@@ -58,7 +64,11 @@ public final class Sampler {
         memory.learn(snapshot.sockets, classifier: snapshot.classifier)
         _ = events?.drain()
         tracker.start(snapshot, system: SystemCounterCollector().collect().value, classifier: snapshot.classifier)
-        if let capture { lastCapture = capture.snapshot() }
+        if let capture {
+            lastCapture = capture.snapshot()
+            // Packets before the baseline belong to no window.
+            _ = capture.drainFindings(now: snapshot.takenAt)
+        }
         return snapshot
     }
 
@@ -78,6 +88,10 @@ public final class Sampler {
             let delta = now.delta(since: lastCapture)
             lastCapture = now
             merge(delta, into: &report, classifier: snapshot.classifier)
+        }
+        if security != nil {
+            let findings = capture?.drainFindings(now: snapshot.takenAt)
+            report.security = security!.evaluate(now: snapshot.takenAt, snapshot: snapshot, window: report, packets: findings)
         }
         var t1 = timespec()
         clock_gettime(CLOCK_MONOTONIC, &t1)
