@@ -43,7 +43,8 @@ struct Top: ParsableCommand {
             query.ports = portFilters(spec, protocols: query.protocols, matchPeer: true)
         }
         var model = TopModel(spec: spec, sort: order, showOutgoing: all, interval: seconds)
-        let sampler = try Sampler(options: SnapshotOptions(query: query, includeOutgoing: true, processes: .owners, socketSource: .fromEnvironment), capture: capture.capture)
+        let sampler = try Sampler(options: SnapshotOptions(query: query, includeOutgoing: true, processes: .owners, socketSource: .fromEnvironment), capture: capture.capture,
+                                  detectors: capture.capture ? DetectorSettings() : nil)
         try sampler.start()
         try readiness.baselineTaken()
 
@@ -168,6 +169,7 @@ struct TopModel {
         }
         if let report { w.systemErrors(report) } else { w.object("system_errors") { _ in } }
         w.captureMembers(report, kernelDrops: false)
+        w.securityMembers(report?.security)
         w.notes((snapshot?.notes ?? []) + (report?.notes ?? []))
         w.endObject()
     }
@@ -203,7 +205,7 @@ struct TopModel {
             .init(title: "NEW", align: .right), .init(title: "ERR", align: .right),
             .init(title: "LAST MINUTE"), .init(title: "PROCESS", flexible: true),
         ])
-        let room = max(1, height - lines.count - 3)
+        let room = max(1, height - lines.count - 3 - (report?.security != nil ? 1 : 0))
         for row in all.prefix(room) {
             let a = row.activity
             let port = row.key.role == .remote ? "→\(row.key.port)" : String(row.key.port)
@@ -225,6 +227,11 @@ struct TopModel {
         }
         lines.append(contentsOf: table.render(term).split(separator: "\n", omittingEmptySubsequences: false).map(String.init))
         if all.count > room { lines.append(term.dim("… \(all.count - room) more")) }
+        if let security = report?.security {
+            let names = security.active.map(\.message)
+            let line = "detections: " + (names.isEmpty ? "none" : names.joined(separator: " · "))
+            lines.append(names.isEmpty ? truncateLine(line, width) : term.red(truncateLine(line, width)))
+        }
         lines.append(term.dim("q quit · r/t/c/e sort rx/tx/conns/errors · a outgoing \(showOutgoing ? "on" : "off")"))
         return lines.joined(separator: "\n")
     }
