@@ -241,6 +241,16 @@ private struct Replay {
         }
     }
 
+    @Test func aStrayDropIsNoFloodButAFullAcceptQueueThatDropsIs() {
+        var d = FloodDetector(settings: DetectorSettings())
+        #expect(d.evaluate(now: t0, seconds: 1, listeners: [ListenerLoad(port: 80, synRecv: 0, listenDrops: 2, opened: 40)],
+                           syncookiesSent: 0, syns: nil).isEmpty)
+        let events = d.evaluate(now: t0 + 1, seconds: 1,
+                                listeners: [ListenerLoad(port: 80, synRecv: 0, listenDrops: 2, opened: 0, acceptQueueFull: true)],
+                                syncookiesSent: 0, syns: nil)
+        #expect(events.first?.reasons == ["listen drops 2, accept queue full"])
+    }
+
     @Test func listenDropsAreAcceptOverload() {
         var d = FloodDetector(settings: DetectorSettings())
         let events = d.evaluate(now: t0, seconds: 2, listeners: [ListenerLoad(port: 5432, synRecv: 0, listenDrops: 40, opened: 3)],

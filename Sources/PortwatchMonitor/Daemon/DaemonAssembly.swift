@@ -54,6 +54,15 @@ extension Daemon {
             notify: { alerts in await dispatcher.enqueue(alerts) },
             active: { alerts, names in metrics.updateAlerts(alerts, rules: names) }))
 
+        let security = SecuritySink(
+            thresholds: config.detectors.thresholds, instance: config.resolvedInstance,
+            outputs: SecurityOutputs(
+                publish: { events in await state.publish(events) },
+                record: { events, alerts in writer.submit(HistoryWriter.Batch(samples: [], events: events, alerts: alerts)) },
+                notify: { alerts in await dispatcher.enqueue(alerts) },
+                count: { started in metrics.recordDetections(started) }),
+            logger: Logger(label: "portwatch.security"))
+
         var token: String? = nil
         if let file = config.tokenFile {
             do throws(ConfigError) {
@@ -68,13 +77,14 @@ extension Daemon {
         let channels = config.channels
         return Daemon(
             config: config,
-            sinks: [state, rules, metricsSink, LogSink(logger: logger)] + extraSinks,
+            sinks: [state, rules, security, metricsSink, LogSink(logger: logger)] + extraSinks,
             // Stopped in reverse: the HTTP server first, the writer last (it flushes its queue).
             services: [writer, dispatcher, http],
             reload: reload,
             onReload: [
                 { new in state.setInterval(new.interval) },
                 { new in await rules.apply(new) },
+                { new in await security.apply(new) },
                 { new in await metricsSink.setConfigured(Set(new.ports.map { MonitoredPort(proto: $0.proto, port: $0.port) })) },
                 { new in
                     if new.channels != channels {

@@ -13,6 +13,8 @@ public struct DetectorSettings: Sendable, Hashable {
     public var floodSynRecv = 128
     /// With capture: SYNs per second to one port that never became connections.
     public var floodSynRate: Double = 1000
+    /// Segments per second one port's listeners drop (SYN or accept queue overflow).
+    public var floodDropRate: Double = 10
     /// A flood ends after this many seconds without any sign of it.
     public var floodQuiet: Double = 10
 

@@ -8,12 +8,15 @@ public struct ListenerLoad: Sendable, Hashable {
     public var listenDrops: UInt64
     /// Connections that appeared on the port during the window.
     public var opened: Int
+    /// A listener's accept queue is over its limit now.
+    public var acceptQueueFull: Bool
 
-    public init(port: UInt16, synRecv: Int, listenDrops: UInt64, opened: Int) {
+    public init(port: UInt16, synRecv: Int, listenDrops: UInt64, opened: Int, acceptQueueFull: Bool = false) {
         self.port = port
         self.synRecv = synRecv
         self.listenDrops = listenDrops
         self.opened = opened
+        self.acceptQueueFull = acceptQueueFull
     }
 }
 
@@ -21,7 +24,9 @@ public struct ListenerLoad: Sendable, Hashable {
 /// drops, SYN cookies) and, with capture, the SYN rate and its sources. A port is flooded in a
 /// window when any of these holds:
 ///  - its half-open connections reach `floodSynRecv`;
-///  - its listeners dropped SYNs or completed connections (SYN queue or accept queue full);
+///  - its listeners drop `floodDropRate` or more segments per second (SYN or accept queue full;
+///    a stray segment now and then, such as a FIN after close or a scan probe, is not enough), or
+///    drop any while the accept queue is full;
 ///  - the system sent SYN cookies (its SYN queue overflowed somewhere) and this is the port with
 ///    the most SYN evidence (SYN_RECV, or captured SYNs);
 ///  - with capture: SYNs arrive at `floodSynRate` or more per second and mostly never become
@@ -60,7 +65,9 @@ public struct FloodDetector: Sendable {
         for load in listeners {
             var reasons: [String] = []
             if load.synRecv >= settings.floodSynRecv { reasons.append("syn_recv \(load.synRecv)") }
-            if load.listenDrops > 0 { reasons.append("listen drops \(load.listenDrops)") }
+            if Double(load.listenDrops) / secs >= settings.floodDropRate || (load.acceptQueueFull && load.listenDrops > 0) {
+                reasons.append("listen drops \(load.listenDrops)" + (load.acceptQueueFull ? ", accept queue full" : ""))
+            }
             if cookiePort == load.port { reasons.append("syncookies sent \(syncookiesSent)") }
             let tally = syns?[load.port]
             let synRate = Double(tally?.total ?? 0) / secs

@@ -25,7 +25,8 @@ public struct SecurityMonitor: Sendable {
             for summary in snapshot.ports where summary.proto == .tcp && summary.role == .local && !summary.listeners.isEmpty {
                 let activity = window.activity(summary.key)
                 loads.append(ListenerLoad(port: summary.port, synRecv: summary.connections.synRecv,
-                                          listenDrops: activity.listenDrops, opened: activity.opened))
+                                          listenDrops: activity.listenDrops, opened: activity.opened,
+                                          acceptQueueFull: summary.listeners.contains { $0.acceptQueueFull }))
             }
             report.events += floods.evaluate(now: now, seconds: window.seconds, listeners: loads,
                                              syncookiesSent: window.syncookiesSent, syns: packets?.syns)
