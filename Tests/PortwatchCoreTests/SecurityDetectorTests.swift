@@ -134,6 +134,25 @@ private struct Replay {
         #expect(r.events.isEmpty)
     }
 
+    @Test func localAgentsOnLoopbackAreNoScanAndNoStormButTheirSynsCount() {
+        var r = Replay()
+        // A local scraper reaching 30 local exporters every second for two minutes.
+        for round in 0..<120 {
+            for p in 0..<30 {
+                let t = t0 + Double(round) + Double(p) * 0.01
+                r.feed(.tcp(source: ep("127.0.0.1", UInt16(40000 + p)), destination: ep("127.0.0.1", UInt16(9100 + p)),
+                            flags: .syn, sequence: 1, acknowledgment: 0), .loopback, at: t)
+                r.feed(.udp(source: ep("127.0.0.1", 50000), destination: ep("127.0.0.1", UInt16(8125 + p)), payloadBytes: 10), .loopback, at: t)
+            }
+            if round % 10 == 0 { r.drain(at: t0 + Double(round)) }
+        }
+        let last = r.drain(at: t0 + 121)
+        #expect(r.events.isEmpty)
+        // The SYNs since the drain at round 110 (rounds 111...119) are in the flood detector's tally.
+        #expect(last.syns.count == 30)
+        #expect(last.syns[9100]?.total == 9)
+    }
+
     @Test func manyClientsOfOneOpenPortAreNoScanAndNoStorm() {
         var r = Replay()
         for c in 0..<50 {

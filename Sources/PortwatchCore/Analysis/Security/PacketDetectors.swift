@@ -46,7 +46,9 @@ public struct PacketFindings: Sendable {
 ///    query is not a probe), and ICMP port unreachable this host sent (the quoted datagram names the
 ///    prober and the closed port).
 ///  - Packets this host sends count for nothing: scanning another host from here is not being scanned.
-/// Loopback packets are both sent and received here, and count as arriving at their destination.
+///  - Loopback packets (between this host's own addresses) count for no scan and no storm: local
+///    agents reach many local ports and reconnect often (a Prometheus scraping twenty local
+///    exporters, an app without a connection pool). Their SYNs still count toward a flood.
 public struct PacketDetectors: Sendable {
     public var settings: DetectorSettings
     private var scans: PortScanDetector
@@ -65,23 +67,24 @@ public struct PacketDetectors: Sendable {
         switch packet {
         case .tcp(let source, let destination, let flags, _, _):
             guard direction != .sent, !flags.contains(.ack), !flags.contains(.rst) else { return }
+            let remote = direction == .received
             if flags.contains(.syn) {
-                if settings.portScan { scans.observe(source: source.address, port: destination.port, kind: .syn, time: time) }
-                if settings.connectionStorm { storms.observe(source: source.address, port: destination.port, time: time) }
+                if settings.portScan && remote { scans.observe(source: source.address, port: destination.port, kind: .syn, time: time) }
+                if settings.connectionStorm && remote { storms.observe(source: source.address, port: destination.port, time: time) }
                 if settings.synFlood { syns[destination.port, default: SynTally()].add(source.address) }
-            } else if settings.portScan, let kind = Self.stealthKind(flags) {
+            } else if settings.portScan, remote, let kind = Self.stealthKind(flags) {
                 scans.observe(source: source.address, port: destination.port, kind: kind, time: time)
             }
         case .udp(let source, let destination, _):
             guard settings.portScan else { return }
-            if direction != .sent && !outgoingUDP.contains(localPort: destination.port, remote: source.address, at: time) {
+            if direction == .received && !outgoingUDP.contains(localPort: destination.port, remote: source.address, at: time) {
                 if !destination.address.isMulticastOrBroadcast {
                     scans.observe(source: source.address, port: destination.port, kind: .udp, time: time)
                 }
             }
-            if direction != .received { outgoingUDP.note(localPort: source.port, remote: destination.address, at: time) }
+            if direction == .sent { outgoingUDP.note(localPort: source.port, remote: destination.address, at: time) }
         case .portUnreachable(let proto, let original, _):
-            guard settings.portScan, proto == .udp, direction != .received else { return }
+            guard settings.portScan, proto == .udp, direction == .sent else { return }
             scans.observe(source: original.source.address, port: original.destination.port, kind: .udp, time: time)
         }
     }
