@@ -98,37 +98,46 @@ echo "worst reported latency: ${worst} s (target ≤ 2 s): $([ "$latency_ok" = 1
 # Part 2: cost at ~100k packets/s.
 echo
 echo "## Part 2: capture with detectors on under load"
-ip netns exec "$T" timeout $((SECONDS_LOAD + 30)) iperf3 -s -1 -p 29520 >/dev/null 2>&1 &
-PIDS+=($!)
+# Two iperf3 pairs (one iperf3 process tops out well below 100k packets/s on a busy machine).
+for port in 29520 29522; do
+    ip netns exec "$T" timeout $((SECONDS_LOAD + 30)) iperf3 -s -1 -p "$port" >/dev/null 2>&1 &
+    PIDS+=($!)
+done
 ip netns exec "$T" timeout 120 python3 -c "import socket,time;s=socket.socket();s.bind(('0.0.0.0',29521));s.listen(4096);time.sleep(110)" &
 PIDS+=($!)
 sleep 0.5
 f="$OUT/load.jsonl"
 start_top "$f" 1s
 hz=$(getconf CLK_TCK)
-bits=$(( PPS * 64 * 8 ))
+bits=$(( PPS / 2 * 64 * 8 ))
+rx_packets() { ip netns exec "$T" cat /sys/class/net/pwdett/statistics/rx_packets; }
 t0=$(now); c0=$(cpu_ticks "$TOP_PID")
-ip netns exec "$S" iperf3 -c "$TA" -p 29520 -u -l 64 -b "$bits" -t "$SECONDS_LOAD" -J >"$OUT/iperf3.json" 2>&1 || true
-t1=$(now); c1=$(cpu_ticks "$TOP_PID")
-syn_count=$(( PPS * 5 ))
+ip netns exec "$S" iperf3 -c "$TA" -p 29520 -u -l 64 -b "$bits" -t "$SECONDS_LOAD" -J >"$OUT/iperf3.json" 2>&1 &
+A=$!
+ip netns exec "$S" iperf3 -c "$TA" -p 29522 -u -l 64 -b "$bits" -t "$SECONDS_LOAD" -J >"$OUT/iperf3-2.json" 2>&1 || true
+wait "$A" || true
+t1=$(now); c1=$(cpu_ticks "$TOP_PID"); r1=$(rx_packets)
+# SYNs: hping3 paces with usleep, so -i u10 gives what the machine allows; bounded by -c and time.
+syn_count=50000
 ip netns exec "$S" timeout 60 hping3 -q -S -p 29521 -i u10 -c "$syn_count" "$TA" >/dev/null 2>&1 || true
-t2=$(now); c2=$(cpu_ticks "$TOP_PID")
+t2=$(now); c2=$(cpu_ticks "$TOP_PID"); r2=$(rx_packets)
 sleep 1.2
 stop_top
-sent=$(jq '.end.sum.packets // 0' "$OUT/iperf3.json")
+sent=$(( $(jq '.end.sum.packets // 0' "$OUT/iperf3.json") + $(jq '.end.sum.packets // 0' "$OUT/iperf3-2.json") ))
 udp_pct=$(python3 -c "print('%.2f' % (100.0 * ($c1 - $c0) / $hz / ($t1 - $t0)))")
 udp_pps=$(python3 -c "print('%.0f' % ($sent / ($t1 - $t0)))")
 syn_pct=$(python3 -c "print('%.2f' % (100.0 * ($c2 - $c1) / $hz / ($t2 - $t1)))")
-syn_pps=$(python3 -c "print('%.0f' % ($syn_count / ($t2 - $t1)))")
+syn_pps=$(python3 -c "print('%.0f' % (($r2 - $r1) / ($t2 - $t1)))")
 drops=$(jq -rs '[.[].notes[] | select(startswith("packet capture: the kernel dropped")) | capture("dropped (?<n>[0-9]+)").n | tonumber] | add // 0' "$f")
-captured=$(jq -rs '[.[].ports[] | select(.protocol == "udp" and .port == 29520) | .window.packets.received // 0] | add // 0' "$f")
+captured=$(jq -rs '[.[].ports[] | select(.protocol == "udp" and (.port == 29520 or .port == 29522)) | .window.packets.received // 0] | add // 0' "$f")
 events=$(jq -rs '[.[].security_events[] | select(.phase == "started") | .kind] | group_by(.) | map("\(.[0]) \(length)") | join(", ")' "$f")
 echo "| load | packets/s (sent) | portwatch CPU (% of one core) | kernel drops | counted by portwatch / sent | detections started |"
 echo "|---|---|---|---|---|---|"
-echo "| iperf3 UDP 64 B, $SECONDS_LOAD s | $udp_pps | $udp_pct % | $drops | $captured / $sent | |"
-echo "| hping3 SYN -i u10 -c $syn_count | $syn_pps | $syn_pct % | (same run) | | ${events:-none} |"
+echo "| 2 × iperf3 UDP 64 B, $SECONDS_LOAD s | $udp_pps | $udp_pct % | $drops | $captured / $sent | |"
+echo "| hping3 SYN -i u10 -c $syn_count (packets/s received) | $syn_pps | $syn_pct % | (same run) | | ${events:-none} |"
 cost_ok=$(python3 -c "print(1 if $udp_pct <= 15 and $drops == 0 and $udp_pps >= 0.9 * $PPS else 0)")
 echo "UDP at ${udp_pps}/s: ${udp_pct} % of a core, ${drops} kernel drops (target ≤ 15 %, 0 drops, ≥ 90 % of $PPS/s sent): $([ "$cost_ok" = 1 ] && echo PASS || echo FAIL)"
+echo "(CPU per 100,000 packets/s, scaled: $(python3 -c "print('%.2f' % ($udp_pct * 100000 / max(1, $udp_pps)))") % of a core)"
 
 if command -v suricata >/dev/null; then
     echo "(suricata is installed; a side-by-side run is not scripted here)"
