@@ -133,6 +133,8 @@ void csd_tpacket_read(const void *packet, csd_tpacket_info *out) {
     out->hatype = sll->sll_hatype;
     out->pkttype = sll->sll_pkttype;
     out->ifindex = sll->sll_ifindex;
+    out->sec = h->tp_sec;
+    out->nsec = h->tp_nsec;
 }
 
 size_t csd_tpacket3_header_length(void) { return TPACKET3_HDRLEN; }

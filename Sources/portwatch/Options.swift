@@ -38,7 +38,7 @@ struct SampleOptions: ParsableArguments {
 
 /// `--capture`, shared by the commands that measure over a window (ports, check, top).
 struct CaptureOptions: ParsableArguments {
-    @Flag(name: .long, help: "Also capture packets (AF_PACKET, needs root or CAP_NET_RAW): UDP traffic per port and packets hitting closed ports.")
+    @Flag(name: .long, help: "Also capture packets (AF_PACKET, needs root or CAP_NET_RAW): UDP traffic per port, packets hitting closed ports, and (in top) port scans, SYN floods and connection storms.")
     var capture = false
 }
 

@@ -46,7 +46,8 @@ struct Top: ParsableCommand {
         }
         var model = TopModel(spec: spec, sort: order, showOutgoing: all, interval: seconds)
         let options = SnapshotOptions(query: query, includeOutgoing: true, processes: .owners, socketSource: .fromEnvironment)
-        let sampler = try TopSampler(options: options, selection: namespaces.selection, capture: capture.capture)
+        let sampler = try TopSampler(options: options, selection: namespaces.selection, capture: capture.capture,
+                                     detectors: capture.capture ? DetectorSettings() : nil)
         try sampler.start()
         try readiness.baselineTaken()
 
@@ -120,6 +121,13 @@ struct TopModel {
     var parts: [TopPart] = []
     var snapshot: PortSnapshot? { parts.first?.snapshot }
     var report: WindowReport? { parts.first?.report }
+    /// Every namespace's detections together (nil without detectors).
+    var security: SecurityReport? {
+        let reports = parts.compactMap { $0.report?.security }
+        guard !reports.isEmpty else { return nil }
+        return SecurityReport(events: reports.flatMap(\.events), active: reports.flatMap(\.active),
+                              untrackedSources: reports.reduce(0) { $0 + $1.untrackedSources })
+    }
     /// Whether rows say which namespace they are in (more than one shown).
     var tagged: Bool { parts.count > 1 }
     /// Per port (and namespace), recent rx+tx bit rates for the sparkline (one minute).
@@ -183,6 +191,7 @@ struct TopModel {
         }
         if let report { w.systemErrors(report) } else { w.object("system_errors") { _ in } }
         w.captureMembers(report, kernelDrops: false)
+        w.securityMembers(security)
         var notes: [String] = []
         for part in parts {
             for note in part.snapshot.notes + (part.report?.notes ?? []) + part.notes where !notes.contains(note) { notes.append(note) }
@@ -222,7 +231,7 @@ struct TopModel {
             .init(title: "NEW", align: .right), .init(title: "ERR", align: .right),
             .init(title: "LAST MINUTE"), .init(title: "PROCESS", flexible: true),
         ])
-        let room = max(1, height - lines.count - 3)
+        let room = max(1, height - lines.count - 3 - (security != nil ? 1 : 0))
         for (index, row) in all.prefix(room) {
             let a = row.activity
             let port = row.key.role == .remote ? "→\(row.key.port)" : String(row.key.port)
@@ -246,6 +255,11 @@ struct TopModel {
         }
         lines.append(contentsOf: table.render(term).split(separator: "\n", omittingEmptySubsequences: false).map(String.init))
         if all.count > room { lines.append(term.dim("… \(all.count - room) more")) }
+        if let security {
+            let names = security.active.map(\.message)
+            let line = "detections: " + (names.isEmpty ? "none" : names.joined(separator: " · "))
+            lines.append(names.isEmpty ? truncateLine(line, width) : term.red(truncateLine(line, width)))
+        }
         lines.append(term.dim("q quit · r/t/c/e sort rx/tx/conns/errors · a outgoing \(showOutgoing ? "on" : "off")"))
         return lines.joined(separator: "\n")
     }
@@ -271,13 +285,13 @@ final class TopSampler {
     private let plain: Sampler?
     private let spread: NamespaceSampler?
 
-    init(options: SnapshotOptions, selection: NamespaceSelection, capture: Bool) throws {
+    init(options: SnapshotOptions, selection: NamespaceSelection, capture: Bool, detectors: DetectorSettings?) throws {
         if selection == .own {
-            plain = try Sampler(options: options, capture: capture)
+            plain = try Sampler(options: options, capture: capture, detectors: detectors)
             spread = nil
         } else {
             plain = nil
-            spread = try NamespaceSampler(options: options, selection: selection, capture: capture)
+            spread = try NamespaceSampler(options: options, selection: selection, capture: capture, detectors: detectors)
         }
     }
 

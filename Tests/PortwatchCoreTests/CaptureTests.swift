@@ -369,6 +369,11 @@ private func runFilter(_ program: [BPFInstruction], packet: [UInt8], ethertype: 
             (ipv4("10.0.0.2", "10.0.0.1", proto: 17, payload: udp(1, 2, payload: 1000, lengthField: 2000), moreFragments: true), CaptureSnap.transport),
             (ipv4("10.0.0.2", "10.0.0.1", proto: 6, payload: tcp(1, 2, flags: .syn), options: 8), CaptureSnap.transport),
             (ipv4("10.0.0.2", "10.0.0.1", proto: 6, payload: tcp(1, 2, flags: [.rst, .ack])), CaptureSnap.transport),
+            // Scan probes without ACK: FIN, NULL, XMAS (IPv4 and IPv6).
+            (ipv4("10.0.0.2", "10.0.0.1", proto: 6, payload: tcp(1, 2, flags: .fin)), CaptureSnap.transport),
+            (ipv4("10.0.0.2", "10.0.0.1", proto: 6, payload: tcp(1, 2, flags: [])), CaptureSnap.transport),
+            (ipv4("10.0.0.2", "10.0.0.1", proto: 6, payload: tcp(1, 2, flags: [.fin, .psh, .urg])), CaptureSnap.transport),
+            (ipv6("::1", "::2", next: 6, payload: tcp(1, 2, flags: .fin)), CaptureSnap.transport),
             (ipv4("10.0.0.1", "10.0.0.2", proto: 1, payload: icmp(type: 3, code: 3, quoting: quoted)), CaptureSnap.icmp),
             (ipv6("::1", "::2", next: 17, payload: udp(1, 2, payload: 10)), CaptureSnap.transport),
             (ipv6("::1", "::2", next: 6, payload: tcp(1, 2, flags: [.syn, .ack])), CaptureSnap.transport),
@@ -500,6 +505,39 @@ private enum Loop {
             #expect(totals.kernelDrops == 0)
             #expect(capture.threadCPUSeconds != nil)
         }
+    }
+
+    @Test(.enabled(if: getuid() == 0, "AF_PACKET capture needs root"))
+    func theDetectorsIgnoreALocalClientOfManyLoopbackPortsButCountItsSyns() throws {
+        var settings = DetectorSettings()
+        settings.scanPorts = 10
+        let capture = try PacketCapture(interface: "lo", detectors: settings)
+        capture.start()
+        defer { capture.stop() }
+        let sender = try Loop.bound("127.0.0.1", Int32(SOCK_DGRAM.rawValue))
+        defer { close(sender.fd) }
+        var ports = Set<UInt16>()
+        while ports.count < 15 { ports.insert(try Loop.closedPort("127.0.0.1", Int32(SOCK_DGRAM.rawValue))) }
+        for port in ports { try #require(Loop.send(sender.fd, to: "127.0.0.1", port, bytes: 1)) }
+        // A SYN to a closed loopback port: it reaches the flood detector's tally.
+        let tcpPort = try Loop.closedPort("127.0.0.1", Int32(SOCK_STREAM.rawValue))
+        let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(client) }
+        _ = Loop.withAddress("127.0.0.1", tcpPort) { connect(client, $0, $1) }
+        var syns: UInt64 = 0
+        var events: [SecurityEvent] = []
+        let deadline = Loop.now() + 3
+        while Loop.now() < deadline, syns == 0 {
+            Loop.sleep(milliseconds: 20)
+            let found = capture.drainFindings(now: Double(time(nil)))
+            syns += found?.syns[tcpPort]?.total ?? 0
+            events += found?.events ?? []
+        }
+        let counted = Loop.settle(capture) { c in ports.allSatisfy { (c.udp[$0]?.packetsReceived ?? 0) > 0 } }
+        #expect(ports.allSatisfy { (counted.udp[$0]?.packetsReceived ?? 0) == 1 }, "the capture saw every datagram")
+        #expect(syns >= 1)
+        events += capture.drainFindings(now: Double(time(nil)))?.events ?? []
+        #expect(!events.contains { $0.source == addr("127.0.0.1") }, "\(events)")
     }
 
     @Test(.enabled(if: getuid() == 0, "AF_PACKET capture needs root"))

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import PortwatchCore
+import PortwatchProbe
 @testable import PortwatchMonitor
 import Testing
 #if canImport(Glibc)
@@ -40,7 +41,7 @@ struct ProbeAPITests {
         let unprobed = testProbe(ProbeTarget(text: "127.0.0.1:1", host: "127.0.0.1", port: 1))
         let state = MonitorState(interval: .seconds(5), history: InMemoryHistory())
         await state.setProbes([probe, unprobed])
-        await state.recordProbe(await ConnectProber().probe(probe.target, options: probe.options))
+        await state.recordProbe(await NetworkProber().probe(probe.target, options: probe.options))
 
         try await app(state).test(.router) { client in
             try await client.execute(uri: "/api/v1/probes", method: .get) { response in
@@ -137,7 +138,7 @@ struct ProbeAPITests {
         let listener = try ReopenableListener()
         let probe = testProbe(listener.target)
         let metrics = PortMetrics()
-        let measured = await ConnectProber().probe(probe.target, options: probe.options)
+        let measured = await NetworkProber().probe(probe.target, options: probe.options)
         metrics.recordProbe(target: probe.target.text, success: measured.healthy, duration: measured.duration)
         metrics.recordProbe(target: "tls.example:443", success: false, duration: .milliseconds(40), tlsExpiry: 10 * 86_400)
         let state = MonitorState(interval: .seconds(5), history: InMemoryHistory())

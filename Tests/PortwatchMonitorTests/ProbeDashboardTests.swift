@@ -5,6 +5,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import PortwatchCore
+import PortwatchProbe
 @testable import PortwatchMonitor
 import Synchronization
 import Testing
@@ -65,9 +66,9 @@ struct ProbeDashboardTests {
     func probesPanelFollowsAProbeFailure() async throws {
         let listener = try ReopenableListener()
         let probe = testProbe(listener.target, name: "db")
-        let up = await ConnectProber().probe(probe.target, options: probe.options)
+        let up = await NetworkProber().probe(probe.target, options: probe.options)
         listener.close()
-        let down = await ConnectProber().probe(probe.target, options: probe.options)
+        let down = await NetworkProber().probe(probe.target, options: probe.options)
         let event = MonitorEvent(time: down.time.timeIntervalSince1970, kind: .probeFailed, proto: .tcp, port: listener.port,
                                  message: "probe of db failed", details: ["target": probe.target.text])
         let busy = try BusyListener()

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PortwatchCore
+import PortwatchProbe
 @testable import PortwatchMonitor
 #if canImport(Glibc)
 import Glibc
@@ -138,7 +139,7 @@ struct ProbePipeline {
     let recorder = ProbeRecorder()
     let service: ProbeService
 
-    init(probes: [ProbeConfig], rules ruleConfigs: [RuleConfig] = [], prober: any Prober = ConnectProber()) async {
+    init(probes: [ProbeConfig], rules ruleConfigs: [RuleConfig] = [], prober: any Prober = NetworkProber()) async {
         var config = MonitorConfig()
         config.probes = probes
         config.rules = ruleConfigs
@@ -195,6 +196,6 @@ struct AnnouncingProber: Prober {
 
     func probe(_ target: ProbeTarget, options: ProbeOptions) async -> ProbeResult {
         started.yield()
-        return await ConnectProber().probe(target, options: options)
+        return await NetworkProber().probe(target, options: options)
     }
 }

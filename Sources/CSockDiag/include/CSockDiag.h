@@ -53,6 +53,8 @@ typedef struct {
     uint16_t hatype;        // sll_hatype (ARPHRD_LOOPBACK = 772)
     uint8_t pkttype;        // sll_pkttype (PACKET_HOST 0 ... PACKET_OUTGOING 4)
     int32_t ifindex;        // sll_ifindex
+    uint32_t sec;           // tp_sec: when the kernel took the packet (CLOCK_REALTIME)
+    uint32_t nsec;          // tp_nsec
 } csd_tpacket_info;
 
 /// Switches `fd` to TPACKET_V3 and asks for a receive ring of block_count blocks of block_size

@@ -107,6 +107,7 @@ public final class NamespaceSampler {
     public let options: SnapshotOptions
     private let selection: NamespaceSelection
     private let capture: Bool
+    private let detectors: DetectorSettings?
     private let closedConnections: Bool
     private let sockets: NamespaceSockets
     private var samplers: [UInt64: (NetworkNamespace, Sampler)] = [:]
@@ -115,11 +116,13 @@ public final class NamespaceSampler {
     public private(set) var unreadable: [String] = []
 
     /// Resolves the selection (a bad `--netns` throws a usage error); nothing is sampled yet.
+    /// `detectors` run in each namespace's own sampler (a scan of one namespace is its own).
     public init(options: SnapshotOptions, selection: NamespaceSelection, capture: Bool = false,
-                closedConnections: Bool = true) throws(PortwatchError) {
+                detectors: DetectorSettings? = nil, closedConnections: Bool = true) throws(PortwatchError) {
         self.options = options
         self.selection = selection
         self.capture = capture
+        self.detectors = detectors
         self.closedConnections = closedConnections
         self.sockets = NamespaceSockets(choice: options.socketSource)
         _ = try NamespaceDirectory.select(selection)
@@ -153,7 +156,7 @@ public final class NamespaceSampler {
         for (ns, source) in zip(fresh, sources) {
             do throws(PortwatchError) {
                 let sampler = try Sampler(options: bare, source: try source.get(), closedConnections: closedConnections,
-                                          capture: capture, namespace: ns)
+                                          capture: capture, detectors: detectors, namespace: ns)
                 samplers[ns.inode] = (ns, sampler)
                 joined.insert(ns.inode)
             } catch {

@@ -13,6 +13,7 @@ public final class Sampler {
     private var memory = SideMemory()
     private let capture: PacketCapture?
     private var lastCapture = CaptureCounters()
+    private var security: SecurityMonitor?
     /// Why closed connections are not counted, when destroy events are unavailable.
     public let eventsUnavailable: String?
     /// The network namespace sampled; nil for portwatch's own.
@@ -26,18 +27,22 @@ public final class Sampler {
     ///
     /// With `namespace` (another network namespace), `source` must read that namespace; the
     /// destroy-event subscription, the capture and the system counters are opened inside it.
+    /// With `detectors`, each window also carries a `SecurityReport` (`WindowReport.security`):
+    /// scans and connection storms need the capture; floods are judged from counters without it.
     public init(options: SnapshotOptions, source: (any SocketSource)? = nil,
                 closedConnections: Bool = true, capture: Bool = false,
+                detectors: DetectorSettings? = nil,
                 namespace: NetworkNamespace? = nil) throws(PortwatchError) {
         self.options = options
+        self.security = detectors.map { SecurityMonitor(settings: $0) }
         let inside = namespace.flatMap { $0.isOwn ? nil : $0 }
         self.namespace = inside
         if capture {
             let c: PacketCapture
             if let inside {
-                c = try NamespaceEntry.run(in: inside) { () throws(PortwatchError) in try PacketCapture() }
+                c = try NamespaceEntry.run(in: inside) { () throws(PortwatchError) in try PacketCapture(detectors: detectors) }
             } else {
-                c = try PacketCapture()
+                c = try PacketCapture(detectors: detectors)
             }
             c.start()
             self.capture = c
@@ -75,7 +80,11 @@ public final class Sampler {
         memory.learn(snapshot.sockets, classifier: snapshot.classifier)
         _ = events?.drain()
         tracker.start(snapshot, system: systemCounters().value, classifier: snapshot.classifier)
-        if let capture { lastCapture = capture.snapshot() }
+        if let capture {
+            lastCapture = capture.snapshot()
+            // Packets before the baseline belong to no window.
+            _ = capture.drainFindings(now: snapshot.takenAt)
+        }
         return snapshot
     }
 
@@ -95,6 +104,10 @@ public final class Sampler {
             let delta = now.delta(since: lastCapture)
             lastCapture = now
             merge(delta, into: &report, classifier: snapshot.classifier)
+        }
+        if security != nil {
+            let findings = capture?.drainFindings(now: snapshot.takenAt)
+            report.security = security!.evaluate(now: snapshot.takenAt, snapshot: snapshot, window: report, packets: findings)
         }
         var t1 = timespec()
         clock_gettime(CLOCK_MONOTONIC, &t1)

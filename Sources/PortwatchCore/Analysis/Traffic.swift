@@ -56,6 +56,8 @@ public struct WindowReport: Sendable {
     public var captureKernelDrops: UInt64 = 0
     /// Whether UDP traffic and closed-port hits were measured (packet capture on).
     public var captured = false
+    /// Scans, floods and storms, when the sampler runs the security detectors.
+    public var security: SecurityReport? = nil
     /// How long taking the sample itself took (dump, deltas, process attribution), in seconds.
     public var sampleSeconds: Double = 0
     /// Outgoing connects that failed in a blocking connect(): the kernel disconnects such a

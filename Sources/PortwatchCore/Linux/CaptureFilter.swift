@@ -50,7 +50,8 @@ public enum CaptureSnap {
 }
 
 /// The capture's kernel filter. It keeps: UDP (first or only fragments), TCP segments with SYN or
-/// RST, ICMP destination-unreachable and ICMPv6 destination-unreachable, over IPv4 and IPv6
+/// RST or without ACK (every segment of an established connection carries ACK; one without it
+/// and without SYN/RST is a FIN, NULL or XMAS scan probe), ICMP destination-unreachable and ICMPv6 destination-unreachable, over IPv4 and IPv6
 /// (IPv6: the fixed header's next header only, no extension headers), and truncates each to the
 /// few header bytes the parser needs. When `loopbackIndex` is given, packets on that interface are
 /// kept only in their PACKET_OUTGOING copy: loopback shows every packet twice (sent, then received)
@@ -93,7 +94,8 @@ public func captureFilterProgram(loopbackIndex: UInt32?) -> [BPFInstruction] {
         .label("tcp4"),
         .op(I(code: ldxMsh, k: 0)),                                      // X = 4 * IHL (header length)
         .op(I(code: ldIndB, k: 13)),                                     // A = TCP flags byte
-        .jump(code: jset, k: 0x06, whenTrue: "transport", whenFalse: "drop"), // SYN or RST
+        .jump(code: jset, k: 0x06, whenTrue: "transport", whenFalse: nil), // SYN or RST: keep
+        .jump(code: jset, k: 0x10, whenTrue: "drop", whenFalse: "transport"), // no ACK (FIN/NULL/XMAS probe): keep
         .label("icmp4"),
         .op(I(code: ldxMsh, k: 0)),                                      // X = 4 * IHL
         .op(I(code: ldIndB, k: 0)),                                      // A = ICMP type
@@ -106,7 +108,8 @@ public func captureFilterProgram(loopbackIndex: UInt32?) -> [BPFInstruction] {
         .jump(code: jeq, k: 58, whenTrue: "icmp6", whenFalse: "drop"),   // ICMPv6
         .label("tcp6"),
         .op(I(code: ldAbsB, k: 40 + 13)),                                // A = TCP flags (after 40-byte header)
-        .jump(code: jset, k: 0x06, whenTrue: "transport", whenFalse: "drop"), // SYN or RST
+        .jump(code: jset, k: 0x06, whenTrue: "transport", whenFalse: nil), // SYN or RST: keep
+        .jump(code: jset, k: 0x10, whenTrue: "drop", whenFalse: "transport"), // no ACK: keep
         .label("icmp6"),
         .op(I(code: ldAbsB, k: 40)),                                     // A = ICMPv6 type
         .jump(code: jeq, k: 1, whenTrue: "icmp", whenFalse: "drop"),     // destination unreachable

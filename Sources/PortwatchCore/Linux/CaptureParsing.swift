@@ -13,6 +13,7 @@ public struct TCPFlags: OptionSet, Sendable, Hashable {
     public static let rst = TCPFlags(rawValue: 0x04)
     public static let psh = TCPFlags(rawValue: 0x08)
     public static let ack = TCPFlags(rawValue: 0x10)
+    public static let urg = TCPFlags(rawValue: 0x20)
 }
 
 /// The source and destination of a packet's transport header.
@@ -30,7 +31,7 @@ public enum CapturedPacket: Sendable, Hashable {
     /// A UDP datagram (whole, or the first fragment: the UDP length field covers the whole
     /// datagram, so `payloadBytes` does too), payload = UDP length − 8.
     case udp(source: Endpoint, destination: Endpoint, payloadBytes: Int)
-    /// A TCP segment header (the filter passes only SYN and RST segments).
+    /// A TCP segment header (the filter passes SYN and RST segments, and segments without ACK).
     case tcp(source: Endpoint, destination: Endpoint, flags: TCPFlags, sequence: UInt32, acknowledgment: UInt32)
     /// An ICMP "port unreachable" (IPv4 type 3 code 3, ICMPv6 type 1 code 4): `original` is the
     /// quoted datagram's addresses and ports (its destination port is the closed one); `reporter`

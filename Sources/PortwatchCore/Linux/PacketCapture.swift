@@ -6,9 +6,11 @@ import Synchronization
 
 // The capture itself: an AF_PACKET socket with a TPACKET_V3 ring, walked by a background thread.
 
-/// Walks one TPACKET_V3 block of `blockSize` bytes and counts every packet in it. Packets whose
-/// header or data would lie outside the block are skipped (and end the walk), never read.
-func countBlock(_ block: UnsafeRawPointer, blockSize: Int, into counters: inout CaptureCounters) {
+/// Walks one TPACKET_V3 block of `blockSize` bytes and counts every packet in it (and shows it to
+/// the security detectors, when there are any). Packets whose header or data would lie outside
+/// the block are skipped (and end the walk), never read.
+func countBlock(_ block: UnsafeRawPointer, blockSize: Int, into counters: inout CaptureCounters,
+                detectors: inout PacketDetectors?) {
     let headerLength = csd_tpacket3_header_length()
     let packets = Int(csd_block_packet_count(block))
     var offset = Int(csd_block_first_offset(block))
@@ -24,6 +26,9 @@ func countBlock(_ block: UnsafeRawPointer, blockSize: Int, into counters: inout 
            let direction = PacketDirection.classify(packetType: info.pkttype, hardwareType: info.hatype),
            let packet = parseFrame(UnsafeRawBufferPointer(start: block + start, count: length)) {
             counters.record(packet, direction: direction)
+            if detectors != nil {
+                detectors!.observe(packet, direction: direction, time: Double(info.sec) + Double(info.nsec) / 1e9)
+            }
         }
         if info.next_offset == 0 { return }
         offset += Int(info.next_offset)
@@ -63,11 +68,14 @@ public final class PacketCapture: Sendable {
     ///   - ringBytes: ring size (rounded to whole blocks of `blockBytes`); each small packet takes
     ///     about 180 bytes, so the default 4 MiB holds ~23,000 packets of backlog.
     ///   - retireMilliseconds: the longest a packet waits in a partly filled block.
+    ///   - detectors: security detectors (scans, storms, SYNs for the flood detector) fed every
+    ///     packet as it is counted; their findings come from `drainFindings(now:)`.
     public init(interface: String? = nil, ringBytes: Int = 4 << 20, blockBytes: Int = 256 << 10,
-                retireMilliseconds: UInt32 = 50) throws(PortwatchError) {
+                retireMilliseconds: UInt32 = 50, detectors: DetectorSettings? = nil) throws(PortwatchError) {
         self.interface = interface
         self.ring = try CaptureRing(interface: interface, ringBytes: ringBytes, blockBytes: blockBytes,
                                     retireMilliseconds: retireMilliseconds)
+        if let detectors { ring.setDetectors(PacketDetectors(settings: detectors)) }
     }
 
     deinit { ring.stop() }
@@ -78,6 +86,10 @@ public final class PacketCapture: Sendable {
 
     /// Cumulative totals since `start()`, with the kernel's drop count brought up to date.
     public func snapshot() -> CaptureCounters { ring.snapshot() }
+
+    /// The detectors' findings since the last call (nil when the capture has no detectors).
+    /// `now` is the wall clock (seconds since the epoch), the clock of the packets' timestamps.
+    public func drainFindings(now: Double) -> PacketFindings? { ring.drainFindings(now: now) }
 
     /// Stops and joins the thread (packets still in the ring are counted first). Idempotent.
     public func stop() { ring.stop() }
@@ -106,6 +118,7 @@ private final class CaptureRing: @unchecked Sendable {
 
     private struct State {
         var counters = CaptureCounters()
+        var detectors: PacketDetectors? = nil
         /// The next block the reader expects the kernel to hand over.
         var nextBlock = 0
     }
@@ -220,6 +233,14 @@ private final class CaptureRing: @unchecked Sendable {
         }
     }
 
+    func setDetectors(_ detectors: PacketDetectors) {
+        state.withLock { $0.detectors = detectors }
+    }
+
+    func drainFindings(now: Double) -> PacketFindings? {
+        state.withLock { s in s.detectors == nil ? nil : s.detectors!.drain(now: now) }
+    }
+
     func threadCPUSeconds() -> Double? {
         thread.withLock { handle -> Double? in
             guard case .running(let tid) = handle else { return nil }
@@ -267,7 +288,7 @@ private final class CaptureRing: @unchecked Sendable {
                 let block = memory + s.nextBlock * blockSize
                 guard csd_block_ready(block) != 0 else { return false }
                 if counting {
-                    countBlock(UnsafeRawPointer(block), blockSize: blockSize, into: &s.counters)
+                    countBlock(UnsafeRawPointer(block), blockSize: blockSize, into: &s.counters, detectors: &s.detectors)
                 }
                 csd_block_release(block)
                 s.nextBlock = (s.nextBlock + 1) % blockCount

@@ -103,6 +103,8 @@ struct ConfigReader {
     static func sectionHolding(_ key: String) -> String? {
         let sections: [(String, [String])] = [
             ("database", databaseKeys), ("database.retention", retentionKeys), ("detectors", detectorKeys),
+            ("detectors.port_scan", portScanKeys), ("detectors.syn_flood", synFloodKeys),
+            ("detectors.connection_storm", connectionStormKeys),
             ("metrics", metricsKeys), ("rules", ruleKeys), ("ports", portKeys), ("channels", ["type", "url", "command", "timeout"]),
             ("probes", probeKeys),
         ]

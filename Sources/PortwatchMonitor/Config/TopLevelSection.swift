@@ -11,6 +11,11 @@ extension ConfigReader {
     static let retentionKeys = ["raw", "minute", "hour"]
     static let detectorKeys = ["new_listener", "owner_changed", "port_scan", "syn_flood", "connection_storm"]
     static let metricsKeys = ["max_ports"]
+    static let portScanKeys = ["enabled", "ports", "window"]
+    static let synFloodKeys = ["enabled", "syn_recv", "syn_rate", "drop_rate", "quiet"]
+    static let connectionStormKeys = ["enabled", "connections", "window"]
+    /// Detector windows: long enough to hold a probe or two, short enough to stay in memory.
+    static let detectorWindowRange: (Duration, Duration) = (.seconds(1), .seconds(3600))
 
     /// Shortest and longest sampling interval: below 100 ms a sample costs more than it tells, above
     /// an hour rates are meaningless for alerting.
@@ -142,7 +147,16 @@ extension ConfigReader {
         var detectors = DetectorConfig()
         guard let section = settings(node, path: "detectors", keys: Self.detectorKeys) else { return detectors }
         for entry in section.entries {
-            guard let on = bool(entry.value, section.path(entry.key)) else { continue }
+            let path = section.path(entry.key)
+            // The security detectors take `true`/`false` or a mapping of thresholds (which turns them on).
+            let on: Bool
+            if case .mapping = entry.value, ["port_scan", "syn_flood", "connection_storm"].contains(entry.key) {
+                guard let value = readDetectorThresholds(entry.key, entry.value, path: path, into: &detectors.thresholds) else { continue }
+                on = value
+            } else {
+                guard let value = bool(entry.value, path) else { continue }
+                on = value
+            }
             switch entry.key {
             case "new_listener": detectors.newListener = on
             case "owner_changed": detectors.ownerChanged = on
@@ -150,11 +164,52 @@ extension ConfigReader {
             case "syn_flood": detectors.synFlood = on
             default: detectors.connectionStorm = on
             }
-            // These three read packets: without capture they would be silently blind.
-            if on, ["port_scan", "syn_flood", "connection_storm"].contains(entry.key), !capture {
-                report(at: entry.value.mark, section.path(entry.key), "needs capture: true (it reads packets)")
+            // Scans and storms read packets: without capture they would be silently blind. SYN
+            // floods are judged from counters too (SYN_RECV, listen drops, SYN cookies).
+            if on, ["port_scan", "connection_storm"].contains(entry.key), !capture {
+                report(at: entry.value.mark, path, "needs capture: true (it reads packets)")
             }
         }
         return detectors
+    }
+
+    /// Reads `port_scan: {...}`, `syn_flood: {...}` or `connection_storm: {...}` into `settings`;
+    /// returns whether the detector is on (`enabled`, true unless said otherwise), nil when the
+    /// section is not a valid mapping.
+    private mutating func readDetectorThresholds(_ name: String, _ node: Node, path: String,
+                                                 into thresholds: inout DetectorSettings) -> Bool? {
+        let keys = name == "port_scan" ? Self.portScanKeys : name == "syn_flood" ? Self.synFloodKeys : Self.connectionStormKeys
+        guard let section = settings(node, path: path, keys: keys) else { return nil }
+        var on = true
+        let (shortest, longest) = Self.detectorWindowRange
+        func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+        for entry in section.entries {
+            let key = section.path(entry.key)
+            switch (name, entry.key) {
+            case (_, "enabled"):
+                if let value = bool(entry.value, key) { on = value }
+            case ("port_scan", "ports"):
+                if let value = integer(entry.value, key, in: 2...65_535) { thresholds.scanPorts = value }
+            case ("port_scan", "window"):
+                if let value = duration(entry.value, key, minimum: shortest, maximum: longest) { thresholds.scanWindow = seconds(value) }
+            case ("syn_flood", "syn_recv"):
+                if let value = integer(entry.value, key, in: 1...1_000_000) { thresholds.floodSynRecv = value }
+            case ("syn_flood", "syn_rate"):
+                if let value = number(entry.value, key) {
+                    if value > 0 { thresholds.floodSynRate = value } else { report(at: entry.value.mark, key, "must be more than 0 (SYNs per second)") }
+                }
+            case ("syn_flood", "drop_rate"):
+                if let value = number(entry.value, key) {
+                    if value > 0 { thresholds.floodDropRate = value } else { report(at: entry.value.mark, key, "must be more than 0 (drops per second)") }
+                }
+            case ("syn_flood", "quiet"):
+                if let value = duration(entry.value, key, minimum: shortest, maximum: longest) { thresholds.floodQuiet = seconds(value) }
+            case ("connection_storm", "connections"):
+                if let value = integer(entry.value, key, in: 2...10_000_000) { thresholds.stormConnections = value }
+            default:  // connection_storm.window: the only key left
+                if let value = duration(entry.value, key, minimum: shortest, maximum: longest) { thresholds.stormWindow = seconds(value) }
+            }
+        }
+        return on
     }
 }

@@ -65,6 +65,14 @@ extension Daemon {
             writer.submit(HistoryWriter.Batch(samples: [], probes: [result]))
             await rules.consume(probe: result)
         }
+        let security = SecuritySink(
+            thresholds: config.detectors.thresholds, instance: config.resolvedInstance,
+            outputs: SecurityOutputs(
+                publish: { events in await state.publish(events) },
+                record: { events, alerts in writer.submit(HistoryWriter.Batch(samples: [], events: events, alerts: alerts)) },
+                notify: { alerts in await dispatcher.enqueue(alerts) },
+                count: { started in metrics.recordDetections(started) }),
+            logger: Logger(label: "portwatch.security"))
 
         var token: String? = nil
         if let file = config.tokenFile {
@@ -80,7 +88,7 @@ extension Daemon {
         let channels = config.channels
         return Daemon(
             config: config,
-            sinks: [state, rules, metricsSink, LogSink(logger: logger)] + extraSinks,
+            sinks: [state, rules, security, metricsSink, LogSink(logger: logger)] + extraSinks,
             // Stopped in reverse: the HTTP server first, the writer last (it flushes its queue).
             services: [writer, dispatcher, probes, http],
             reload: reload,
@@ -92,6 +100,7 @@ extension Daemon {
                     await state.setProbes(new.probes)
                     metrics.retainProbes(Set(new.probes.map(\.target.text)))
                 },
+                { new in await security.apply(new) },
                 { new in await metricsSink.setConfigured(Set(new.ports.map { MonitoredPort(proto: $0.proto, port: $0.port) })) },
                 { new in
                     if new.channels != channels {

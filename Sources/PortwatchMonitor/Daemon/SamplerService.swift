@@ -13,20 +13,23 @@ public struct SamplingSettings: Sendable, Hashable {
     public var configured: Set<MonitoredPort>
     /// Other network namespaces to sample as well (`namespaces:`); nil: only the daemon's own.
     public var namespaces: NamespaceSelection?
+    /// Security detectors (scans, floods, storms) run on every window; nil: none.
+    public var detectors: DetectorSettings?
 
     public init(interval: Duration, capture: Bool = false, configured: Set<MonitoredPort> = [],
-                namespaces: NamespaceSelection? = nil) {
+                namespaces: NamespaceSelection? = nil, detectors: DetectorSettings? = nil) {
         self.interval = interval
         self.capture = capture
         self.configured = configured
         self.namespaces = namespaces
+        self.detectors = detectors
     }
 
     /// The settings a config asks for.
     public init(config: MonitorConfig) {
         self.init(interval: config.interval, capture: config.capture,
                   configured: Set(config.ports.map { MonitoredPort(proto: $0.proto, port: $0.port) }),
-                  namespaces: config.namespaces)
+                  namespaces: config.namespaces, detectors: config.detectors.security)
     }
 }
 
@@ -98,6 +101,7 @@ final class SamplerEngine: @unchecked Sendable {
     private let logger: Logger
     private var sampler: Sampler?
     private var capturing = false
+    private var detecting: DetectorSettings?
     /// Notes already logged (digits stripped: "3 processes" and "4 processes" are one note).
     private var logged = Set<String>()
     private var repeated: [String: ContinuousClock.Instant] = [:]
@@ -116,8 +120,8 @@ final class SamplerEngine: @unchecked Sendable {
     /// nil when the kernel could not be read this time (logged; the next interval tries again).
     func step(_ settings: SamplingSettings) -> LatestSample? {
         do throws(PortwatchError) {
-            if sampler == nil || capturing != settings.capture {
-                let sampler = try makeSampler(capture: settings.capture)
+            if sampler == nil || capturing != settings.capture || detecting != settings.detectors {
+                let sampler = try makeSampler(capture: settings.capture, detectors: settings.detectors)
                 self.sampler = sampler
                 let snapshot = try sampler.start()
                 lastError = nil
@@ -201,15 +205,17 @@ final class SamplerEngine: @unchecked Sendable {
 
     /// A sampler with destroy events (and capture when asked); what the process may not see is
     /// logged once and sampling goes on without it.
-    private func makeSampler(capture: Bool) throws(PortwatchError) -> Sampler {
+    private func makeSampler(capture: Bool, detectors: DetectorSettings?) throws(PortwatchError) -> Sampler {
         // The daemon shows no outgoing rows: the kernel need not fill in the machine's client sockets.
         let options = SnapshotOptions(query: SocketQuery(), includeOutgoing: false, processes: .owners,
                                       skipOutgoing: true)
         capturing = capture
+        detecting = detectors
         var made: Sampler? = nil
         if capture {
             do throws(PortwatchError) {
-                made = try Sampler(options: options, source: source, closedConnections: true, capture: true)
+                made = try Sampler(options: options, source: source, closedConnections: true, capture: true,
+                                   detectors: detectors)
             } catch {
                 logOnce("packet capture unavailable (needs root or CAP_NET_RAW): \(error.message); "
                         + "UDP traffic per port and closed-port hits are not measured")
@@ -220,7 +226,9 @@ final class SamplerEngine: @unchecked Sendable {
         if let made {
             sampler = made
         } else {
-            sampler = try Sampler(options: options, source: source, closedConnections: true, capture: false)
+            // SYN floods are still judged from counters; scans and storms need the packets.
+            sampler = try Sampler(options: options, source: source, closedConnections: true, capture: false,
+                                  detectors: detectors)
         }
         if let reason = sampler.eventsUnavailable {
             logOnce("destroy events unavailable (needs root or CAP_NET_ADMIN): \(reason); "

@@ -20,7 +20,9 @@ public final class PortMetrics: Sendable {
     private let state: Mutex<State>
     private let sampleDuration: DurationHistogram
     private let historyWriteErrors: Counter
-    private let scanDetected: Counter
+    private let scanDetected: [ScanKind: Counter]
+    private let floodDetected: Counter
+    private let connectionStorms: Counter
     private let lastSampleTime: Gauge
     private let labelledPorts: Gauge
     private let omittedPorts: Gauge
@@ -70,8 +72,16 @@ public final class PortMetrics: Sendable {
                       .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5)])
         historyWriteErrors = registry.makeCounter(
             descriptor: Self.metric("portwatch_history_write_errors_total", "Samples or events the history store failed to write."))
-        scanDetected = registry.makeCounter(
-            descriptor: Self.metric("portwatch_scan_detected_total", "Port scans detected (scan_detected events)."))
+        // Every kind has its series from the start, at 0, so rate() sees the first scan.
+        scanDetected = Dictionary(uniqueKeysWithValues: ScanKind.allCases.map { kind in
+            (kind, registry.makeCounter(
+                descriptor: Self.metric("portwatch_scan_detected_total", "Port scans detected (scan_detected events), by kind."),
+                labels: [("kind", kind.rawValue)]))
+        })
+        floodDetected = registry.makeCounter(
+            descriptor: Self.metric("portwatch_flood_detected_total", "SYN floods and accept overloads detected (flood_detected events)."))
+        connectionStorms = registry.makeCounter(
+            descriptor: Self.metric("portwatch_connection_storm_total", "Connection storms detected (connection_storm events)."))
         lastSampleTime = registry.makeGauge(
             descriptor: Self.metric("portwatch_last_sample_timestamp_seconds", "Wall-clock time of the latest sample."))
         labelledPorts = registry.makeGauge(
@@ -114,8 +124,21 @@ public final class PortMetrics: Sendable {
     /// A failed history write.
     public func recordHistoryWriteError() { historyWriteErrors.increment() }
 
-    /// Detected port scans.
-    public func recordScanDetected(_ count: Int = 1) { scanDetected.increment(by: Int64(count)) }
+    /// Detected port scans of one kind.
+    public func recordScanDetected(_ count: Int = 1, kind: ScanKind = .syn) {
+        scanDetected[kind]?.increment(by: Int64(count))
+    }
+
+    /// Detections that started: counted by kind.
+    public func recordDetections(_ started: [SecurityEvent]) {
+        for e in started where e.phase == .started {
+            switch e.kind {
+            case .scanDetected: recordScanDetected(kind: e.scanKind ?? .syn)
+            case .floodDetected: floodDetected.increment()
+            case .connectionStorm: connectionStorms.increment()
+            }
+        }
+    }
 
     /// Alerts a channel's full queue dropped.
     public func recordAlertDropped(channel: String, count: Int = 1) {

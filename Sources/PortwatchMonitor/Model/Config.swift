@@ -270,8 +270,22 @@ public struct DetectorConfig: Sendable, Hashable {
     public var portScan = false
     public var synFlood = false
     public var connectionStorm = false
+    /// Thresholds and windows of the security detectors (`port_scan: {ports, window}`,
+    /// `syn_flood: {syn_recv, syn_rate, quiet}`, `connection_storm: {connections, window}`); its
+    /// on/off switches are the three above.
+    public var thresholds = DetectorSettings()
 
     public init() {}
+
+    /// What the sampler runs, nil when no security detector is on.
+    public var security: DetectorSettings? {
+        guard portScan || synFlood || connectionStorm else { return nil }
+        var s = thresholds
+        s.portScan = portScan
+        s.synFlood = synFlood
+        s.connectionStorm = connectionStorm
+        return s
+    }
 }
 
 /// Where alerts go.

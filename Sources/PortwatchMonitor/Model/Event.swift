@@ -12,6 +12,7 @@ public enum EventKind: String, Sendable, Hashable, Codable, CaseIterable {
     case alertResolved = "alert_resolved"
     case scanDetected = "scan_detected"
     case floodDetected = "flood_detected"
+    case connectionStorm = "connection_storm"
     case probeFailed = "probe_failed"
     case probeRecovered = "probe_recovered"
     case daemonStarted = "daemon_started"

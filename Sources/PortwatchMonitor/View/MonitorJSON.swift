@@ -61,7 +61,7 @@ extension MonitorEvent {
             ("message", .string(message)),
         ]
         for (k, v) in details.sorted(by: { $0.key < $1.key }) where !pairs.contains(where: { $0.0 == k }) {
-            pairs.append((k, .string(v)))
+            pairs.append((k, kind.isSecurityDetection ? Self.securityDetail(k, v) : .string(v)))
         }
         return .object(pairs)
     }
@@ -104,4 +104,27 @@ public func rfc3339(_ t: Double) -> String {
     }
     return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secOfDay / 3600, 2)):\(pad(secOfDay % 3600 / 60, 2)):"
         + "\(pad(secOfDay % 60, 2)).\(pad(millis, 3))Z"
+}
+
+extension MonitorEvent {
+    /// A security detection's detail, typed: counts and rates as numbers, `sources` as
+    /// `[{"address","count"}]`, `reasons` as a list (the history keeps them as text).
+    static func securityDetail(_ key: String, _ value: String) -> JSONValue {
+        switch key {
+        case "ports_touched", "first_port", "last_port", "count":
+            return Int(value).map { .number($0) } ?? .string(value)
+        case "rate", "since_timestamp":
+            return Double(value).map { .double($0) } ?? .string(value)
+        case "sources":
+            return .array(value.split(separator: ",").map { item in
+                let parts = item.split(separator: "=", maxSplits: 1)
+                return .object([("address", .string(String(parts[0]))),
+                                ("count", parts.count > 1 ? Int(parts[1]).map { .number($0) } ?? .null : .null)])
+            })
+        case "reasons":
+            return .array(value.split(separator: "; ").map { .string(String($0)) })
+        default:
+            return .string(value)
+        }
+    }
 }
