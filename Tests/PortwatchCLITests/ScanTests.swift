@@ -233,10 +233,10 @@ struct ScanInputTests {
     /// A loopback scan of a port this test listens on and one nobody holds: open (exit 0); the
     /// closed one alone exits 1; banners are read when the service speaks first.
     @Test func loopbackOpenAndClosedExitCodes() throws {
-        let listener = try TestSocket.tcpListenerOnFreePort()
+        let listener = try Net.tcpListenerOnFreePort()
         defer { listener.close() }
         let port = TestSocket.localPort(listener.fd)
-        let closed = try TestSocket.closedPort()
+        let closed = try Net.closedPort()
         let open = runPortwatch(["scan", "127.0.0.1", "-p", "\(port),\(closed)", "--show-closed", "--json"])
         #expect(open.status == 0, "\(open)")
         let states = portwatchStates(open)
