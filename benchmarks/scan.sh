@@ -106,7 +106,11 @@ median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]
 # "same" when portwatch's JSON (--show-closed) and nmap's grepable output agree on every port.
 COMPARE_PY='
 import json, sys
-pw = json.load(open(sys.argv[1])); ports = range(int(sys.argv[3]), int(sys.argv[4]) + 1); opens_only = sys.argv[5] == "open"
+try:
+    pw = json.load(open(sys.argv[1]))
+except ValueError:
+    print("NO portwatch OUTPUT (see %s.err)" % sys.argv[1]); sys.exit(0)
+ports = range(int(sys.argv[3]), int(sys.argv[4]) + 1); opens_only = sys.argv[5] == "open"; ports = range(int(sys.argv[3]), int(sys.argv[4]) + 1); opens_only = sys.argv[5] == "open"
 ours = {}
 for t in pw["targets"]:
     for p in t["ports"]:
