@@ -146,7 +146,7 @@ bench() {  # NAME RUNS NS PW-ARGS... -- NMAP-ARGS... (then FIRST LAST open|all)
     pws+=($(timed "$OUT/$name.pw.json" ip netns exec "$ns" "$PW" scan "${pwargs[@]}" --show-closed --json))
     nms+=($(timed "$OUT/$name.nmap.txt" ip netns exec "$ns" nmap "${nmargs[@]}" -oG -))
     local verdict
-    verdict=$(python3 -c "$COMPARE_PY" "$OUT/$name.pw.json" "$OUT/$name.nmap.txt" "$first" "$last" "$mode")
+    verdict=$(python3 -c "$COMPARE_PY" "$OUT/$name.pw.json" "$OUT/$name.nmap.txt" "$first" "$last" "$([ "$mode" = debug ] && echo open || echo "$mode")")
     [ "$verdict" = same ] || same="$verdict"
     echo "  $name run $i: portwatch ${pws[-1]} s, nmap ${nms[-1]} s, $verdict" >&2
   done
