@@ -11,6 +11,7 @@
 #
 #   benchmarks/scan.sh                    # RUNS=5 TCP runs, UDP_RUNS=3 UDP runs (~12 minutes: nmap -sU is slow)
 #   RUNS=3 UDP_RUNS=1 benchmarks/scan.sh  # quicker
+#   ONLY=loopback RUNS=7 benchmarks/scan.sh   # one comparison
 #   PORTWATCH=/path/to/portwatch benchmarks/scan.sh
 #
 # The UDP host's net.ipv4.icmp_ratelimit is 0 (no per-peer limit; the global 1000/s limit stays):
@@ -25,6 +26,7 @@ ROOT="$(cd "$HERE/.." && pwd)"
 PW="${PORTWATCH:-$ROOT/.build/release/portwatch}"
 RUNS="${RUNS:-5}"
 UDP_RUNS="${UDP_RUNS:-3}"
+ONLY="${ONLY:-loopback filtered udp}"   # which comparisons to run
 OUT="${BENCH_OUT:-$HERE/out-scan}"
 mkdir -p "$OUT"
 for tool in ip nft nmap python3; do command -v "$tool" >/dev/null || { echo "scan.sh: needs $tool" >&2; exit 2; }; done
@@ -163,9 +165,10 @@ bench() {  # NAME RUNS NS PW-ARGS... -- NMAP-ARGS... (then FIRST LAST open|all)
 }
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-bench loopback "$RUNS" "$L" 127.0.0.1 -p 1-65535 -- -sT -T5 -p- -n -Pn 127.0.0.1 -- 1 65535 open
-bench filtered "$RUNS" "$C" "$SV4" -p 1-5000 -- -sT -T4 -n -Pn -p 1-5000 "$SV4" -- 1 5000 debug
-bench udp "$UDP_RUNS" "$C" --udp "$SV4" -p 1-1024 -- -sU -n -Pn -p 1-1024 "$SV4" -- 1 1024 all
+want() { [[ " $ONLY " == *" $1 "* ]]; }
+want loopback && bench loopback "$RUNS" "$L" 127.0.0.1 -p 1-65535 -- -sT -T5 -p- -n -Pn 127.0.0.1 -- 1 65535 open
+want filtered && bench filtered "$RUNS" "$C" "$SV4" -p 1-5000 -- -sT -T4 -n -Pn -p 1-5000 "$SV4" -- 1 5000 debug
+want udp && bench udp "$UDP_RUNS" "$C" --udp "$SV4" -p 1-1024 -- -sU -n -Pn -p 1-1024 "$SV4" -- 1 1024 all
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 status=0
@@ -176,6 +179,7 @@ status=0
   echo "| comparison | portwatch | nmap | ratio | target | result | states |"
   echo "|---|---|---|---|---|---|---|"
   row() {  # NAME LABEL TARGET
+    want "$1" || return 0
     local ratio result
     ratio=$(echo "scale=3; ${PWT[$1]} / ${NMT[$1]}" | bc)
     if [ "$(echo "$ratio <= $3" | bc)" = 1 ] && [ "${SAME[$1]}" = same ]; then result=PASS; else result=FAIL; status=1; fi
