@@ -120,8 +120,7 @@ struct DeadlineHeap {
 }
 
 /// How many probes may be in flight: grows with answers, shrinks on signs of loss and local
-/// errors (nmap's congestion window, simplified). Timeouts alone shrink it only a little: a
-/// firewall that drops is not congestion.
+/// errors (nmap's congestion window, simplified).
 struct ScanWindow {
     let cap: Int
     let floor: Double
@@ -146,7 +145,9 @@ struct ScanWindow {
     /// A retry answered where the first probe got nothing: a probe or its answer was lost.
     mutating func lossSeen() { size = max(floor, size / 2) }
 
-    mutating func timedOut() { size = max(floor, size * 0.98) }
+    /// A probe got no answer: the window stops growing for it, but does not shrink; a firewall
+    /// that drops is not congestion (a lost probe shows as an answered retry, `lossSeen`).
+    mutating func timedOut() {}
 
     /// EAGAIN, ENOBUFS, EADDRNOTAVAIL (no ephemeral port left), EMFILE: the local side is out of
     /// something. Halve, and pause a little longer each time it happens in a row.

@@ -188,6 +188,13 @@ struct TCPScanEngine {
     }
 
     private mutating func opened(_ probe: Int, fd: Int32, added: Bool, started: Double, _ epoll: borrowing Epoll) {
+        if local && isSelfConnected(fd, port: book.port(probe)) {
+            // The kernel picked the probed port as the source port, and the SYN met itself
+            // (TCP simultaneous open): nothing listens there.
+            abortClose(fd)
+            answered(probe, .closed, .refused, started: started)
+            return
+        }
         answered(probe, .open, .connected, started: started)
         guard options.banners else { return abortClose(fd) }
         let slot = takeSlot()
@@ -318,6 +325,20 @@ struct TCPScanEngine {
         spares4 = []
         spares6 = []
     }
+}
+
+/// True when the socket's own port is the one it connected to: a self-connection, which only
+/// happens on this host's own addresses.
+private func isSelfConnected(_ fd: Int32, port: UInt16) -> Bool {
+    var storage = sockaddr_storage()
+    var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+    let rc = withUnsafeMutablePointer(to: &storage) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    guard rc == 0 else { return false }
+    // sin_port and sin6_port sit at the same offset, right after the family.
+    let local = withUnsafeBytes(of: &storage) { UInt16(bigEndian: $0.loadUnaligned(fromByteOffset: 2, as: UInt16.self)) }
+    return local == port
 }
 
 /// Closes with a reset (SO_LINGER 0): no TIME_WAIT left behind for every open port scanned.

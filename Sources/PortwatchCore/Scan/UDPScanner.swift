@@ -31,14 +31,23 @@ private struct ICMPPace {
         if let b = bucket { bucket!.rate = b.rate * 1.05 }
     }
 
+    /// When the host was seen limiting; silences of probes sent before then say nothing new.
+    var limitedSince = Double.infinity
+    /// The last slow-down: at most one per 200 ms, so a round of silences counts once.
+    var lastDecrease = -Double.infinity
+
     mutating func becomeLimited(now: Double, cap: Double?) {
         limited = true
+        limitedSince = now
+        lastDecrease = now
         let measured = Double(recent.filter { now - $0 <= 1 }.count)
         bucket = TokenBucket(rate: min(max(1, measured), cap ?? .infinity), now: now)
     }
 
-    mutating func silence() {
-        if let b = bucket { bucket!.rate = max(0.5, b.rate * 0.75) }
+    mutating func silence(now: Double, sent: Double) {
+        guard let b = bucket, sent >= limitedSince, now - lastDecrease > 0.2 else { return }
+        bucket!.rate = max(0.5, b.rate * 0.75)
+        lastDecrease = now
     }
 }
 
@@ -217,9 +226,10 @@ struct UDPScanEngine {
             let slot = Int(top.slot)
             guard slots[slot].generation == top.generation, slots[slot].fd >= 0 else { continue }
             let probe = slots[slot].probe
+            let sent = slots[slot].started
             release(slot)
             let h = book.host(probe)
-            paces[h].silence()
+            paces[h].silence(now: now, sent: sent)
             window.timedOut()
             let allowed = paces[h].limited ? options.rateLimitedAttempts : options.silentAttempts
             if book.attemptsMade(probe) < allowed {
