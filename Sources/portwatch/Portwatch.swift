@@ -18,7 +18,7 @@ struct Portwatch: ParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [Ports.self, Check.self, Who.self, Connections.self, Top.self, Free.self, Wait.self, Kill.self,
-                      DaemonCommand.self, ConfigCommand.self, History.self, Events.self],
+                      DaemonCommand.self, ConfigCommand.self, History.self, Events.self, Audit.self],
         defaultSubcommand: Ports.self
     )
 
@@ -55,7 +55,7 @@ struct Portwatch: ParsableCommand {
     /// gets it and says what is wrong with it.
     static let valueOptions: Set<String> = [
         "--host", "--expect", "--timeout", "--sample", "--until", "--state", "--interval", "--sort",
-        "--iterations", "--range", "--count", "--signal",
+        "--iterations", "--range", "--count", "--signal", "--fail-on",
     ]
 
     /// `-1`, `-80` (but not the flags -4 and -6).
