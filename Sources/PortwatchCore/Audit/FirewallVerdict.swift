@@ -130,7 +130,17 @@ public struct FirewallEvaluator: Sendable {
                     continue
                 case "accept": effect = Outcome(verdicts: Outcome.accept, rule: text)
                 case "drop": effect = Outcome(verdicts: Outcome.drop, rule: text)
-                case "reject": effect = Outcome(verdicts: Outcome.reject, rule: text)
+                case "reject":
+                    // `reject with icmp` / `with tcp reset` carry a protocol match that nft
+                    // keeps in the kernel but leaves out of its listing (a "dependency"): the
+                    // rule only ever sees IPv4 / IPv6 / TCP packets.
+                    switch body["type"]?.stringValue {
+                    case "icmp" where packet.family != .ipv4, "icmpv6" where packet.family != .ipv6,
+                         "tcp reset" where packet.proto != .tcp:
+                        match = .no
+                    default:
+                        effect = Outcome(verdicts: Outcome.reject, rule: text)
+                    }
                 case "continue": effect = out
                 case "return": effect = onEnd
                 case "jump", "goto":
@@ -169,8 +179,11 @@ public struct FirewallEvaluator: Sendable {
 
     private func evaluateVmap(_ body: JSONValue, _ packet: Packet, _ chain: NftChain, text: String, next: Outcome,
                               onEnd: Outcome, depth: Int) -> Outcome {
-        guard let key = body["key"], case .known(let value) = packet.value(of: key),
-              let entries = elements(body["data"], chain) else {
+        guard let key = body["key"] else { return Outcome(verdicts: Outcome.other, rule: text) }
+        let lookup = packet.value(of: key)
+        // `tcp dport vmap {...}` on a UDP packet: the hidden protocol match fails first.
+        if case .absent = lookup { return next }
+        guard case .known(let value) = lookup, let entries = elements(body["data"], chain) else {
             return Outcome(verdicts: Outcome.other, rule: text)
         }
         for entry in entries {

@@ -146,7 +146,13 @@ func nftText(_ value: JSONValue) -> String {
             let k = body["key"]?.stringValue ?? "?"
             return ["iifname", "oifname", "iif", "oif", "mark"].contains(k) ? k : "meta \(k)"
         case "ct": return "ct \(body["key"]?.stringValue ?? "?")"
-        case "set": return "{ " + (body.arrayValue ?? [body]).map(nftText).joined(separator: ", ") + " }"
+        case "set":
+            // Map elements are [key, value] pairs: `22 : accept`.
+            let items = (body.arrayValue ?? [body]).map { e -> String in
+                if let pair = e.arrayValue, pair.count == 2 { return "\(nftText(pair[0])) : \(nftText(pair[1]))" }
+                return nftText(e)
+            }
+            return "{ " + items.joined(separator: ", ") + " }"
         case "range": return (body.arrayValue ?? []).map(nftText).joined(separator: "-")
         case "prefix": return "\(body["addr"].map(nftText) ?? "?")/\(body["len"].map(nftText) ?? "?")"
         case "elem": return body["val"].map(nftText) ?? "?"
