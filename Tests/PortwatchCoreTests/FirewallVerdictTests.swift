@@ -180,6 +180,9 @@ struct FirewallVerdictTests {
             """))
         #expect(fw.verdict(proto: .tcp, port: 80, family: .ipv4).verdict == .drop)
         #expect(fw.verdict(proto: .tcp, port: 443, family: .ipv4).verdict == .accept)
+        // Over lo (a loopback-only listener) the lo rule applies.
+        let lo = fw.verdict(proto: .tcp, port: 80, family: .ipv4, overLoopback: true)
+        #expect(lo.verdict == .accept && lo.rule.contains("iifname lo accept"), "\(lo)")
         // A rule for one named interface depends on where the packet comes in.
         let eth = try evaluator(inputChain(policy: "drop", #"iifname "eth0" tcp dport 8443 accept"#))
         let v = eth.verdict(proto: .tcp, port: 8443, family: .ipv4)

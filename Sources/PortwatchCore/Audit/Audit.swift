@@ -78,7 +78,10 @@ public func buildAudit(_ inputs: AuditInputs) -> AuditReport {
     var findings: [AuditFinding] = []
     for row in auditedRows(inputs.snapshot) {
         let reach = ListenerReach(listeners: row.listeners, addresses: inputs.interfaces)
-        let byFamily = reach.families.map { ($0, inputs.firewall.verdict(proto: row.proto, port: row.port, family: $0)) }
+        // A loopback-only listener only ever sees packets over lo: that is its verdict.
+        let byFamily = reach.families.map {
+            ($0, inputs.firewall.verdict(proto: row.proto, port: row.port, family: $0, overLoopback: reach.exposure == .loopback))
+        }
         let firewall = combine(byFamily)
         let executables = Array(Set(row.processes.compactMap { inputs.executables[$0.pid] })).sorted()
         var listener = AuditListener(summary: row, reach: reach, firewall: firewall, firewallByFamily: byFamily,
@@ -118,7 +121,7 @@ public func buildAudit(_ inputs: AuditInputs) -> AuditReport {
     findings.sort { ($0.severity, $1.proto, $1.port) > ($1.severity, $0.proto, $0.port) }
     var notes = inputs.snapshot.notes
     if case .loaded(let e) = inputs.firewall, e.ruleset.tableCount > 0, !listeners.isEmpty {
-        notes.append("firewall verdicts are for new connections from outside (not lo), addressed to the port directly")
+        notes.append("firewall verdicts are for new connections from outside (not lo) addressed to the port directly; for loopback-only listeners, over lo")
     }
     return AuditReport(listeners: listeners, findings: findings, drift: drift, firewall: inputs.firewall.summary, notes: notes)
 }

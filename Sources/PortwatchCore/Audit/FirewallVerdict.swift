@@ -76,12 +76,14 @@ public struct FirewallEvaluator: Sendable {
             .enumerated().sorted { ($0.element.priority, $0.offset) < ($1.element.priority, $1.offset) }.map(\.element)
     }
 
-    /// The verdict for a new connection from outside (not `lo`) to `port` over `family`.
-    public func verdict(proto: TransportProtocol, port: UInt16, family: PacketFamily) -> FirewallVerdict {
+    /// The verdict for a new connection to `port` over `family`, from outside (not `lo`) or,
+    /// with `overLoopback`, from this host over `lo` (all a loopback-only listener ever sees).
+    public func verdict(proto: TransportProtocol, port: UInt16, family: PacketFamily,
+                        overLoopback: Bool = false) -> FirewallVerdict {
         if ruleset.tableCount == 0 { return FirewallVerdict(.none, rule: "no firewall loaded") }
         let chains = inputChains.filter { $0.family == "inet" || $0.family == (family == .ipv4 ? "ip" : "ip6") }
         if chains.isEmpty { return FirewallVerdict(.none, rule: "no chain filters input (\(family.rawValue))") }
-        let packet = Packet(proto: proto, port: port, family: family)
+        let packet = Packet(proto: proto, port: port, family: family, overLoopback: overLoopback)
         // An accept ends one base chain only: the next one (by priority) still sees the packet.
         var rest = Outcome(verdicts: Outcome.accept, rule: "")
         for chain in chains.reversed() {
@@ -284,8 +286,8 @@ private enum FieldValue {
     case number(Int, names: [String])
     /// Flag words: the packet has exactly these (`ct state` → ["new"]).
     case flags(Set<String>)
-    /// The incoming interface: not `lo`, otherwise unknown.
-    case outsideInterface
+    /// The incoming interface: `lo`, or one that is not `lo` (otherwise unknown).
+    case interface(loopback: Bool)
 
     func matches(_ element: JSONValue) -> Match {
         switch self {
@@ -310,8 +312,10 @@ private enum FieldValue {
             }
             if let inner = element["elem"]?["val"] { return matches(inner) }
             return .maybe("element \(nftText(element))")
-        case .outsideInterface:
+        case .interface(let loopback):
             guard let name = element.stringValue ?? element["elem"]?["val"]?.stringValue else { return .maybe("interface") }
+            let namesLo = name == "lo" || (name.hasSuffix("*") && "lo".hasPrefix(name.dropLast()))
+            if loopback { return namesLo ? .yes : .no }
             if name == "lo" { return .no }
             // "lo*" also names lo; "e*" or "eth0" name some outside interfaces but maybe not this one.
             return .maybe("depends on the incoming interface")
@@ -330,6 +334,7 @@ private struct Packet {
     var proto: TransportProtocol
     var port: UInt16
     var family: PacketFamily
+    var overLoopback: Bool
 
     var protoValue: FieldValue {
         proto == .tcp ? .number(6, names: ["tcp"]) : .number(17, names: ["udp"])
@@ -361,7 +366,7 @@ private struct Packet {
             case "l4proto": return .known(protoValue)
             case "nfproto": return .known(.number(family == .ipv4 ? 2 : 10, names: [family.rawValue]))
             case "protocol": return .known(.number(family == .ipv4 ? 0x0800 : 0x86dd, names: [family == .ipv4 ? "ip" : "ip6"]))
-            case "iifname", "iif": return .known(.outsideInterface)
+            case "iifname", "iif": return .known(.interface(loopback: overLoopback))
             case let other: return .unknown("depends on meta \(other)")
             }
         case "ct":

@@ -31,9 +31,9 @@ public enum FirewallState: Sendable {
     }
 
     /// The verdict for one port and family.
-    public func verdict(proto: TransportProtocol, port: UInt16, family: PacketFamily) -> FirewallVerdict {
+    public func verdict(proto: TransportProtocol, port: UInt16, family: PacketFamily, overLoopback: Bool = false) -> FirewallVerdict {
         switch self {
-        case .loaded(let evaluator): return evaluator.verdict(proto: proto, port: port, family: family)
+        case .loaded(let evaluator): return evaluator.verdict(proto: proto, port: port, family: family, overLoopback: overLoopback)
         case .unavailable(let v): return v
         }
     }
@@ -45,7 +45,8 @@ public enum FirewallState: Sendable {
             if e.ruleset.tableCount == 0 { return "no firewall loaded" }
             let input = e.ruleset.chains.filter { $0.hook == "input" }.count
             let rules = e.ruleset.chains.reduce(0) { $0 + $1.rules.count }
-            return "nftables: \(e.ruleset.tableCount) tables, \(input) input chains, \(rules) rules"
+            func count(_ n: Int, _ word: String) -> String { "\(n) \(word)\(n == 1 ? "" : "s")" }
+            return "nftables: \(count(e.ruleset.tableCount, "table")), \(count(input, "input chain")), \(count(rules, "rule"))"
         case .unavailable(let v): return v.rule
         }
     }
