@@ -43,6 +43,27 @@ private func nftJSON(_ ruleset: String?) throws -> [UInt8] {
     return list.stdout
 }
 
+/// Runs iptables commands (the nft backend) in a fresh namespace and returns the ruleset as
+/// `nft -j` shows it, with and without the `iptables-nft-save` lines paired to its rules.
+private func iptablesRuleset(_ commands: [[String]]) throws -> (plain: NftRuleset, paired: NftRuleset) {
+    guard let ip = ipPath, let nft = nftPath, let iptables = findExecutable("iptables-nft"),
+          let save = findExecutable("iptables-nft-save") else { throw PortwatchError.system("iptables-nft missing") }
+    let n = namespaceCounter.withLock { $0 += 1; return $0 }
+    let name = "pwa-\(getpid())-\(n)"
+    guard runCommand(ip, ["netns", "add", name], timeout: 5).status == 0 else { throw PortwatchError.system("ip netns add failed") }
+    defer { _ = runCommand(ip, ["netns", "delete", name], timeout: 5) }
+    for c in commands {
+        let r = runCommand(ip, ["netns", "exec", name, iptables] + c, timeout: 10)
+        guard r.status == 0 else { throw PortwatchError.system("iptables \(c) failed: \(r.stderr)") }
+    }
+    let list = runCommand(ip, ["netns", "exec", name, nft, "-j", "list", "ruleset"], timeout: 10)
+    let saved = runCommand(ip, ["netns", "exec", name, save], timeout: 10)
+    let plain = try NftRuleset(json: list.stdout)
+    var paired = plain
+    paired.attachIptablesSave(String(decoding: saved.stdout, as: UTF8.self), family: "ip")
+    return (plain, paired)
+}
+
 private func evaluator(_ ruleset: String?) throws -> FirewallEvaluator {
     FirewallEvaluator(try NftRuleset(json: try nftJSON(ruleset)))
 }
@@ -264,6 +285,38 @@ struct FirewallVerdictTests {
             }
             """)
         #expect(nat.verdict(proto: .tcp, port: 22, family: .ipv4).verdict == FirewallVerdictKind.none)
+    }
+
+    @Test(.enabled(if: findExecutable("iptables-nft") != nil && findExecutable("iptables-nft-save") != nil,
+                   "needs iptables-nft (Debian's iptables)"))
+    func iptablesNftRules() throws {
+        let (plain, paired) = try iptablesRuleset([
+            ["-A", "INPUT", "-i", "lo", "-j", "ACCEPT"],
+            ["-A", "INPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"],
+            ["-A", "INPUT", "-p", "tcp", "-m", "state", "--state", "NEW", "--dport", "8", "-j", "ACCEPT"],
+            ["-A", "INPUT", "-p", "tcp", "-m", "multiport", "--dports", "80,443,1000:2000", "-j", "ACCEPT"],
+            ["-A", "INPUT", "-p", "udp", "--dport", "53", "-j", "REJECT"],
+            ["-A", "INPUT", "-p", "tcp", "--dport", "25", "-m", "comment", "--comment", "no mail", "-j", "DROP"],
+            ["-A", "INPUT", "-j", "LOG"],
+            ["-P", "INPUT", "DROP"],
+        ])
+        #expect(plain.hasIptablesExtensions)
+        // Without the parameters, the conntrack match could be anything: undecidable.
+        let blind = FirewallEvaluator(plain).verdict(proto: .tcp, port: 22, family: .ipv4)
+        #expect(blind.verdict == .unknown && blind.rule.contains("conntrack"), "\(blind)")
+        let fw = FirewallEvaluator(paired)
+        let ssh = fw.verdict(proto: .tcp, port: 22, family: .ipv4)
+        #expect(ssh.verdict == .drop && ssh.rule.contains("policy drop"), "\(ssh)")
+        #expect(fw.verdict(proto: .tcp, port: 8, family: .ipv4).verdict == .accept)
+        for port: UInt16 in [80, 443, 1000, 1500, 2000] {
+            #expect(fw.verdict(proto: .tcp, port: port, family: .ipv4).verdict == .accept, "tcp/\(port)")
+        }
+        #expect(fw.verdict(proto: .tcp, port: 2001, family: .ipv4).verdict == .drop)
+        #expect(fw.verdict(proto: .udp, port: 53, family: .ipv4).verdict == .reject)
+        let mail = fw.verdict(proto: .tcp, port: 25, family: .ipv4)
+        #expect(mail.verdict == .drop && mail.rule.contains("--dport 25"), "\(mail)")
+        // iptables (not ip6tables) filters IPv4 only.
+        #expect(fw.verdict(proto: .tcp, port: 22, family: .ipv6).verdict == FirewallVerdictKind.none)
     }
 
     @Test func garbageIsAnErrorNotACrash() {

@@ -117,7 +117,7 @@ public struct FirewallEvaluator: Sendable {
         }
         var out = onEnd
         for rule in chain.rules.reversed() {
-            let text = "\(rule.text) (\(chain.label))"
+            let text = rule.text
             var match = Match.yes
             var effect: Outcome? = nil
             for expression in rule.expressions {
@@ -128,7 +128,7 @@ public struct FirewallEvaluator: Sendable {
                 switch key {
                 case "match":
                     match = merge(match, evaluateMatch(body, packet, chain))
-                case "counter", "log", "comment", "notrack", "mangle", "set", "map", "limit_none":
+                case "counter", "log", "comment", "notrack", "mangle", "set", "map":
                     continue
                 case "accept": effect = Outcome(verdicts: Outcome.accept, rule: text)
                 case "drop": effect = Outcome(verdicts: Outcome.drop, rule: text)
@@ -154,12 +154,21 @@ public struct FirewallEvaluator: Sendable {
                 case "vmap":
                     effect = evaluateVmap(body, packet, chain, text: text, next: out, onEnd: onEnd, depth: depth)
                 case "xt":
-                    // iptables-nft: a comment is harmless; any other extension cannot be read here.
-                    if body["name"]?.stringValue == "comment" { continue }
+                    // iptables-nft extensions: read from the rule's iptables-save line where
+                    // the evaluator knows them; any other one cannot be decided here.
+                    let name = body["name"]?.stringValue ?? "?"
                     if body["type"]?.stringValue == "target" {
-                        effect = Outcome(verdicts: Outcome.other, rule: text)
+                        switch name {
+                        case "REJECT": effect = Outcome(verdicts: Outcome.reject, rule: text)
+                        case "LOG", "NFLOG", "TRACE", "AUDIT": continue
+                        default: effect = Outcome(verdicts: Outcome.other, rule: text)
+                        }
+                    } else if name == "comment" {
+                        continue
+                    } else if let known = iptablesMatch(name, line: rule.iptables, port: packet.port) {
+                        match = merge(match, known ? .yes : .no)
                     } else {
-                        match = merge(match, .maybe("iptables extension"))
+                        match = merge(match, .maybe("iptables extension \(name)"))
                     }
                 case "queue":
                     effect = Outcome(verdicts: Outcome.other, rule: text)

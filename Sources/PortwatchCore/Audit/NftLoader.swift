@@ -24,7 +24,15 @@ public enum FirewallState: Sendable {
             return .unavailable(FirewallVerdict(.none, rule: "no firewall loaded"))
         }
         do {
-            return .loaded(FirewallEvaluator(try NftRuleset(json: run.stdout)))
+            var ruleset = try NftRuleset(json: run.stdout)
+            if ruleset.hasIptablesExtensions {
+                for (family, tool) in [("ip", "iptables-nft-save"), ("ip6", "ip6tables-nft-save")] {
+                    guard let path = findExecutable(tool) else { continue }
+                    let saved = runCommand(path, [], timeout: timeout)
+                    if saved.status == 0 { ruleset.attachIptablesSave(String(decoding: saved.stdout, as: UTF8.self), family: family) }
+                }
+            }
+            return .loaded(FirewallEvaluator(ruleset))
         } catch {
             return .unavailable(FirewallVerdict(.unknown, rule: error.message))
         }

@@ -29,9 +29,19 @@ public struct NftRule: Sendable {
     public var handle: Int
     public var expressions: [JSONValue]
     public var comment: String?
+    /// The rule in nft's own words, close to what `nft list ruleset` prints, and its chain:
+    /// `tcp dport 22 accept (inet filter input)`. Rendered once: verdicts name it often.
+    public var text: String
+    /// The same rule as `iptables-nft-save` prints it, for rules iptables-nft made (see
+    /// `attachIptablesSave`): the parameters of its `xt` extensions.
+    public var iptables: String? = nil
 
-    /// The rule in nft's own words, close to what `nft list ruleset` prints.
-    public var text: String { expressions.map(nftText).joined(separator: " ") }
+    public init(handle: Int, expressions: [JSONValue], comment: String? = nil, chain: String) {
+        self.handle = handle
+        self.expressions = expressions
+        self.comment = comment
+        text = expressions.map(nftText).joined(separator: " ") + " (\(chain))"
+    }
 }
 
 /// A parsed ruleset.
@@ -73,7 +83,7 @@ public struct NftRuleset: Sendable {
                 let key = "\(r["family"]?.stringValue ?? "") \(r["table"]?.stringValue ?? "") \(r["chain"]?.stringValue ?? "")"
                 guard let at = index[key] else { continue }
                 chains[at].rules.append(NftRule(handle: r["handle"]?.intValue ?? 0, expressions: r["expr"]?.arrayValue ?? [],
-                                                comment: r["comment"]?.stringValue))
+                                                comment: r["comment"]?.stringValue, chain: key))
             }
         }
         self.chains = chains
