@@ -125,11 +125,12 @@ import json, statistics, sys
 results = json.load(open(sys.argv[1]))["results"]
 target = float(sys.argv[2])
 print()
-print("| command | median | mean ± σ | min |")
-print("|---|---|---|---|")
+print("| command | median | mean ± σ | min | CPU (user+sys, mean) |")
+print("|---|---|---|---|---|")
 for r in results:
     t = [x * 1000 for x in r["times"]]
-    print(f"| `{r['command'].split('/')[-1]}` | {statistics.median(t):.1f} ms | {statistics.mean(t):.1f} ± {statistics.stdev(t):.1f} ms | {min(t):.1f} ms |")
+    cpu = (r["user"] + r["system"]) * 1000
+    print(f"| `{r['command'].split('/')[-1]}` | {statistics.median(t):.1f} ms | {statistics.mean(t):.1f} ± {statistics.stdev(t):.1f} ms | {min(t):.1f} ms | {cpu:.1f} ms |")
 audit = statistics.median(x * 1000 for x in results[0]["times"])
 ok = audit <= target
 print()
