@@ -82,6 +82,8 @@ func runCommand(_ path: String, _ arguments: [String], timeout: Double) -> (stat
     do { try process.run() } catch { return (-1, [], "cannot run \(path): \(error.localizedDescription)") }
     // Read both pipes before waiting: a ruleset larger than a pipe buffer would block nft.
     let group = DispatchGroup()
+    // Written once by the reader below before `leave()`, read only after `wait()`: the group
+    // orders the two accesses, so no lock is needed.
     nonisolated(unsafe) var errBytes = Data()
     group.enter()
     DispatchQueue.global().async {
