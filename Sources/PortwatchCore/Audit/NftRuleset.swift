@@ -54,8 +54,7 @@ public struct NftRuleset: Sendable {
 
     /// Parses the output of `nft -j list ruleset`.
     public init(json bytes: [UInt8]) throws(PortwatchError) {
-        guard let root = (try? JSONSerialization.jsonObject(with: Data(bytes))).map(JSONValue.init(foundation:)),
-              let items = root["nftables"]?.arrayValue else {
+        guard let root = JSONValue(parsing: bytes), let items = root["nftables"]?.arrayValue else {
             throw PortwatchError.system("nft printed no ruleset JSON (expected an object with \"nftables\")")
         }
         var chains: [NftChain] = []
