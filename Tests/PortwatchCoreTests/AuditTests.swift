@@ -110,6 +110,15 @@ struct AuditTests {
         #expect(throws: PortwatchError.self) { try Baseline.load("/nonexistent/pw-baseline.json") }
     }
 
+    @Test func jsonReaderForNftOutput() {
+        let v = JSONValue(parsing: Array(#" {"a": [1, -2, 3.5, "x\"y\u00e9\ud83d\ude00", true, false, null, {}]} "#.utf8))
+        #expect(v == .object([("a", .array([.int(1), .int(-2), .double(3.5), .string("x\"yé😀"), .bool(true), .bool(false),
+                                              .null, .object([])]))]))
+        for bad in ["", "{", "[1,]", "{\"a\" 1}", "\"open", "[1] x", "tru", String(repeating: "[", count: 300)] {
+            #expect(JSONValue(parsing: Array(bad.utf8)) == nil, "\(bad.prefix(20))")
+        }
+    }
+
     @Test func combinedVerdictIsTheMostOpenFamily() {
         let v = combine([(.ipv4, FirewallVerdict(.drop, rule: "a")), (.ipv6, FirewallVerdict(.accept, rule: "b"))])
         #expect(v.verdict == .accept && v.rule.contains("ipv4 drop") && v.rule.contains("ipv6 accept"))
