@@ -1,5 +1,3 @@
-import Foundation
-
 // The nftables ruleset as `nft -j list ruleset` prints it, reduced to what the firewall
 // verdict needs: the chains (base chains with their hook, type, priority and policy; user
 // chains as jump targets), their rules in order, and the named sets' elements. Expressions
@@ -99,20 +97,6 @@ public struct NftRuleset: Sendable {
 // MARK: - Reading JSON values
 
 extension JSONValue {
-    /// Converts what JSONSerialization returns.
-    init(foundation value: Any) {
-        switch value {
-        case let s as String: self = .string(s)
-        case let n as NSNumber:
-            if let i = Int64(exactly: n.doubleValue) { self = .int(i) } else { self = .double(n.doubleValue) }
-        case let a as [Any]: self = .array(a.map(JSONValue.init(foundation:)))
-        case let o as [String: Any]:
-            // nft writes one key per expression object; sorting keeps the order stable anyway.
-            self = .object(o.keys.sorted().map { ($0, JSONValue(foundation: o[$0]!)) })
-        default: self = .null
-        }
-    }
-
     subscript(key: String) -> JSONValue? {
         if case .object(let members) = self { return members.first { $0.0 == key }?.1 }
         return nil
