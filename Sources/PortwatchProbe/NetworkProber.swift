@@ -24,8 +24,9 @@ public struct NetworkProber: Prober {
             let timeout = options.timeout
             addresses = try await offPool { () throws(PortwatchError) in try resolveHost(host, timeout: timeout) }
         } catch {
+            let problem = (error as? PortwatchError)?.message ?? "probe cancelled"
             var result = ProbeResult(target: target, address: nil, attempts: [], state: .unreachable, healthy: false,
-                                     latency: nil, loss: 1, tls: nil, expect: nil, problems: [error.message], time: started)
+                                     latency: nil, loss: 1, tls: nil, expect: nil, problems: [problem], time: started)
             result.count = count
             return result
         }
@@ -36,12 +37,16 @@ public struct NetworkProber: Prober {
         var state = RemoteState.unreachable
         var decisive: RemoteAddress?
         var localError: String?
+        var cancelled = false
         let payload = target.proto == .udp ? (options.send ?? []) : []
         for round in 0..<count {
             if round > 0 && options.interval > 0 {
                 try? await Task.sleep(nanoseconds: UInt64(options.interval * 1e9))
             }
-            if Task.isCancelled { break }
+            if Task.isCancelled {
+                cancelled = true
+                break
+            }
             do {
                 let check = try await offPool { () throws(PortwatchError) in
                     try checkRemote(host: target.host, addresses: addresses, proto: target.proto, port: target.port,
@@ -57,11 +62,22 @@ public struct NetworkProber: Prober {
                     state = check.state
                     decisive = decisive ?? check.decisive.address
                 }
-            } catch {
+            } catch let error as PortwatchError {
                 // A local failure (no descriptors, no memory): not an answer from the target.
                 localError = error.message
                 break
+            } catch {
+                cancelled = true
+                break
             }
+        }
+        if cancelled {
+            // The caller is gone (the daemon is stopping): say so rather than report a guess.
+            var result = ProbeResult(target: target, address: decisive?.description ?? addresses.first?.description,
+                                     attempts: firstAttempts, state: state, healthy: false, latency: latency.summary,
+                                     loss: 1, tls: nil, expect: nil, problems: ["probe cancelled"], time: started)
+            result.count = count
+            return result
         }
 
         var tls: TLSReport?

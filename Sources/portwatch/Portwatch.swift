@@ -18,7 +18,7 @@ struct Portwatch: ParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [Ports.self, Check.self, Probe.self, Scan.self, Who.self, Connections.self, Top.self, Free.self, Wait.self, Kill.self,
-                      DaemonCommand.self, ConfigCommand.self, History.self, Events.self],
+                      DaemonCommand.self, ConfigCommand.self, History.self, Events.self, Audit.self],
         defaultSubcommand: Ports.self
     )
 
@@ -63,6 +63,7 @@ struct Portwatch: ParsableCommand {
         "--host", "--expect", "--timeout", "--sample", "--until", "--state", "--interval", "--sort",
         "--iterations", "--range", "--count", "--signal", "--top", "--rate", "--concurrency", "--ports",
         "--warn-days", "--critical-days", "--send", "--format",
+        "--fail-on",
     ]
 
     /// `-1`, `-80` (but not the flags -4 and -6).

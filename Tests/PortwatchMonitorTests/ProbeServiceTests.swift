@@ -41,13 +41,13 @@ struct ProbeServiceTests {
         let good = try LineServer(reply: "+PONG\r\nmore\r\n", connections: 2)
         let matched = await NetworkProber().probe(good.target, options: options)
         #expect(matched.healthy, "\(matched.problems)")
-        #expect(matched.expect == ExpectReport(matched: true, received: "+PONG\\r"))
+        #expect(matched.expect == ExpectReport(matched: true, received: "+PONG"))
 
         let bad = try LineServer(reply: "-ERR unknown\r\n", connections: 2)
         let failed = await NetworkProber().probe(bad.target, options: options)
         #expect(failed.state == .open && !failed.healthy)
         #expect(failed.expect?.matched == false)
-        #expect(failed.problems == ["expected /^\\+PONG/, received '-ERR unknown\\r'"])
+        #expect(failed.problems == ["reply did not match --expect: -ERR unknown"])
     }
 
     @Test func configuredIPv6AndUDPTargetsAreProbed() async throws {
