@@ -1,5 +1,6 @@
 import Foundation
 import PortwatchCore
+import Synchronization
 
 /// The real prober: connects over the network from this host. `portwatch probe` and the
 /// daemon's `probes:` use it.
@@ -37,38 +38,43 @@ public struct NetworkProber: Prober {
         var state = RemoteState.unreachable
         var decisive: RemoteAddress?
         var localError: String?
-        var cancelled = false
+        var cancelled: Bool
         let payload = target.proto == .udp ? (options.send ?? []) : []
-        for round in 0..<count {
-            if round > 0 && options.interval > 0 {
-                try? await Task.sleep(nanoseconds: UInt64(options.interval * 1e9))
-            }
-            if Task.isCancelled {
-                cancelled = true
-                break
-            }
-            do {
-                let check = try await offPool { () throws(PortwatchError) in
-                    try checkRemote(host: target.host, addresses: addresses, proto: target.proto, port: target.port,
-                                    timeout: options.timeout, payload: payload)
+        // All rounds run on one thread of their own, sleeping `interval` between them there: no
+        // thread is started and no task hops between two connects, so each connect's timing sees
+        // only the network (as nping's single loop does). A cancelled caller stops it at the next
+        // round or within a slice of the interval.
+        let stop = StopFlag()
+        let rounds: RoundsOutcome
+        do {
+            rounds = try await withTaskCancellationHandler {
+                try await offPool { () throws(PortwatchError) in
+                    runRounds(count: count, interval: options.interval, stop: stop) { () throws(PortwatchError) in
+                        try checkRemote(host: target.host, addresses: addresses, proto: target.proto, port: target.port,
+                                        timeout: options.timeout, payload: payload)
+                    }
                 }
-                if round == 0 { firstAttempts = check.attempts }
-                if check.state == .open {
-                    answered += 1
-                    latency.record(seconds: check.decisive.afterSend)
-                    decisive = check.decisive.address
-                    state = .open
-                } else if state != .open, round == 0 || check.state.rawStrength > state.rawStrength {
-                    state = check.state
-                    decisive = decisive ?? check.decisive.address
-                }
-            } catch let error as PortwatchError {
-                // A local failure (no descriptors, no memory): not an answer from the target.
-                localError = error.message
-                break
-            } catch {
-                cancelled = true
-                break
+            } onCancel: {
+                stop.set()
+            }
+        } catch {
+            rounds = RoundsOutcome(checks: [], localError: nil, cancelled: true)
+        }
+        if let error = rounds.localError {
+            // A local failure (no descriptors, no memory): not an answer from the target.
+            localError = error.message
+        }
+        cancelled = rounds.cancelled
+        for (round, check) in rounds.checks.enumerated() {
+            if round == 0 { firstAttempts = check.attempts }
+            if check.state == .open {
+                answered += 1
+                latency.record(seconds: check.decisive.afterSend)
+                decisive = check.decisive.address
+                state = .open
+            } else if state != .open, round == 0 || check.state.rawStrength > state.rawStrength {
+                state = check.state
+                decisive = decisive ?? check.decisive.address
             }
         }
         if cancelled {
@@ -112,4 +118,50 @@ extension RemoteState {
         case .unreachable: return 0
         }
     }
+}
+
+/// What the rounds of one probe found, in order, and why they stopped early if they did.
+struct RoundsOutcome: Sendable {
+    var checks: [RemoteCheck]
+    var localError: PortwatchError?
+    var cancelled: Bool
+}
+
+/// Set once by a cancelled caller; read by the thread running the rounds.
+final class StopFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    func set() { flag.store(true, ordering: .relaxed) }
+    var isSet: Bool { flag.load(ordering: .relaxed) }
+}
+
+/// Runs `count` rounds of `check` on the calling (blocking) thread, `interval` seconds apart,
+/// stopping at a local error or when `stop` is set (checked between rounds and every 50 ms of
+/// the interval).
+func runRounds(count: Int, interval: Double, stop: StopFlag,
+               _ check: () throws(PortwatchError) -> RemoteCheck) -> RoundsOutcome {
+    var outcome = RoundsOutcome(checks: [], localError: nil, cancelled: false)
+    outcome.checks.reserveCapacity(count)
+    for round in 0..<count {
+        if round > 0 && interval > 0 {
+            var left = interval
+            while left > 0 && !stop.isSet {
+                let slice = min(left, 0.05)
+                var request = timespec(tv_sec: Int(slice), tv_nsec: Int((slice - slice.rounded(.down)) * 1e9))
+                var rest = timespec()
+                while nanosleep(&request, &rest) != 0 && errno == EINTR { request = rest }
+                left -= slice
+            }
+        }
+        if stop.isSet {
+            outcome.cancelled = true
+            break
+        }
+        do throws(PortwatchError) {
+            outcome.checks.append(try check())
+        } catch {
+            outcome.localError = error
+            break
+        }
+    }
+    return outcome
 }

@@ -249,6 +249,11 @@ private struct Attempt {
 
 /// Starts a non-blocking attempt on every address, then polls them together until each has
 /// answered, one is open, or the deadline passes: the timeout is ours, not the kernel's SYN retries.
+///
+/// Everything that allocates (sockets, the poll set, the UDP receive buffer) is made before the
+/// first `connect()`, and the poll set is reused across wake-ups (an answered address's entry is
+/// set to fd -1, which poll skips): between a `connect()` returning and `poll()` seeing the answer
+/// only the clock read and the poll call run, so the latency is the network's, not our bookkeeping's.
 private func connectAll(_ addresses: [RemoteAddress], proto: TransportProtocol, port: UInt16, timeout: Double,
                         payload: [UInt8]) throws(PortwatchError) -> [ConnectResult] {
     let start = monotonicSeconds()
@@ -269,10 +274,19 @@ private func connectAll(_ addresses: [RemoteAddress], proto: TransportProtocol, 
     }
     let type = proto == .tcp ? Int32(SOCK_STREAM.rawValue) : Int32(SOCK_DGRAM.rawValue)
     for i in attempts.indices {
-        let address = attempts[i].address
-        let fd = socket(address.ip.isV6 ? AF_INET6 : AF_INET, type | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(attempts[i].address.ip.isV6 ? AF_INET6 : AF_INET,
+                        type | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         if fd < 0 { throw SystemCallError("socket", errno: errno).asPortwatchError }
         attempts[i].fd = fd
+    }
+    let events = Int16(proto == .tcp ? POLLOUT : POLLIN)
+    var fds = attempts.map { pollfd(fd: $0.fd, events: events, revents: 0) }
+    var buffer = [UInt8](repeating: 0, count: proto == .udp ? 2048 : 0)
+    var data = payload
+    var pending = attempts.count
+    for i in attempts.indices {
+        let fd = attempts[i].fd
+        let address = attempts[i].address
         attempts[i].started = monotonicSeconds()
         let rc = withSockaddr(address.ip, port, scopeID: address.scopeID) { connect(fd, $0, $1) }
         let code = errno
@@ -280,19 +294,22 @@ private func connectAll(_ addresses: [RemoteAddress], proto: TransportProtocol, 
         if proto == .tcp {
             if rc == 0 { finish(i, .open) } else if code != EINPROGRESS { try fail(i, "connect", code) }
         } else {
-            if rc != 0 { try fail(i, "connect", code); continue }
-            var data = payload
-            if send(fd, &data, data.count, 0) < 0 { try fail(i, "send", errno) }
-            attempts[i].sent = monotonicSeconds()
+            if rc != 0 {
+                try fail(i, "connect", code)
+            } else {
+                if send(fd, &data, data.count, 0) < 0 { try fail(i, "send", errno) }
+                attempts[i].sent = monotonicSeconds()
+            }
+        }
+        if attempts[i].result != nil {
+            fds[i].fd = -1
+            pending -= 1
         }
     }
-    var buffer = [UInt8](repeating: 0, count: 2048)
-    while !attempts.contains(where: { $0.result?.state == .open }) {
-        let pending = attempts.indices.filter { attempts[$0].result == nil }
-        if pending.isEmpty { break }
+    var anyOpen = attempts.contains { $0.result?.state == .open }
+    while !anyOpen && pending > 0 {
         let remaining = timeout - (monotonicSeconds() - start)
         if remaining <= 0 { break }
-        var fds = pending.map { pollfd(fd: attempts[$0].fd, events: Int16(proto == .tcp ? POLLOUT : POLLIN), revents: 0) }
         let n = poll(&fds, nfds_t(fds.count), Int32(max(1, min(remaining * 1000, 2_000_000_000)).rounded(.up)))
         if n < 0 {
             if errno == EINTR { continue }
@@ -300,7 +317,9 @@ private func connectAll(_ addresses: [RemoteAddress], proto: TransportProtocol, 
         }
         // The answers were there when poll returned: time them then, not after the reads below.
         let answeredAt = monotonicSeconds()
-        for (k, i) in pending.enumerated() where fds[k].revents != 0 {
+        if n == 0 { continue }
+        for i in fds.indices where fds[i].fd >= 0 && fds[i].revents != 0 {
+            fds[i].revents = 0
             if proto == .tcp {
                 var soError: Int32 = 0
                 var len = socklen_t(MemoryLayout<Int32>.size)
@@ -308,11 +327,17 @@ private func connectAll(_ addresses: [RemoteAddress], proto: TransportProtocol, 
                 if soError == 0 { finish(i, .open, at: answeredAt) } else { try fail(i, "connect", soError, at: answeredAt) }
             } else {
                 let got = recv(attempts[i].fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
-                if got >= 0 { finish(i, .open, at: answeredAt); continue }
-                let code = errno
-                if code == EAGAIN || code == EINTR { continue }
-                try fail(i, "recv", code, at: answeredAt)
+                if got >= 0 {
+                    finish(i, .open, at: answeredAt)
+                } else {
+                    let code = errno
+                    if code == EAGAIN || code == EINTR { continue }
+                    try fail(i, "recv", code, at: answeredAt)
+                }
             }
+            fds[i].fd = -1
+            pending -= 1
+            if attempts[i].result?.state == .open { anyOpen = true }
         }
     }
     // Silence until the deadline (or an open sibling ended the wait).
