@@ -10,6 +10,10 @@
 #   PROBE_COUNT   connects per tool per round   (default 100)
 #   PROBE_DELAY   time between connects         (default 10ms; nping's --delay, probe's --interval)
 #   PROBE_ROUNDS  rounds, tools alternating     (default 5)
+#   PROBE_PATH_DELAY  delay added to every SYN on the path, e.g. 1ms (default none): an iptables
+#                 NFQUEUE rule in the client namespace and benchmarks/nfq_delay.py holding each
+#                 SYN that long (no netem on this kernel), so that the handshake is no longer
+#                 finished inside connect() and both tools time a real round trip
 #   PORTWATCH     binary to measure; skips the swift build
 #   BENCH_OUT     where results go              (default benchmarks/out)
 #
@@ -46,9 +50,10 @@ mkdir -p "$OUT"
 
 NC="pwbench-$$-c"; NS="pwbench-$$-s"; N=$(( $$ % 200 + 20 ))
 CLIENT="10.249.$N.1"; SERVER="10.249.$N.2"; PORT=21080
-LISTENER=""
+LISTENER=""; DELAYER=""
 cleanup() {
     [ -n "$LISTENER" ] && kill "$LISTENER" 2>/dev/null || true
+    [ -n "$DELAYER" ] && kill "$DELAYER" 2>/dev/null || true
     ip netns delete "$NC" 2>/dev/null || true
     ip netns delete "$NS" 2>/dev/null || true
 }
@@ -76,6 +81,21 @@ while time.time() < end:
 LISTENER=$!
 for _ in $(seq 1 100); do grep -q ready "$OUT/listener.log" 2>/dev/null && break; sleep 0.05; done
 grep -q ready "$OUT/listener.log" || die "listener did not start"
+
+PATH_DELAY="${PROBE_PATH_DELAY:-}"
+if [ -n "$PATH_DELAY" ]; then
+    command -v iptables >/dev/null || die "PROBE_PATH_DELAY needs iptables"
+    path_delay_s=$(awk -v d="$PATH_DELAY" 'BEGIN { v = d + 0; if (d ~ /us$/) v /= 1000000; else if (d ~ /ms$/) v /= 1000; print v }')
+    ip netns exec "$NC" python3 -u "$HERE/nfq_delay.py" 7 "$path_delay_s" 600 > "$OUT/delayer.log" 2>&1 &
+    DELAYER=$!
+    for _ in $(seq 1 100); do grep -q ready "$OUT/delayer.log" 2>/dev/null && break; sleep 0.05; done
+    grep -q ready "$OUT/delayer.log" || die "delayer did not start: $(cat "$OUT/delayer.log")"
+    # Only the SYN is held: the handshake's round trip grows by the delay, nothing else does.
+    # iptables' NFQUEUE target, not nft's `queue`: this kernel has nfnetlink_queue and the xt
+    # target but not CONFIG_NFT_QUEUE (nft answers "No such file or directory").
+    ip netns exec "$NC" iptables -A OUTPUT -d "$SERVER" -p tcp --dport "$PORT" --syn -j NFQUEUE --queue-num 7 \
+        || die "iptables NFQUEUE rule failed"
+fi
 
 delay_s=$(awk -v d="$DELAY" 'BEGIN { v = d + 0; if (d ~ /ms$/) v /= 1000; print v }')
 pw_cmd=("$PORTWATCH" probe "$SERVER:$PORT" --count "$COUNT" --interval "$DELAY" --json)
@@ -110,7 +130,7 @@ within=$(awk -v r="$ratio" -v t="$TARGET_RATIO" 'BEGIN { print (r <= t && r >= 1
 
 {
     echo "portwatch probe vs nping --tcp-connect — $(date -u '+%Y-%m-%d %H:%M UTC'), nproc $(nproc), kernel $(uname -r)"
-    echo "namespace host $SERVER:$PORT over veth; $ROUNDS rounds x $COUNT connects, ${DELAY} apart; load $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "namespace host $SERVER:$PORT over veth${PATH_DELAY:+, every SYN held $PATH_DELAY (nfqueue)}; $ROUNDS rounds x $COUNT connects, ${DELAY} apart; load $(cut -d' ' -f1-3 /proc/loadavg)"
     echo
     echo "| round | tool | min ms | median ms | mean/avg ms | max ms | loss |"
     echo "|---|---|---|---|---|---|---|"
