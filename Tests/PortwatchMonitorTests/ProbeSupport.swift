@@ -113,7 +113,7 @@ actor ProbeRecorder {
 
     /// Waits until `condition` holds over what was recorded, checking every 20 ms, for at most
     /// `seconds` (a bound on a condition, not a delay standing in for one).
-    func waitUntil(within seconds: Double = 120, _ condition: @Sendable (ProbeRecorder) async -> Bool) async -> Bool {
+    func waitUntil(within seconds: Double = 300, _ condition: @Sendable (ProbeRecorder) async -> Bool) async -> Bool {
         let deadline = ContinuousClock.now.advanced(by: .seconds(seconds))
         while ContinuousClock.now < deadline {
             if await condition(self) { return true }
