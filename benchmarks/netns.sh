@@ -10,6 +10,10 @@
 #   portwatch ports --all-namespaces          (every namespace, with owning processes)
 #   for NS in ...; do ip netns exec NS ss -tanp; done
 # Targets: portwatch median <= 0.2 s and <= 0.2x the loop's median.
+# Then the daemon's side: `portwatch-bench netns-sample` times the daemon's NamespaceSampler
+# (namespaces: [the 50 names]) against the same sampler over ONE more namespace holding as
+# many connections as all of them together (BENCH_NAMESPACES x BENCH_NS_CONNS).
+# Target: a sample of all of them <= 2x a sample of the one.
 #
 # Environment (all optional):
 #   BENCH_NAMESPACES  namespaces to create                 (default 50)
@@ -17,6 +21,9 @@
 #   BENCH_RUNS        hyperfine --runs                      (default 10)
 #   BENCH_WARMUP      hyperfine --warmup                    (default 2)
 #   PORTWATCH         use this binary (default: release build of this checkout)
+#   PORTWATCH_BENCH   portwatch-bench binary (default: next to PORTWATCH; the daemon part
+#                     is skipped when there is none)
+#   BENCH_SAMPLES     daemon samples timed per side             (default 20)
 #   BENCH_OUT         where results go                      (default benchmarks/out)
 # Needs root (ip netns add), cc, ss, hyperfine, jq.
 set -euo pipefail
@@ -31,6 +38,8 @@ OUT="${BENCH_OUT:-$HERE/out}"
 BIN="$HERE/bin"
 TARGET_SECONDS=0.2
 TARGET_RATIO=0.2
+TARGET_DAEMON=2
+SAMPLES="${BENCH_SAMPLES:-20}"
 
 log() { printf '\n== %s\n' "$*" >&2; }
 die() { printf 'netns.sh: %s\n' "$*" >&2; exit 1; }
@@ -47,6 +56,7 @@ else
     PW="$ROOT/.build/release/portwatch"
 fi
 [ -x "$PW" ] || die "no portwatch binary at $PW"
+PWB="${PORTWATCH_BENCH:-$(dirname "$PW")/portwatch-bench}"
 
 PREFIX="pwbench-$$"
 NAMES=()
@@ -103,3 +113,41 @@ printf '\nnamespaces %s, connections per namespace %s\n' "$COUNT" "$CONNS"
 printf 'portwatch ports --all-namespaces  median %.4f s  (target <= %s s: %s)\n' "$pw" "$TARGET_SECONDS" "$ok_s"
 printf 'ip netns exec NS ss -tanp loop    median %.4f s\n' "$peer"
 printf 'ratio %s (target <= %s: %s)\n' "$ratio" "$TARGET_RATIO" "$ok_r"
+
+if [ ! -x "$PWB" ]; then
+    printf '\ndaemon sample: skipped (no portwatch-bench at %s)\n' "$PWB"
+    exit 0
+fi
+big="$PREFIX-big"
+log "daemon samples: one namespace with $((COUNT * CONNS)) connections"
+ip netns add "$big"
+NAMES+=("$big")
+ip -n "$big" link set lo up
+ip netns exec "$big" "$BIN/hold_sockets" -p 8080 -n "$((COUNT * CONNS))" -b 1024 -t 900 -a 1000 -c 1000 \
+    >"$OUT/netns-holder-big.log" 2>&1 &
+PIDS+=("$!")
+deadline=$((SECONDS + 300))
+until grep -q '^ready ' "$OUT/netns-holder-big.log"; do
+    [ "$SECONDS" -lt "$deadline" ] || { cat "$OUT/netns-holder-big.log" >&2; die "big holder not ready"; }
+    sleep 0.2
+done
+# Alternate the two sides so both see the same load; the medians of the rounds are compared.
+all_json="$OUT/netns-sample-all.jsonl"
+one_json="$OUT/netns-sample-one.jsonl"
+: >"$all_json"
+: >"$one_json"
+for round in 1 2 3; do
+    "$PWB" netns-sample --samples "$SAMPLES" "${NAMES[@]:0:$COUNT}" >>"$all_json"
+    "$PWB" netns-sample --samples "$SAMPLES" "$big" >>"$one_json"
+done
+all=$(jq -s 'map(.median) | sort | .[1]' "$all_json")
+one=$(jq -s 'map(.median) | sort | .[1]' "$one_json")
+all_cpu=$(jq -s 'map(.cpu_median) | sort | .[1]' "$all_json")
+one_cpu=$(jq -s 'map(.cpu_median) | sort | .[1]' "$one_json")
+all_sockets=$(jq -s '.[0].sockets' "$all_json")
+one_sockets=$(jq -s '.[0].sockets' "$one_json")
+dratio=$(awk -v a="$all" -v b="$one" 'BEGIN { printf "%.3f", a / b }')
+ok_d=$(awk -v r="$dratio" -v t="$TARGET_DAEMON" 'BEGIN { print (r <= t) ? "met" : "MISSED" }')
+printf '\ndaemon sample, %s namespaces (%s sockets)  median %.4f s  cpu %.4f s\n' "$COUNT" "$all_sockets" "$all" "$all_cpu"
+printf 'daemon sample, 1 namespace (%s sockets)    median %.4f s  cpu %.4f s\n' "$one_sockets" "$one" "$one_cpu"
+printf 'ratio %s (target <= %s: %s)\n' "$dratio" "$TARGET_DAEMON" "$ok_d"

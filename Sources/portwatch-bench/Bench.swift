@@ -10,7 +10,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "portwatch-bench",
         abstract: "Benchmarks of portwatch's parts that the CLI does not expose.",
-        subcommands: [HistoryFill.self, HistoryWriteLoop.self, MetricsScrape.self]
+        subcommands: [HistoryFill.self, HistoryWriteLoop.self, MetricsScrape.self, NetnsSample.self]
     )
 }
 

@@ -164,21 +164,33 @@ public final class NamespaceSampler {
                 notes.append(namespaceNote(ns, error))
             }
         }
+        let active = found.namespaces.compactMap { ns in
+            samplers[ns.inode].map { SamplerTurn(namespace: ns, sampler: $0.1, fresh: baselineOnly || joined.contains(ns.inode)) }
+        }
+        let results = Mutex<[Int: Result<NamespacePart, PortwatchError>]>([:])
+        // Each sampler has its own socket, events and counters: different namespaces sample
+        // side by side on both cores (each dump walks the kernel's shared TCP hash table).
+        DispatchQueue.concurrentPerform(iterations: active.count) { i in
+            let (ns, sampler, fresh) = (active[i].namespace, active[i].sampler, active[i].fresh)
+            let r = Result { () throws(PortwatchError) -> NamespacePart in
+                if fresh { return NamespacePart(namespace: ns, snapshot: try sampler.start()) }
+                let (snapshot, report) = try sampler.sample()
+                return NamespacePart(namespace: ns, snapshot: snapshot, report: report)
+            }
+            results.withLock { $0[i] = r }
+        }
+        let got = results.withLock { $0 }
         var parts: [NamespacePart] = []
-        for ns in found.namespaces {
-            guard let (_, sampler) = samplers[ns.inode] else { continue }
-            do throws(PortwatchError) {
-                if baselineOnly || joined.contains(ns.inode) {
-                    parts.append(NamespacePart(namespace: ns, snapshot: try sampler.start()))
-                } else {
-                    let (snapshot, report) = try sampler.sample()
-                    parts.append(NamespacePart(namespace: ns, snapshot: snapshot, report: report))
-                }
-            } catch {
+        for (i, turn) in active.enumerated() {
+            let ns = turn.namespace
+            switch got[i] {
+            case .success(let part)?: parts.append(part)
+            case .failure(let error)?:
                 // Gone between discovery and the dump: it leaves now, and comes back as new.
                 samplers[ns.inode] = nil
                 sockets.forget(ns)
                 notes.append(namespaceNote(ns, error))
+            case nil: notes.append("network namespace \(ns.label) was not read")
             }
         }
         if parts.isEmpty && !found.namespaces.isEmpty, case .one = selection {
@@ -188,4 +200,13 @@ public final class NamespaceSampler {
         unreadable = notes
         return NamespaceSnapshot(parts: parts, notes: notes)
     }
+}
+
+/// One namespace's sampler and whether this step takes its baseline.
+// @unchecked Sendable: a step hands each sampler to exactly one iteration of its parallel loop
+// and waits for the loop to end, so no sampler is used by two threads at once.
+private struct SamplerTurn: @unchecked Sendable {
+    let namespace: NetworkNamespace
+    let sampler: Sampler
+    let fresh: Bool
 }

@@ -14,6 +14,8 @@ public final class Sampler {
     private let capture: PacketCapture?
     private var lastCapture = CaptureCounters()
     private var security: SecurityMonitor?
+    /// Another namespace's counter files, opened inside it (nil in our own namespace).
+    private let counterFiles: SystemCounterFiles?
     /// Why closed connections are not counted, when destroy events are unavailable.
     public let eventsUnavailable: String?
     /// The network namespace sampled; nil for portwatch's own.
@@ -52,17 +54,32 @@ public final class Sampler {
         self.source = source ?? defaultSocketSource(options.socketSource)
         var stream: DestroyEventStream? = nil
         var reason: String? = nil
-        if closedConnections {
+        var files: SystemCounterFiles? = nil
+        if let inside {
+            // One trip into the namespace opens all that must be opened there; the counter
+            // files keep the namespace, so later samples read them without entering it again.
             do {
-                if let inside {
-                    stream = try NamespaceEntry.run(in: inside) { () throws(PortwatchError) in try DestroyEventStream() }
-                } else {
-                    stream = try DestroyEventStream()
+                let opened = try NamespaceEntry.run(in: inside) { () throws(PortwatchError) in
+                    (closedConnections ? Result { () throws(PortwatchError) in try DestroyEventStream() } : nil,
+                     SystemCounterFiles(root: "/proc/thread-self/net"))
+                }
+                files = opened.1
+                switch opened.0 {
+                case .success(let s)?: stream = s
+                case .failure(let error)?: reason = error.message
+                case nil: break
                 }
             } catch {
                 reason = error.message
             }
+        } else if closedConnections {
+            do {
+                stream = try DestroyEventStream()
+            } catch {
+                reason = error.message
+            }
         }
+        self.counterFiles = files
         stream?.start()
         self.events = stream
         self.eventsUnavailable = closedConnections ? reason : nil
@@ -122,10 +139,8 @@ public final class Sampler {
     /// The namespace's system counters: /proc/net shows the namespace of the thread reading it.
     private func systemCounters() -> Collected<SystemCounters> {
         guard let namespace else { return SystemCounterCollector().collect() }
-        let read = try? NamespaceEntry.run(in: namespace) { () throws(PortwatchError) in
-            SystemCounterCollector(root: "/proc/thread-self/net").collect()
-        }
-        return read ?? Collected(SystemCounters(), notes: ["system counters of network namespace \(namespace.label) unreadable"])
+        return counterFiles?.collect()
+            ?? Collected(SystemCounters(), notes: ["system counters of network namespace \(namespace.label) unreadable"])
     }
 
     /// Adds captured UDP traffic to the bound ports it belongs to, and closed-port hits.

@@ -52,8 +52,13 @@ public enum NamespaceDirectory {
 
     /// The namespace portwatch runs in (named when it is one of /run/netns).
     public static func own(procRoot: String = "/proc", runDir: String = "/run/netns") -> NetworkNamespace? {
+        own(procRoot: procRoot, named: named(runDir: runDir))
+    }
+
+    /// Ours, named from `named` (the /run/netns entries already listed).
+    static func own(procRoot: String, named: [NetworkNamespace]) -> NetworkNamespace? {
         guard let (inode, device) = nsIdentity("\(procRoot)/self/ns/net") else { return nil }
-        let name = named(runDir: runDir).first { $0.inode == inode }?.name
+        let name = named.first { $0.inode == inode }?.name
         return NetworkNamespace(inode: inode, device: device, name: name, path: "\(procRoot)/self/ns/net", isOwn: true)
     }
 
@@ -79,9 +84,9 @@ public enum NamespaceDirectory {
                                 pids: [Int32]? = nil) -> Found {
         var notes: [String] = []
         var byInode: [UInt64: NetworkNamespace] = [:]
-        let own = own(procRoot: procRoot, runDir: runDir)
-        if let own { byInode[own.inode] = own }
-        for ns in named(runDir: runDir) where byInode[ns.inode] == nil { byInode[ns.inode] = ns }
+        let namedOnes = named(runDir: runDir)
+        if let own = own(procRoot: procRoot, named: namedOnes) { byInode[own.inode] = own }
+        for ns in namedOnes where byInode[ns.inode] == nil { byInode[ns.inode] = ns }
         let procfd = open(procRoot, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if procfd >= 0 {
             defer { close(procfd) }

@@ -77,7 +77,7 @@ public func readFileBytes(at dirfd: Int32, _ path: String, limit: Int = 1 << 20)
     return readAll(fd: file.raw, limit: limit)
 }
 
-private func readAll(fd: Int32, limit: Int) -> [UInt8]? {
+func readAll(fd: Int32, limit: Int) -> [UInt8]? {
     var out: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 8192)
     while out.count < limit {

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// System-wide network counters from /proc/net/snmp, /proc/net/netstat and /proc/net/snmp6,
 /// keyed `Group.Name` (`TcpExt.ListenOverflows`, `Tcp.AttemptFails`, `Udp6.RcvbufErrors`...).
 public struct SystemCounters: Sendable, Hashable {
@@ -83,5 +87,50 @@ public struct SystemCounters: Sendable, Hashable {
             ("udp_in_errors", d("Udp.InErrors", "Udp6.InErrors")),
             ("udp_sndbuf_errors", d("Udp.SndbufErrors", "Udp6.SndbufErrors")),
         ]
+    }
+}
+
+
+/// The /proc/net counter files (snmp, netstat, snmp6) opened once and read again at every
+/// sample. An open /proc/net file keeps the network namespace it was opened in: files opened
+/// by a thread inside another namespace go on reporting that namespace from any thread, so a
+/// sampler of many namespaces reads their counters without entering any of them again.
+// @unchecked Sendable: the descriptors are immutable after init; each read rewinds and reads
+// its own descriptor, and a sampler (the only user) reads from one task at a time.
+final class SystemCounterFiles: @unchecked Sendable {
+    private let root: String
+    private let snmp: OwnedDescriptor?
+    private let netstat: OwnedDescriptor?
+    private let snmp6: OwnedDescriptor?
+
+    /// Opens the files under `root` (`/proc/thread-self/net` inside another namespace); a file
+    /// that cannot be opened is reported missing at each read.
+    init(root: String = "/proc/net") {
+        self.root = root
+        snmp = try? OwnedDescriptor(opening: "\(root)/snmp")
+        netstat = try? OwnedDescriptor(opening: "\(root)/netstat")
+        snmp6 = try? OwnedDescriptor(opening: "\(root)/snmp6")
+    }
+
+    /// The counters now, with the same notes as `SystemCounterCollector` for missing files.
+    func collect() -> Collected<SystemCounters> {
+        var out = SystemCounters()
+        var missing: [String] = []
+        for (name, file) in [("snmp", snmp), ("netstat", netstat)] {
+            if let text = Self.reread(file) {
+                out.values.merge(SystemCounters.parsePairedLines(text)) { a, _ in a }
+            } else {
+                missing.append("\(root)/\(name)")
+            }
+        }
+        if let text = Self.reread(snmp6) { out.values.merge(SystemCounters.parseSnmp6(text)) { a, _ in a } }
+        let notes = missing.isEmpty ? [] : ["\(missing.joined(separator: ", ")) unreadable: the system counters they hold (listen drops, resets, UDP errors) are missing"]
+        return Collected(out, notes: notes)
+    }
+
+    /// The file's whole text from its start (a seq_file read from offset 0 is generated anew).
+    private static func reread(_ file: OwnedDescriptor?) -> String? {
+        guard let file, lseek(file.raw, 0, SEEK_SET) == 0, let bytes = readAll(fd: file.raw, limit: 1 << 20) else { return nil }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
