@@ -22,17 +22,34 @@ struct Audit: ParsableCommand {
     @Flag(name: .long, help: "Do not talk to risky services on loopback to read their banners.")
     var noBanners = false
 
+    @Flag(name: .long, help: "Try a TLS handshake on every TCP listener, not only well-known TLS ports (slower: a silent service holds its handshake until --tls-timeout).")
+    var tlsAll = false
+
+    @Flag(name: .long, help: "Do not try TLS handshakes (no certificate or protocol checks).")
+    var noTls = false
+
+    @Option(name: .long, help: "Seconds each TLS handshake may take (default 1).")
+    var tlsTimeout: Double = 1
+
     @OptionGroup var output: OutputOptions
 
     func run() throws {
         // Read the baseline first: a bad file is an answer we cannot give, before any work.
         let saved = try baseline.map { (try Baseline.load($0), source: $0) }
+        guard tlsTimeout > 0, tlsTimeout <= 60 else { throw PortwatchError.usage("invalid --tls-timeout '\(tlsTimeout)': must be between 0 and 60 seconds") }
+        // `nft -j list ruleset` is a child process: it runs while the sockets are dumped.
+        let firewall = inBackground { FirewallState.read() }
         var query = SocketQuery(withCounters: false)
         query.listenersOnly = true
         let snapshot = try PortSnapshot.take(SnapshotOptions(query: query, processes: .owners, socketSource: .fromEnvironment))
         let rows = auditedRows(snapshot)
-        let inputs = AuditInputs(snapshot: snapshot, interfaces: InterfaceAddress.current(), firewall: FirewallState.read(),
-                                 executables: readExecutables(rows), banners: noBanners ? [:] : readServiceBanners(rows),
+        // Banners and TLS handshakes wait on other processes: both at once, each bounded.
+        let tlsTargets = noTls ? [] : tlsAuditTargets(rows, everyListener: tlsAll)
+        let timeout = tlsTimeout
+        let tls = inBackground { readTLSReports(tlsTargets, timeout: timeout) }
+        let banners = noBanners ? [:] : readServiceBanners(rows)
+        let inputs = AuditInputs(snapshot: snapshot, interfaces: InterfaceAddress.current(), firewall: firewall.wait(),
+                                 executables: readExecutables(rows), banners: banners, tls: tls.wait(),
                                  baseline: saved)
         let report = buildAudit(inputs)
         if let saveBaseline { try report.baseline.save(to: saveBaseline) }
@@ -51,6 +68,15 @@ extension Severity: ExpressibleByArgument {
     public init?(argument: String) { self.init(rawValue: argument.lowercased()) }
 }
 
+/// `TLSv1.3 87d` (days the certificate has left), red once expired, yellow under the warning days.
+private func tlsCell(_ tls: TLSReport?, terminal: Terminal) -> Table.Cell {
+    guard let tls else { return .init(text: "-") }
+    let text = "\(tls.version) \(tls.daysLeft)d"
+    if tls.daysLeft < 0 { return .init(text: text, paint: { terminal.red($0) }) }
+    if tls.daysLeft < certificateWarningDays { return .init(text: text, paint: { terminal.yellow($0) }) }
+    return .init(text: text)
+}
+
 /// The human report of `audit`: listeners, then findings, then drift, then the firewall line.
 func renderAudit(_ report: AuditReport, services: ServiceDatabase, terminal: Terminal) -> String {
     func paint(_ s: Severity?) -> ((String) -> String)? {
@@ -62,7 +88,7 @@ func renderAudit(_ report: AuditReport, services: ServiceDatabase, terminal: Ter
     }
     var table = Table([.init(title: "PROTO"), .init(title: "PORT", align: .right), .init(title: "SERVICE"),
                        .init(title: "EXPOSURE"), .init(title: "ADDRESSES"), .init(title: "FIREWALL"),
-                       .init(title: "PROCESS"), .init(title: "FINDINGS", flexible: true)])
+                       .init(title: "TLS"), .init(title: "PROCESS"), .init(title: "FINDINGS", flexible: true)])
     for l in report.listeners {
         let s = l.summary
         let worst = l.findings.map(\.severity).max()
@@ -74,7 +100,7 @@ func renderAudit(_ report: AuditReport, services: ServiceDatabase, terminal: Ter
                    .init(text: services.name(port: s.port, proto: s.proto) ?? "-"), exposure,
                    .init(text: s.addresses.joined(separator: ",")),
                    .init(text: l.firewall.verdict.rawValue, paint: l.firewall.verdict == .accept ? { terminal.yellow($0) } : nil),
-                   .init(text: owner), .init(text: findings, paint: paint(worst))])
+                   tlsCell(l.tls, terminal: terminal), .init(text: owner), .init(text: findings, paint: paint(worst))])
     }
     var out = report.listeners.isEmpty ? "no listeners" : table.render(terminal)
     if !report.findings.isEmpty {

@@ -188,6 +188,69 @@ struct AuditCLITests {
         #expect(failing.status == 1 && failing.stdout.contains("drift since"), "\(failing)")
     }
 
+    /// A TLS server with a certificate made here, expiring in 5 days, on a well-known TLS port
+    /// (8443) and, with --tls-all, on an ordinary one; a plain listener on 9443 has no TLS.
+    @Test func tlsCertificateDaysLeftAndFindings() throws {
+        let lab = try NetnsLab()
+        defer { lab.destroy() }
+        let openssl = try #require(TestEnv.which("openssl"))
+        let ip = try #require(TestEnv.ip)
+        let dir = "/tmp/pw-audit-tls-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let made = runTool(openssl, ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                                     "-keyout", "\(dir)/k.pem", "-out", "\(dir)/c.pem", "-days", "5", "-subj", "/CN=pw-audit-test"])
+        #expect(made.status == 0, "\(made)")
+        var servers: [Child] = []
+        defer { for c in servers { c.kill() } }
+        for port in [8443, 18443] {
+            let child = try Child.spawn(ip, ["netns", "exec", lab.server, openssl, "s_server", "-accept", "\(port)",
+                                             "-cert", "\(dir)/c.pem", "-key", "\(dir)/k.pem", "-naccept", "50"], stdin: .pipe)
+            servers.append(child)
+            var ready = false
+            for _ in 0..<20 {
+                guard let line = child.readLine(timeout: 10) else { break }
+                if line.contains("ACCEPT") { ready = true; break }
+            }
+            try #require(ready, "openssl s_server on \(port): \(child.drainStderr())")
+        }
+        let plain = try AuditServer(["tcp:0.0.0.0:9443"], netns: lab.server)
+        defer { plain.stop() }
+
+        let run = runPortwatch(["audit", "--json"], netns: lab.server)
+        #expect(run.status == 0, "\(run)")
+        guard let doc = run.json() else { return }
+        let tls = try #require(listener(doc, "tcp", 8443)?.object("tls"), "\(run)")
+        #expect((4...5).contains(tls.int("days_left") ?? -1), "\(tls)")
+        #expect(tls.string("version")?.hasPrefix("TLSv1.") == true, "\(tls)")
+        #expect(tls.string("not_after")?.isEmpty == false)
+        #expect(tls["verified"] as? Bool == false)
+        #expect(tls.string("verify_error") == "self-signed certificate", "\(tls)")
+        let found = listener(doc, "tcp", 8443)?.objects("findings") ?? []
+        #expect(found.contains { $0.string("severity") == "medium" && $0.string("reason")?.contains("expires in") == true }, "\(found)")
+        // Wildcard listener, reachable from outside: the self-signed certificate is a low finding too.
+        #expect(found.contains { $0.string("severity") == "low" && $0.string("reason")?.contains("self-signed") == true }, "\(found)")
+        #expect(doc.objects("findings").contains { $0.int("port") == 8443 && $0.string("severity") == "medium" })
+        // A plain listener on a TLS port, and a TLS server on a port not known for TLS: no handshake report.
+        #expect(listener(doc, "tcp", 9443)?["tls"] is NSNull, "\(run)")
+        #expect(listener(doc, "tcp", 18443)?["tls"] is NSNull, "\(run)")
+
+        // --tls-all tries every TCP listener: the TLS server on 18443 is found, the plain one still has none.
+        let all = runPortwatch(["audit", "--json", "--tls-all", "--tls-timeout", "2"], netns: lab.server)
+        #expect(all.status == 0, "\(all)")
+        if let doc = all.json() {
+            #expect((4...5).contains(listener(doc, "tcp", 18443)?.object("tls")?.int("days_left") ?? -1), "\(all)")
+            #expect(listener(doc, "tcp", 9443)?["tls"] is NSNull, "\(all)")
+        }
+        let table = runPortwatch(["audit", "--fail-on", "medium"], netns: lab.server)
+        #expect(table.status == 1, "\(table)")
+        #expect(table.stdout.contains("TLSv1.") && table.stdout.contains("expires in"), "\(table)")
+        let off = runPortwatch(["audit", "--json", "--no-tls"], netns: lab.server)
+        #expect(off.json().flatMap { listener($0, "tcp", 8443)?["tls"] } is NSNull, "\(off)")
+        let bad = runPortwatch(["audit", "--tls-timeout", "-1"])
+        #expect(bad.status == 2 && bad.stderrLines.count == 1 && bad.stderr.hasPrefix("portwatch: "), "\(bad)")
+    }
+
     @Test func badInputIsOneLineExitTwo() throws {
         let garbage = "/tmp/pw-audit-garbage-\(getpid()).json"
         defer { unlink(garbage) }

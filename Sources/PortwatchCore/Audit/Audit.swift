@@ -18,6 +18,8 @@ public struct AuditListener: Sendable {
     public var executables: [String]
     /// What the service said on loopback, when it was asked.
     public var banner: String?
+    /// The TLS handshake's report, when the listener was tried and speaks TLS.
+    public var tls: TLSReport?
     public var findings: [AuditFinding]
 
     public var key: PortKey { summary.key }
@@ -54,15 +56,19 @@ public struct AuditInputs: Sendable {
     public var executables: [Int32: String]
     /// Banners read from risky services, by listener.
     public var banners: [PortKey: [UInt8]]
+    /// TLS handshake reports, by listener (only those that completed a handshake).
+    public var tls: [PortKey: TLSReport]
     public var baseline: (Baseline, source: String)?
 
     public init(snapshot: PortSnapshot, interfaces: [InterfaceAddress], firewall: FirewallState,
-                executables: [Int32: String] = [:], banners: [PortKey: [UInt8]] = [:], baseline: (Baseline, source: String)? = nil) {
+                executables: [Int32: String] = [:], banners: [PortKey: [UInt8]] = [:], tls: [PortKey: TLSReport] = [:],
+                baseline: (Baseline, source: String)? = nil) {
         self.snapshot = snapshot
         self.interfaces = interfaces
         self.firewall = firewall
         self.executables = executables
         self.banners = banners
+        self.tls = tls
         self.baseline = baseline
     }
 }
@@ -85,10 +91,15 @@ public func buildAudit(_ inputs: AuditInputs) -> AuditReport {
         let firewall = combine(byFamily)
         let executables = Array(Set(row.processes.compactMap { inputs.executables[$0.pid] })).sorted()
         var listener = AuditListener(summary: row, reach: reach, firewall: firewall, firewallByFamily: byFamily,
-                                     executables: executables, banner: inputs.banners[row.key].map(bannerText), findings: [])
+                                     executables: executables, banner: inputs.banners[row.key].map(bannerText), tls: inputs.tls[row.key], findings: [])
         if let finding = serviceFinding(listener, banner: inputs.banners[row.key]) {
             listener.findings.append(finding)
             findings.append(finding)
+        }
+        if let tls = listener.tls {
+            let found = tlsFindings(tls, proto: row.proto, port: row.port, exposure: reach.exposure)
+            listener.findings += found
+            findings += found
         }
         listeners.append(listener)
     }

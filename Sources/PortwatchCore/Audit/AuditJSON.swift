@@ -41,6 +41,19 @@ extension JSONWriter {
         processes("processes", l.summary.processes)
         strings("executables", l.executables)
         field("banner", l.banner)
+        key("tls")
+        if let t = l.tls {
+            beginObject()
+            field("version", t.version)
+            field("days_left", t.daysLeft)
+            field("not_after", isoTime(t.notAfter))
+            field("verified", t.verified)
+            field("verify_error", t.verifyError)
+            field("subject", t.subject)
+            endObject()
+        } else {
+            null()
+        }
         array("findings") { w in
             for f in l.findings { w.auditFinding(f, withPort: false) }
         }

@@ -82,7 +82,7 @@ extension JSONWriter {
 private func roundedMs(_ ms: Double) -> Double { (ms * 1000).rounded() / 1000 }
 
 /// RFC 3339 in UTC, to the second.
-private func isoTime(_ date: Date) -> String {
+func isoTime(_ date: Date) -> String {
     var t = time_t(date.timeIntervalSince1970.rounded(.down))
     var parts = tm()
     gmtime_r(&t, &parts)
