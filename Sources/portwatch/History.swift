@@ -21,6 +21,11 @@ struct History: ParsableCommand {
     @Option(name: .long, help: "History database (default: the daemon's).")
     var db: String?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Network namespace the daemon sampled (its `namespaces:`): host (default, the daemon's own), a name from /run/netns, net:[INODE] or pid:PID.",
+        valueName: "NAME"))
+    var netns: String?
+
     @OptionGroup var output: OutputOptions
 
     func run() throws {
@@ -31,16 +36,21 @@ struct History: ParsableCommand {
         if let stepSeconds, stepSeconds < 1 || stepSeconds > 366 * 86400 {
             throw PortwatchError.usage("--step: must be between 1s and 366d")
         }
+        let namespace = try netns.flatMap { text throws(PortwatchError) in try HistoryNamespace.parse(text, option: "--netns") }
         let store = try HistoryStore.openReadOnly(path: db ?? defaultHistoryPath())
         let now = Date().timeIntervalSince1970
         let protos = spec.protocols(default: [.tcp, .udp])
-        let wanted = try store.ports().filter { protos.contains($0.proto) && spec.contains(port: $0.port, proto: $0.proto) }
+        // Asks once whatever the ports: a namespace the history never stored is exit 2, not "no samples".
+        if let namespace { _ = try store.history(MonitoredPort(proto: .tcp, port: 1, namespace: namespace), since: now, until: now, step: nil) }
+        let wanted = try store.ports().filter {
+            $0.namespace == namespace && protos.contains($0.proto) && spec.contains(port: $0.port, proto: $0.proto)
+        }
         let series = try wanted.map { try store.history($0, since: now - span, until: now, step: stepSeconds) }
             .filter { !$0.samples.isEmpty }
         if output.json {
             output.print { w in w.value(["history": .array(series.map(\.json))]) }
         } else if series.isEmpty {
-            printError("no stored samples of \(ports) in the last \(since) (\(store.path))")
+            printError("no stored samples of \(ports)\(namespace.map { " in network namespace \($0)" } ?? "") in the last \(since) (\(store.path))")
         } else {
             emit(series.map(render).joined(separator: "\n"))
         }
@@ -54,7 +64,7 @@ struct History: ParsableCommand {
         let last = s.samples.last?.time ?? 0
         let stepText = s.stepSeconds > 0 ? formatDuration(.milliseconds(Int64((s.stepSeconds * 1000).rounded()))) : "-"
         let width = min(60, max(10, s.samples.count))
-        var out = terminal.bold("\(s.proto.rawValue)/\(s.port)") + "  step \(stepText)  \(s.samples.count) samples  "
+        var out = terminal.bold((s.namespace.map { "\($0) " } ?? "") + "\(s.proto.rawValue)/\(s.port)") + "  step \(stepText)  \(s.samples.count) samples  "
             + "\(rfc3339(first)) … \(rfc3339(last))\n"
         out += "connections \(sparkline(resample(s.samples.map { Double($0.connections.total) }, to: width), width: width))\n"
         out += "traffic     \(sparkline(resample(s.samples.map { $0.receivedBps + $0.sentBps }, to: width), width: width))\n"

@@ -1,3 +1,5 @@
+import PortwatchCore
+
 /// History kept in memory, a bounded ring per port: the daemon's history before (or without) a
 /// database, and the store of tests.
 public actor InMemoryHistory: HistoryReading, HistoryWriting {
@@ -23,10 +25,16 @@ public actor InMemoryHistory: HistoryReading, HistoryWriting {
         if log.count > eventCapacity { log.removeFirst(log.count - eventCapacity) }
     }
 
-    public func history(_ port: MonitoredPort, since: Double, step: Double?) -> HistorySeries {
+    public func history(_ port: MonitoredPort, since: Double, step: Double?) throws -> HistorySeries {
+        if let namespace = port.namespace, !samples.keys.contains(where: { $0.namespace == namespace }) {
+            let kept = Set(samples.keys.compactMap(\.namespace)).sorted()
+            throw PortwatchError.usage("no history of network namespace '\(namespace)' (stored: "
+                + (["host"] + kept).joined(separator: ", ") + ")")
+        }
         let raw = (samples[port] ?? []).filter { $0.time >= since }
         guard let step, step > 0 else {
-            return HistorySeries(proto: port.proto, port: port.port, stepSeconds: raw.last?.windowSeconds ?? 0, samples: raw)
+            return HistorySeries(proto: port.proto, port: port.port, stepSeconds: raw.last?.windowSeconds ?? 0, samples: raw,
+                                 namespace: port.namespace)
         }
         var buckets: [(start: Double, samples: [PortSample])] = []
         for s in raw {
@@ -34,7 +42,8 @@ public actor InMemoryHistory: HistoryReading, HistoryWriting {
             if buckets.last?.start == start { buckets[buckets.count - 1].samples.append(s) } else { buckets.append((start, [s])) }
         }
         return HistorySeries(proto: port.proto, port: port.port, stepSeconds: step,
-                             samples: buckets.map { Self.rollUp($0.samples, start: $0.start, step: step) })
+                             samples: buckets.map { Self.rollUp($0.samples, start: $0.start, step: step) },
+                             namespace: port.namespace)
     }
 
     public func events(since: Double, port: UInt16?, limit: Int) -> [MonitorEvent] {
@@ -47,6 +56,7 @@ public actor InMemoryHistory: HistoryReading, HistoryWriting {
     /// (connections, accept queue) averaged, the latest owners.
     static func rollUp(_ group: [PortSample], start: Double, step: Double) -> PortSample {
         var out = PortSample(time: start, proto: group[0].proto, port: group[0].port)
+        out.namespace = group[0].namespace
         let n = Double(group.count)
         func mean(_ f: (PortSample) -> Int) -> Int { Int((Double(group.reduce(0) { $0 + f($1) }) / n).rounded()) }
         out.windowSeconds = group.reduce(0) { $0 + $1.windowSeconds }

@@ -175,7 +175,7 @@ final class SamplerEngine: @unchecked Sendable {
             latest.namespaceParts = parts
             for part in parts {
                 for var row in PortSample.rows(snapshot: part.snapshot, report: part.report, configured: []) {
-                    row.namespace = part.namespace.label
+                    row.namespace = part.namespace.daemonLabel
                     latest.samples.append(row)
                 }
             }
@@ -184,11 +184,11 @@ final class SamplerEngine: @unchecked Sendable {
                 let time = latest.snapshot.takenAt
                 for (inode, ns) in now.sorted(by: { $0.value < $1.value }) where before[inode] == nil {
                     latest.namespaceEvents.append(MonitorEvent(time: time, kind: .namespaceAdded,
-                        message: "network namespace \(ns.label) appeared", details: Self.details(ns)))
+                        message: "network namespace \(ns.daemonLabel) appeared", details: Self.details(ns)))
                 }
                 for (inode, ns) in before.sorted(by: { $0.value < $1.value }) where now[inode] == nil {
                     latest.namespaceEvents.append(MonitorEvent(time: time, kind: .namespaceRemoved,
-                        message: "network namespace \(ns.label) is gone", details: Self.details(ns)))
+                        message: "network namespace \(ns.daemonLabel) is gone", details: Self.details(ns)))
                 }
             }
             knownNamespaces = now
@@ -198,7 +198,7 @@ final class SamplerEngine: @unchecked Sendable {
     }
 
     private static func details(_ ns: NetworkNamespace) -> [String: String] {
-        var details = ["netns": ns.label, "netns_inode": String(ns.inode)]
+        var details = ["netns": ns.daemonLabel, "netns_inode": String(ns.inode)]
         if let pid = ns.pid { details["pid"] = String(pid) }
         return details
     }

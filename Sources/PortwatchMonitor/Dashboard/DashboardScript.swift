@@ -35,7 +35,8 @@ extension DashboardAssets {
 
   function clock(t) { return new Date(t * 1000).toLocaleTimeString(); }
   function stamp(t) { return new Date(t * 1000).toLocaleString(); }
-  function keyOf(p) { return p.protocol + '/' + p.port; }
+  // Rows of other network namespaces (stream samples' `netns`) share port numbers with ours.
+  function keyOf(p) { return (p.netns ? p.netns + ' ' : '') + p.protocol + '/' + p.port; }
   function sum(o) { return o ? Object.values(o).reduce((a, v) => a + (typeof v === 'number' ? v : 0), 0) : 0; }
 
   // Rows from /api/v1/ports (PORT objects) and from stream samples share one shape here.
@@ -51,7 +52,7 @@ extension DashboardAssets {
   }
   function fromStream(p) {
     return {
-      protocol: p.protocol, port: p.port, service: p.service, listening: p.listening,
+      netns: p.netns || null, protocol: p.protocol, port: p.port, service: p.service, listening: p.listening,
       overloaded: !!(p.accept_queue && p.accept_queue.max && p.accept_queue.current > p.accept_queue.max),
       connections: p.connections ? p.connections.total : 0,
       rx: p.rates.received_bps, tx: p.rates.sent_bps, errors: sum(p.errors),
@@ -67,15 +68,16 @@ extension DashboardAssets {
 
   function renderRows() {
     const body = document.querySelector('#ports tbody');
-    const rows = Array.from(state.rows.values()).sort((a, b) => a.protocol.localeCompare(b.protocol) || a.port - b.port);
+    const rows = Array.from(state.rows.values()).sort((a, b) => (a.netns || '').localeCompare(b.netns || '') ||
+      a.protocol.localeCompare(b.protocol) || a.port - b.port);
     body.replaceChildren();
     for (const r of rows) {
       const tr = el('tr');
-      tr.id = 'port-' + r.protocol + '-' + r.port;
+      tr.id = 'port-' + (r.netns ? r.netns + '-' : '') + r.protocol + '-' + r.port;
       tr.dataset.key = keyOf(r);
       if (state.selected === keyOf(r)) tr.classList.add('selected');
       const s = stateOf(r);
-      tr.append(el('td', null, r.protocol), el('td', 'num', r.port), el('td', null, r.service || ''),
+      tr.append(el('td', null, (r.netns ? r.netns + ' ' : '') + r.protocol), el('td', 'num', r.port), el('td', null, r.service || ''),
         el('td', 'state-' + s, s), el('td', 'num', r.connections), el('td', 'num', rate(r.rx)),
         el('td', 'num', rate(r.tx)), el('td', 'num' + (r.errors > 0 ? ' errors-nonzero' : ''), r.errors === null ? '–' : r.errors),
         el('td', 'process', r.process || ''));
@@ -122,10 +124,12 @@ extension DashboardAssets {
 
   function loadHistory() {
     if (!state.selected) return;
-    const [protocol, port] = state.selected.split('/');
+    const space = state.selected.lastIndexOf(' ');
+    const [protocol, port] = state.selected.slice(space + 1).split('/');
     const r = ranges[state.range];
     let url = '/api/v1/ports/' + protocol + '/' + port + '/history?since=' + r.since;
     if (r.step) url += '&step=' + r.step;
+    if (space > 0) url += '&netns=' + encodeURIComponent(state.selected.slice(0, space));
     const wanted = state.selected + ' ' + state.range;
     api(url).then(doc => {
       if (wanted !== state.selected + ' ' + state.range) return;

@@ -37,7 +37,8 @@ enum APIDocuments {
 
     /// The `sample` message of `/api/v1/stream`: one compact entry per monitored port,
     /// `{"time","timestamp","window_seconds","ports":[{"protocol","port","service","listening",
-    /// "addresses","connections","accept_queue","rates","errors","processes"}]}`.
+    /// "addresses","connections","accept_queue","rates","errors","processes"}]}`; a row of another
+    /// network namespace also has `"netns"` (its label), so it never stands in for ours.
     static func streamSample(_ latest: LatestSample, services: ServiceDatabase) -> JSONValue {
         let rows = latest.samples.sorted { $0.key < $1.key }
         return [
@@ -45,7 +46,7 @@ enum APIDocuments {
             "timestamp": .double(latest.snapshot.takenAt),
             "window_seconds": latest.report.map { .double($0.seconds) } ?? .null,
             "ports": .array(rows.map { s in
-                [
+                let entry: JSONValue = [
                     "protocol": .string(s.proto.rawValue), "port": .number(s.port),
                     "service": .optional(services.name(port: s.port, proto: s.proto)),
                     "listening": .bool(s.listening), "addresses": .array(s.addresses.map { .string($0) }),
@@ -56,6 +57,9 @@ enum APIDocuments {
                     "rates": s.ratesJSON, "errors": s.errorsJSON,
                     "processes": .array(s.owners.map { .string($0) }),
                 ]
+                guard let namespace = s.namespace, case .object(var pairs) = entry else { return entry }
+                pairs.insert(("netns", .string(namespace)), at: 2)
+                return .object(pairs)
             }),
         ]
     }

@@ -59,8 +59,10 @@ struct MonitorAPI<Context: RequestContext>: Sendable {
         return jsonResponse(bytes: APIDocuments.port(row, in: latest, services: services))
     }
 
+    /// `?netns=` picks another network namespace's history (default: the daemon's own).
     private func history(_ request: Request, _ context: Context) async throws -> Response {
-        let key = try key(context)
+        var key = try key(context)
+        key.namespace = try APIParameters.netns(request)
         let since = try APIParameters.duration(request, "since", fallback: .seconds(3600))!
         let step = try APIParameters.duration(request, "step", fallback: nil)
         let series = try await source.history(key, since: wallClock() - apiSeconds(since), step: step.map(apiSeconds))

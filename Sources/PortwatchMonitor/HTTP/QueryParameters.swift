@@ -32,6 +32,17 @@ enum APIParameters {
         return d
     }
 
+    /// `netns=`: a network namespace as history keys it (`HistoryNamespace.parse`); nil when
+    /// absent or `host` (the daemon's own).
+    static func netns(_ request: Request) throws(APIError) -> String? {
+        guard let text = request.uri.queryParameters["netns"].map(String.init) else { return nil }
+        do {
+            return try HistoryNamespace.parse(text, option: "netns")
+        } catch {
+            throw .badRequest("invalid \(error.message)")
+        }
+    }
+
     /// A count from 1 to `max` (`limit=`), or `fallback` when absent.
     static func count(_ request: Request, _ name: String, fallback: Int, max: Int) throws(APIError) -> Int {
         guard let text = request.uri.queryParameters[Substring(name)].map(String.init) else { return fallback }

@@ -24,6 +24,8 @@ extension HistoryStore {
                 try deleteBefore(.hour, seconds: oldest, db)
                 try deleteLogs(before: oldest, db)
                 try db.execute(sql: "DELETE FROM port WHERE last_s < ?", arguments: [oldest])
+                // A namespace whose ports are all gone past retention gives its id back.
+                try db.execute(sql: "DELETE FROM netns WHERE id NOT IN (SELECT DISTINCT key >> \(StoredPortKey.namespaceShift) FROM port)")
             }
             try enforceSizeCap(pool)
         } catch {

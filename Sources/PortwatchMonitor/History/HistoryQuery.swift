@@ -2,7 +2,9 @@ import GRDB
 import PortwatchCore
 
 extension HistoryStore {
-    /// Stored samples of `port` between `since` and `until` (epoch seconds).
+    /// Stored samples of `port` between `since` and `until` (epoch seconds), in its network
+    /// namespace (`port.namespace`, a label as the daemon tags rows; nil: the daemon's own). A
+    /// namespace the history never stored is a usage error.
     ///
     /// Without `step`: the finest resolution that covers the span (raw samples within raw
     /// retention, then 1-minute, then 1-hour rows). With `step` (seconds, at least 1): rows of the
@@ -10,33 +12,43 @@ extension HistoryStore {
     /// (see `HistorySeries` for what a rolled-up sample means). The newest part that has not been
     /// rolled up yet comes from the finer tables, so a series reaches the latest sample.
     public func history(_ port: MonitoredPort, since: Double, until: Double = .infinity, step: Double?) throws -> HistorySeries {
-        try read { db in
-            let marks = try LevelMarks(db)
-            let key = StoredPortKey.pack(port)
-            let sinceMs = Self.millis(since)
-            let untilMs = until.isFinite ? Self.millis(until) : Int64.max - 1
-            guard let first = marks.firstSeconds, untilMs >= sinceMs else {
-                return HistorySeries(proto: port.proto, port: port.port, stepSeconds: step ?? 0, samples: [])
-            }
-            if let step {
-                let seconds = max(1, Int64(step.rounded()))
-                let level = HistoryLevel.allCases.last { $0.seconds <= seconds } ?? .raw
-                let rows = try Self.aggregate(key: key, from: level, stepSeconds: seconds, sinceMs: sinceMs,
-                                              untilMs: untilMs, marks: marks, db)
-                return HistorySeries(proto: port.proto, port: port.port, stepSeconds: Double(seconds),
-                                     samples: rows.map { $0.sample(time: Double($0.t)) })
-            }
-            let oldestHorizon = HistoryLevel.allCases.map { marks.horizon($0, first: first) }.min() ?? first
-            let wanted = max(sinceMs / 1000, oldestHorizon)
-            let level = HistoryLevel.allCases.first { marks.horizon($0, first: first) <= wanted } ?? .hour
-            if level == .raw {
-                return try Self.rawSeries(port, key: key, sinceMs: sinceMs, untilMs: untilMs, db)
-            }
-            let rows = try Self.aggregate(key: key, from: level, stepSeconds: level.seconds, sinceMs: sinceMs,
+        var series = try read { db in
+            try Self.series(port, key: StoredPortKey.pack(port.proto, port.port, namespace: NamespaceKeys.existing(port.namespace, db)),
+                            since: since, until: until, step: step, db)
+        }
+        if let namespace = port.namespace {
+            series.namespace = namespace
+            for i in series.samples.indices { series.samples[i].namespace = namespace }
+        }
+        return series
+    }
+
+    private static func series(_ port: MonitoredPort, key: Int64, since: Double, until: Double, step: Double?,
+                               _ db: Database) throws -> HistorySeries {
+        let marks = try LevelMarks(db)
+        let sinceMs = Self.millis(since)
+        let untilMs = until.isFinite ? Self.millis(until) : Int64.max - 1
+        guard let first = marks.firstSeconds, untilMs >= sinceMs else {
+            return HistorySeries(proto: port.proto, port: port.port, stepSeconds: step ?? 0, samples: [])
+        }
+        if let step {
+            let seconds = max(1, Int64(step.rounded()))
+            let level = HistoryLevel.allCases.last { $0.seconds <= seconds } ?? .raw
+            let rows = try Self.aggregate(key: key, from: level, stepSeconds: seconds, sinceMs: sinceMs,
                                           untilMs: untilMs, marks: marks, db)
-            return HistorySeries(proto: port.proto, port: port.port, stepSeconds: Double(level.seconds),
+            return HistorySeries(proto: port.proto, port: port.port, stepSeconds: Double(seconds),
                                  samples: rows.map { $0.sample(time: Double($0.t)) })
         }
+        let oldestHorizon = HistoryLevel.allCases.map { marks.horizon($0, first: first) }.min() ?? first
+        let wanted = max(sinceMs / 1000, oldestHorizon)
+        let level = HistoryLevel.allCases.first { marks.horizon($0, first: first) <= wanted } ?? .hour
+        if level == .raw {
+            return try Self.rawSeries(port, key: key, sinceMs: sinceMs, untilMs: untilMs, db)
+        }
+        let rows = try Self.aggregate(key: key, from: level, stepSeconds: level.seconds, sinceMs: sinceMs,
+                                      untilMs: untilMs, marks: marks, db)
+        return HistorySeries(proto: port.proto, port: port.port, stepSeconds: Double(level.seconds),
+                             samples: rows.map { $0.sample(time: Double($0.t)) })
     }
 
     static func millis(_ seconds: Double) -> Int64 {

@@ -70,9 +70,9 @@ struct SampleRow: FetchableRecord, Sendable, Equatable {
         owners = row.count > 25 ? row[25] : nil
     }
 
-    /// A raw row for one sample.
-    init(_ s: PortSample, owners: Int64?) {
-        key = StoredPortKey.pack(s.proto, s.port)
+    /// A raw row for one sample; `namespace` is its namespace's `netns` id (0: the daemon's own).
+    init(_ s: PortSample, owners: Int64?, namespace: Int64 = 0) {
+        key = StoredPortKey.pack(s.proto, s.port, namespace: namespace)
         t = Int64((s.time * 1000).rounded())
         listening = s.listening ? 1 : 0
         established = Int64(s.connections.established)

@@ -41,19 +41,25 @@ enum HistoryLevel: Int, CaseIterable, Comparable, Sendable {
     var cutKey: String { "\(table)_cut" }
 }
 
-/// (protocol, port) in one integer: the port in the low 16 bits, 1 << 16 for UDP. TCP keys stay
-/// below 65536, which SQLite stores in two or three bytes.
+/// (namespace, protocol, port) in one integer: the port in the low 16 bits, 1 << 16 for UDP, and
+/// from bit 17 up the id of the network namespace in the `netns` table, 0 for the daemon's own.
+/// The daemon's own keys are exactly the keys written before namespaces were stored, so migration
+/// `v3-netns` changed no row; they stay below 131072, which SQLite stores in three bytes.
 enum StoredPortKey {
-    static func pack(_ proto: TransportProtocol, _ port: UInt16) -> Int64 {
-        (proto == .udp ? 1 << 16 : 0) | Int64(port)
+    static let namespaceShift: Int64 = 17
+
+    static func pack(_ proto: TransportProtocol, _ port: UInt16, namespace id: Int64 = 0) -> Int64 {
+        id << namespaceShift | (proto == .udp ? 1 << 16 : 0) | Int64(port)
     }
 
-    static func pack(_ p: MonitoredPort) -> Int64 { pack(p.proto, p.port) }
-
+    /// The port of a key (its namespace left out: see `namespaceID`).
     static func unpack(_ key: Int64) -> MonitoredPort? {
-        guard key >= 0, key >> 16 <= 1 else { return nil }
-        return MonitoredPort(proto: key >> 16 == 1 ? .udp : .tcp, port: UInt16(truncatingIfNeeded: key))
+        guard key >= 0 else { return nil }
+        return MonitoredPort(proto: (key >> 16) & 1 == 1 ? .udp : .tcp, port: UInt16(truncatingIfNeeded: key))
     }
+
+    /// The `netns` id of a key (0: the daemon's own namespace).
+    static func namespaceID(_ key: Int64) -> Int64 { key >> namespaceShift }
 }
 
 enum HistorySchema {
@@ -108,6 +114,11 @@ enum HistorySchema {
             try db.execute(sql: "CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID")
         }
         migrator.registerMigration("v2-probes", migrate: ProbeSchema.create)
+        // Other network namespaces' samples: their ids go into the sample keys (`StoredPortKey`);
+        // rows written before are the daemon's own, id 0, so no row is rewritten.
+        migrator.registerMigration("v3-netns") { db in
+            try db.execute(sql: "CREATE TABLE netns (id INTEGER PRIMARY KEY CHECK (id > 0), label TEXT NOT NULL UNIQUE)")
+        }
         return migrator
     }
 

@@ -100,9 +100,6 @@ public final class HistoryStore: Sendable {
     /// crash either all of them are there or none.
     public func write(samples: [PortSample], events: [MonitorEvent]) throws {
         let pool = try writable()
-        // Rows of other network namespaces share (protocol, port) with the daemon's own and the
-        // history key has no room for a namespace yet: their events are stored, their samples not.
-        let samples = samples.filter { $0.namespace == nil }
         do {
             try pool.write { db in
                 if !samples.isEmpty { try Self.insert(samples, db) }
@@ -157,12 +154,24 @@ public final class HistoryStore: Sendable {
             """)
         var firstMs = Int64.max
         var lastMs = Int64.min
+        // Other network namespaces' rows share (protocol, port) with ours: their namespace's id
+        // keeps their keys apart.
+        var namespaces: [String: Int64] = [:]
         for sample in samples {
             var owners: Int64? = nil
             if !sample.owners.isEmpty || !sample.executables.isEmpty {
                 owners = try labelID(OwnerLabel.encode(sample.owners, sample.executables), db)
             }
-            let r = SampleRow(sample, owners: owners)
+            var namespace: Int64 = 0
+            if let label = sample.namespace {
+                if let known = namespaces[label] {
+                    namespace = known
+                } else {
+                    namespace = try NamespaceKeys.id(of: label, db)
+                    namespaces[label] = namespace
+                }
+            }
+            let r = SampleRow(sample, owners: owners, namespace: namespace)
             let values: [(any DatabaseValueConvertible)?] = [
                 r.key, r.t, r.n, r.listening, r.established, r.synRecv, r.synSent, r.timeWait, r.closeWait,
                 r.finWait, r.other, r.acceptQueue, r.acceptQueueMax, r.windowMs, r.rxBytes, r.txBytes,
@@ -232,10 +241,13 @@ public final class HistoryStore: Sendable {
         }
     }
 
-    /// Every port that listened (or was bound) in any stored sample: `new_listener` asks it.
+    /// Every port that listened (or was bound) in any stored sample, other namespaces' with their
+    /// label: `new_listener` asks it.
     public func everListened() throws -> Set<MonitoredPort> {
         try read { db in
-            Set(try Int64.fetchAll(db, sql: "SELECT key FROM port WHERE listened_s IS NOT NULL").compactMap(StoredPortKey.unpack))
+            let labels = try NamespaceKeys.labels(db)
+            return Set(try Int64.fetchAll(db, sql: "SELECT key FROM port WHERE listened_s IS NOT NULL")
+                .compactMap { NamespaceKeys.port($0, labels: labels) })
         }
     }
 
@@ -351,10 +363,13 @@ enum Meta {
 }
 
 extension HistoryStore {
-    /// Every port the store has samples of (within retention), ascending.
+    /// Every port the store has samples of (within retention), ascending: the daemon's own
+    /// namespace first, then the others' (with `namespace` set) by label.
     public func ports() throws -> [MonitoredPort] {
         try read { db in
-            try Int64.fetchAll(db, sql: "SELECT key FROM port ORDER BY key").compactMap(StoredPortKey.unpack).sorted()
+            let labels = try NamespaceKeys.labels(db)
+            return try Int64.fetchAll(db, sql: "SELECT key FROM port")
+                .compactMap { NamespaceKeys.port($0, labels: labels) }.sorted()
         }
     }
 }

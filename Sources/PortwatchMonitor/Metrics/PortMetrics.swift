@@ -277,7 +277,7 @@ public final class PortMetrics: Sendable {
         var omitted = selection.omitted
         var namespaced = Set<MonitoredPort>()
         for part in latest.namespaceParts {
-            let label = part.namespace.label
+            let label = part.namespace.daemonLabel
             let chosen = MetricPortSelection(snapshot: part.snapshot, configured: [], maxPorts: remaining)
             remaining -= chosen.ports.count
             omitted += chosen.omitted

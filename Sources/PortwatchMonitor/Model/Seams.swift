@@ -10,12 +10,16 @@ public struct HistorySeries: Sendable, Hashable {
     public var port: UInt16
     public var stepSeconds: Double
     public var samples: [PortSample]
+    /// The network namespace (the daemon's label) of a port in another namespace; nil for the daemon's own.
+    public var namespace: String? = nil
 
-    public init(proto: TransportProtocol, port: UInt16, stepSeconds: Double, samples: [PortSample]) {
+    public init(proto: TransportProtocol, port: UInt16, stepSeconds: Double, samples: [PortSample],
+                namespace: String? = nil) {
         self.proto = proto
         self.port = port
         self.stepSeconds = stepSeconds
         self.samples = samples
+        self.namespace = namespace
     }
 }
 
@@ -50,8 +54,9 @@ public protocol MonitorDataSource: Sendable {
     var interval: Duration { get }
     /// The latest sample, nil before the first one.
     func latest() async -> LatestSample?
-    /// Stored history of a port since `since` (epoch seconds); `step` nil means the finest stored
-    /// resolution that covers the span.
+    /// Stored history of a port since `since` (epoch seconds), in `port.namespace` (nil: the
+    /// daemon's own; a namespace never stored throws a usage error); `step` nil means the finest
+    /// stored resolution that covers the span.
     func history(_ port: MonitoredPort, since: Double, step: Double?) async throws -> HistorySeries
     /// Events since `since`, optionally of one port, oldest first, at most `limit`.
     func events(since: Double, port: UInt16?, limit: Int) async throws -> [MonitorEvent]

@@ -40,12 +40,13 @@ extension PortSample {
 }
 
 extension HistorySeries {
-    /// `{"protocol","port","step_seconds","samples":[...]}`.
+    /// `{"protocol","port","step_seconds","samples":[...]}`, with `"netns"` (the namespace's
+    /// label) after `port` for a port of another network namespace.
     public var json: JSONValue {
-        [
-            "protocol": .string(proto.rawValue), "port": .number(port), "step_seconds": .double(stepSeconds),
-            "samples": .array(samples.map(\.historyJSON)),
-        ]
+        var pairs: [(String, JSONValue)] = [("protocol", .string(proto.rawValue)), ("port", .number(port))]
+        if let namespace { pairs.append(("netns", .string(namespace))) }
+        pairs += [("step_seconds", .double(stepSeconds)), ("samples", .array(samples.map(\.historyJSON)))]
+        return .object(pairs)
     }
 }
 
