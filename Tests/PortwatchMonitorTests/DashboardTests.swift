@@ -25,6 +25,8 @@ private enum Browser {
     }
     static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Dashboard/check_dashboard.py").path
+    static let netnsScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Dashboard/check_dashboard_netns.py").path
 }
 
 @Suite("Dashboard")
@@ -70,5 +72,45 @@ struct DashboardTests {
         #expect((report["alerts"] as? [String])?.first?.contains("busy-port") == true)
         #expect(FileManager.default.fileExists(atPath: screenshot))
         print("dashboard screenshot: \(screenshot)")
+    }
+
+    /// A row of another network namespace on the same port number as ours is its own row, and
+    /// its chart asks the history API for that namespace.
+    @Test(.enabled(if: Browser.missing == nil, "\(Browser.missing ?? "")"), .timeLimit(.minutes(2)))
+    func aRowOfAnotherNamespaceIsApartAndItsChartAsksForItsHistory() async throws {
+        let busy = try BusyListener()
+        defer { busy.close() }
+        let port = busy.listener.port
+        var latest = busy.latest
+        var theirs = try #require(latest.samples.first { $0.key == busy.key })
+        theirs.namespace = "web"
+        theirs.owners = ["python3[4242]"]
+        latest.samples.append(theirs)
+        let source = FakeMonitorSource(sample: latest, endStreams: false)
+        let app = buildApplication(source: source, options: HTTPOptions(listen: ListenAddress(host: "127.0.0.1", port: 0)),
+                                   metrics: PortMetrics())
+        let (status, out, err) = try await app.test(.live) { client in
+            let serverPort = try #require(client.port)
+            return try await withCheckedThrowingContinuation { continuation in
+                DispatchQueue.global().async {
+                    continuation.resume(with: Result {
+                        try runTool(Browser.python!, [Browser.netnsScript, "http://localhost:\(serverPort)/", String(port), "web"],
+                                    timeout: 90)
+                    })
+                }
+            }
+        }
+        try #require(status == 0, "dashboard check: \(err)")
+        let report = try decodeJSONObject(out)
+        let host = try #require(report["host"] as? [String])
+        let web = try #require(report["netns"] as? [String])
+        #expect(host.first == "tcp")
+        #expect(web.first == "web tcp")
+        #expect(web.dropFirst().first == String(port))
+        #expect(web.last == "python3[4242]")
+        #expect(host.last?.contains("python3[4242]") == false)
+        #expect(report["title"] as? String == "web tcp/\(port)")
+        let asked = source.historyCalls.withLock { $0.map(\.0) }
+        #expect(asked.contains(MonitoredPort(proto: .tcp, port: port, namespace: "web")), "history asked for \(asked)")
     }
 }
