@@ -98,4 +98,42 @@ struct NamespaceHistoryTests {
         }
         #expect(!daemon.run.child.reap(), "the daemon exited: \(daemon.log.text.suffix(2000))")
     }
+
+    /// An unnamed namespace (`unshare -n`) is kept by its inode, `net:[INODE]`, the same label as
+    /// its `/metrics` series; `history --netns pid:PID` finds it through a process inside.
+    @Test func anUnnamedNamespaceIsKeptByItsInodeAndFoundByAProcessInside() throws {
+        guard let unshare = TestEnv.which("unshare"), let python = TestEnv.python3 else { return }
+        let dir = try makeTemporaryDirectory("netns-history-unnamed")
+        defer { removeTree(dir) }
+        // Bound to the wildcard address: lo is down in a fresh namespace, so 127.0.0.1 is not there.
+        let holder = try Child.spawn(unshare, ["-n", python, "-u", "-c", PythonServer.script, "tcp:0.0.0.0:8080"], stdin: .pipe)
+        defer { holder.kill() }
+        try #require(holder.readLine(timeout: 20) != nil, "holder did not start: \(holder.drainStderr())")
+        var st = stat()
+        try #require(stat("/proc/\(holder.pid)/ns/net", &st) == 0)
+        let label = "net:[\(st.st_ino)]"
+
+        let config = dir + "/portwatch.yml"
+        try "interval: 200ms\nnamespaces: all\nmetrics: {max_ports: 100000}\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let daemon = try LiveDaemon(["--config", config], directory: dir)
+        defer { daemon.stop() }
+
+        let encoded = label.replacingOccurrences(of: "[", with: "%5B").replacingOccurrences(of: "]", with: "%5D")
+        let doc = daemon.within(samples: 40) { () -> [String: Any]? in
+            guard let doc = daemon.get("/api/v1/ports/tcp/8080/history?since=1h&netns=\(encoded)")?.json,
+                  doc.objects("samples").contains(where: { ownerPids($0).contains(holder.pid) }) else { return nil }
+            return doc
+        }
+        #expect(doc?.string("netns") == label, "no history of \(label): \(daemon.log.text.suffix(2000))")
+        let metrics = daemon.get("/metrics")?.body ?? ""
+        #expect(metrics.split(separator: "\n").contains {
+            $0.hasPrefix("portwatch_port_listening{") && $0.contains("netns=\"\(label)\"") && $0.contains("port=\"8080\"")
+        }, "no series labelled \(label)")
+
+        let cli = runPortwatch(["history", "8080", "--netns", "pid:\(holder.pid)", "--db", daemon.database, "--json"], timeout: 30)
+        #expect(cli.status == 0, "\(cli)")
+        let series = try #require(cli.json()?.objects("history").first)
+        #expect(series.string("netns") == label)
+        #expect(series.objects("samples").contains { ownerPids($0).contains(holder.pid) })
+    }
 }
