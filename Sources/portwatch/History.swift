@@ -40,8 +40,8 @@ struct History: ParsableCommand {
         let store = try HistoryStore.openReadOnly(path: db ?? defaultHistoryPath())
         let now = Date().timeIntervalSince1970
         let protos = spec.protocols(default: [.tcp, .udp])
-        // Asks once whatever the ports: a namespace the history never stored is exit 2, not "no samples".
-        if let namespace { _ = try store.history(MonitoredPort(proto: .tcp, port: 1, namespace: namespace), since: now, until: now, step: nil) }
+        // A namespace the history never stored is exit 2, not "no samples".
+        try store.requireNamespace(namespace)
         let wanted = try store.ports().filter {
             $0.namespace == namespace && protos.contains($0.proto) && spec.contains(port: $0.port, proto: $0.proto)
         }

@@ -27,9 +27,7 @@ public actor InMemoryHistory: HistoryReading, HistoryWriting {
 
     public func history(_ port: MonitoredPort, since: Double, step: Double?) throws -> HistorySeries {
         if let namespace = port.namespace, !samples.keys.contains(where: { $0.namespace == namespace }) {
-            let kept = Set(samples.keys.compactMap(\.namespace)).sorted()
-            throw PortwatchError.usage("no history of network namespace '\(namespace)' (stored: "
-                + (["host"] + kept).joined(separator: ", ") + ")")
+            throw HistoryNamespace.unknown(namespace, stored: Array(Set(samples.keys.compactMap(\.namespace))))
         }
         let raw = (samples[port] ?? []).filter { $0.time >= since }
         guard let step, step > 0 else {

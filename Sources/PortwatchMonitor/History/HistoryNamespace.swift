@@ -43,6 +43,14 @@ public enum HistoryNamespace {
         return text
     }
 
+    /// A namespace the history has no samples of, naming (the first ten of) those it has.
+    static func unknown(_ label: String, stored: [String]) -> PortwatchError {
+        let names = ["host"] + stored.sorted()
+        let more = names.count > 10 ? ", and \(names.count - 10) more" : ""
+        return .usage("no history of network namespace \(shown(label)) (stored: "
+                      + names.prefix(10).joined(separator: ", ") + more + ")")
+    }
+
     /// The value as an error may echo it: quoted, short, without control characters.
     private static func shown(_ text: String) -> String {
         var out = ""

@@ -23,6 +23,12 @@ extension HistoryStore {
         return series
     }
 
+    /// Throws the usage error `history` would for a namespace (a daemon label) the history never
+    /// stored; nil (the daemon's own) always passes.
+    public func requireNamespace(_ label: String?) throws {
+        _ = try read { db in try NamespaceKeys.existing(label, db) }
+    }
+
     private static func series(_ port: MonitoredPort, key: Int64, since: Double, until: Double, step: Double?,
                                _ db: Database) throws -> HistorySeries {
         let marks = try LevelMarks(db)

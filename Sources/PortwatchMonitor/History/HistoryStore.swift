@@ -2,7 +2,8 @@ import Foundation
 import GRDB
 import PortwatchCore
 
-/// The daemon's history: samples per port at three resolutions (raw, 1 min, 1 h), the event log
+/// The daemon's history: samples per port, of its own network namespace and of the others it
+/// watches (each apart: see `StoredPortKey`), at three resolutions (raw, 1 min, 1 h), the event log
 /// and the alert log, in one SQLite file (WAL, so readers never wait for the writer and a
 /// `kill -9` loses at most the transaction being written).
 ///

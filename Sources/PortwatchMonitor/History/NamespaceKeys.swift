@@ -22,9 +22,7 @@ enum NamespaceKeys {
            let id = try Int64.fetchOne(db, sql: "SELECT id FROM netns WHERE label = ?", arguments: [label]) {
             return id
         }
-        let stored = try labels(db).values.sorted()
-        throw PortwatchError.usage("no history of network namespace '\(label)' (stored: "
-            + (["host"] + stored).joined(separator: ", ") + ")")
+        throw HistoryNamespace.unknown(label, stored: Array(try labels(db).values))
     }
 
     /// Every stored label by id.
