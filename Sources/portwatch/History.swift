@@ -22,7 +22,7 @@ struct History: ParsableCommand {
     var db: String?
 
     @Option(name: .long, help: ArgumentHelp(
-        "Network namespace the daemon sampled (its `namespaces:`): host (default, the daemon's own), a name from /run/netns, net:[INODE] or pid:PID.",
+        "A network namespace the daemon watched: host (default: its own), a name from /run/netns, net:[INODE] or pid:PID.",
         valueName: "NAME"))
     var netns: String?
 
