@@ -106,8 +106,8 @@ final class SamplerEngine: @unchecked Sendable {
     private var logged = Set<String>()
     private var repeated: [String: ContinuousClock.Instant] = [:]
     private var lastError: (message: String, at: ContinuousClock.Instant)?
-    /// The other namespaces' sampler, for the selection it was made for.
-    private var namespaceSampler: (selection: NamespaceSelection, sampler: NamespaceSampler)?
+    /// The other namespaces' sampler, for the selection (and capture setting) it was made for.
+    private var namespaceSampler: (selection: NamespaceSelection, capture: Bool, sampler: NamespaceSampler)?
     /// Namespaces sampled at the previous sample (nil before the first), for their events.
     private var knownNamespaces: [UInt64: NetworkNamespace]?
 
@@ -161,13 +161,15 @@ final class SamplerEngine: @unchecked Sendable {
         }
         do throws(PortwatchError) {
             let taken: NamespaceSnapshot
-            if let current = namespaceSampler, current.selection == selection {
+            if let current = namespaceSampler, current.selection == selection, current.capture == settings.capture {
                 taken = try current.sampler.sample()
             } else {
                 let options = SnapshotOptions(query: SocketQuery(), includeOutgoing: false, processes: .owners,
                                               skipOutgoing: true)
-                let made = try NamespaceSampler(options: options, selection: selection)
-                namespaceSampler = (selection, made)
+                // `capture: true` captures inside each namespace too (its UDP traffic and resets
+                // are only seen there).
+                let made = try NamespaceSampler(options: options, selection: selection, capture: settings.capture)
+                namespaceSampler = (selection, settings.capture, made)
                 taken = try made.start()
             }
             note(taken.notes)
