@@ -245,3 +245,64 @@ struct NamespaceCaptureTests {
         }
     }
 }
+
+@Suite("namespaces: the daemon's capture per namespace", .serialized,
+       .enabled(if: TestEnv.isRoot && TestEnv.canCreateNamespaces,
+                "needs root (CAP_SYS_ADMIN to make and enter namespaces, CAP_NET_RAW to capture), ip and python3"))
+struct NamespaceDaemonCaptureTests {
+    /// With `capture: true` and `namespaces: [a, b]`, the UDP traffic of each namespace (which
+    /// only the capture measures) adds up in that namespace's `netns`-labelled counters, exactly.
+    @Test func daemonCapturesInsideEachNamespace() throws {
+        let lab = try CaptureLab(count: 2)
+        defer { lab.destroy() }
+        let dir = try makeTemporaryDirectory("netns-capture")
+        defer { removeTree(dir) }
+        let config = dir + "/portwatch.yml"
+        try "interval: 300ms\ncapture: true\nnamespaces: [\(lab.members.map(\.name).joined(separator: ", "))]\n"
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let daemon = try LiveDaemon(["--config", config], directory: dir)
+        defer { daemon.stop() }
+
+        /// `portwatch_port_NAME{protocol="udp",port=P,netns=NS}`, or nil while the series is missing.
+        func counter(_ name: String, _ ns: String?, in text: String) -> Int? {
+            for line in text.split(separator: "\n") where line.hasPrefix("portwatch_port_\(name){") {
+                guard line.contains("protocol=\"udp\""), line.contains("port=\"\(lab.udpPort)\"") else { continue }
+                let labelled = line.contains("netns=")
+                if let ns, !line.contains("netns=\"\(ns)\"") { continue }
+                if ns == nil && labelled { continue }
+                return line.split(separator: " ").last.flatMap { Double($0) }.map { Int($0) }
+            }
+            return nil
+        }
+        // The daemon watches both namespaces' UDP service before any traffic (its first sample
+        // of a namespace is a baseline).
+        let watching = daemon.within(samples: 40) { () -> Bool? in
+            guard let text = daemon.get("/metrics")?.body else { return nil }
+            return lab.members.allSatisfy { counter("received_bytes_total", $0.name, in: text) != nil } ? true : nil
+        }
+        try #require(watching == true, "no netns series: \(daemon.log.text.suffix(2000))")
+        try lab.traffic()
+        func totals(_ text: String) -> [String: [Int?]] {
+            Dictionary(uniqueKeysWithValues: lab.members.map { m in
+                (m.name, ["received_bytes_total", "sent_bytes_total", "received_packets_total", "sent_packets_total"]
+                    .map { counter($0, m.name, in: text) })
+            })
+        }
+        let expected = Dictionary(uniqueKeysWithValues: lab.members.map { m in
+            (m.name, [m.load.datagrams * m.load.size, m.load.datagrams * m.load.size, m.load.datagrams, m.load.datagrams] as [Int?])
+        })
+        var last: [String: [Int?]] = [:]
+        _ = daemon.within(samples: 40) { () -> Bool? in
+            guard let text = daemon.get("/metrics")?.body else { return nil }
+            last = totals(text)
+            return last == expected ? true : nil
+        }
+        #expect(last == expected, "\(daemon.log.text.suffix(2000))")
+        // A few samples later nothing was counted twice, and the daemon's own namespace has no
+        // series for the port (nothing listens on it there).
+        _ = daemon.within(samples: 3) { () -> Bool? in nil }
+        let text = daemon.get("/metrics")?.body ?? ""
+        #expect(totals(text) == expected)
+        #expect(counter("received_bytes_total", nil, in: text) == nil)
+    }
+}
