@@ -191,7 +191,7 @@ struct TopModel {
         }
         if let report { w.systemErrors(report) } else { w.object("system_errors") { _ in } }
         w.captureMembers(parts.map { ($0.namespace, $0.report) }, kernelDrops: false)
-        w.securityMembers(security)
+        w.securityMembers(parts.map { ($0.namespace, $0.report?.security) })
         var notes: [String] = []
         for part in parts {
             for note in part.snapshot.notes + (part.report?.notes ?? []) + part.notes where !notes.contains(note) { notes.append(note) }
@@ -258,8 +258,11 @@ struct TopModel {
         }
         lines.append(contentsOf: table.render(term).split(separator: "\n", omittingEmptySubsequences: false).map(String.init))
         if all.count > room { lines.append(term.dim("… \(all.count - room) more")) }
-        if let security {
-            let names = security.active.map(\.message)
+        if security != nil {
+            // Each namespace's detections, named by their namespace when several are shown.
+            let names = parts.flatMap { part in
+                (part.report?.security?.active ?? []).map { (tagged ? "\(part.namespace?.label ?? "-"): " : "") + $0.message }
+            }
             let line = "detections: " + (names.isEmpty ? "none" : names.joined(separator: " · "))
             lines.append(names.isEmpty ? truncateLine(line, width) : term.red(truncateLine(line, width)))
         }

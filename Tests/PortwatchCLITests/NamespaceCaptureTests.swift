@@ -306,3 +306,38 @@ struct NamespaceDaemonCaptureTests {
         #expect(counter("received_bytes_total", nil, in: text) == nil)
     }
 }
+
+@Suite("namespaces: detections per namespace", .serialized,
+       .enabled(if: TestEnv.isRoot && TestEnv.canCreateNamespaces && TestEnv.which("nmap") != nil,
+                "needs root, ip, nft, python3 and nmap"))
+struct NamespaceDetectionTests {
+    /// `top --json --all-namespaces --capture` from the host while one namespace scans another
+    /// over a veth pair: exactly one `scan_detected`, tagged with the scanned namespace; the
+    /// scanner's namespace (its own SYNs out) and the host detect nothing.
+    @Test func aScanIsDetectedInTheNamespaceScanned() throws {
+        let lab = try NetnsLab()
+        defer { lab.destroy() }
+        let server = try lab.startServer(["tcp:0.0.0.0:0"], in: lab.server)
+        let open = server.ports[0]
+        let run = try startPortwatchWhenReady(["top", "--json", "--all-namespaces", "--capture", "--interval", "500ms",
+                                               "--iterations", "120"])
+        defer { run.child.kill() }
+        let low = open > 20 ? open - 20 : 1
+        let scan = lab.exec(lab.client, [TestEnv.which("nmap")!, "-sS", "-Pn", "-n", "-T5", "--max-retries", "1",
+                                         "--host-timeout", "60s", "-p", "\(low)-\(low + 40)", lab.serverV4], timeout: 90)
+        #expect(scan.status == 0, "nmap: \(scan.stderr)")
+        var events: [[String: Any]] = []
+        var extra = -1
+        let deadline = monotonic() + 60
+        while extra < 4, monotonic() < deadline, let line = run.child.readLine(timeout: max(0.1, deadline - monotonic())) {
+            let doc = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(line)")
+            events += doc.objects("security_events")
+            if extra >= 0 { extra += 1 } else if events.contains(where: { $0.string("kind") == "scan_detected" }) { extra = 0 }
+        }
+        let scans = events.filter { $0.string("kind") == "scan_detected" && $0.string("phase") == "started" }
+        #expect(scans.count == 1, "\(events)")
+        #expect(scans.first?.string("source") == lab.clientV4)
+        #expect(scans.first?.object("namespace")?.string("name") == lab.server, "\(scans)")
+        #expect(!events.contains { $0.object("namespace")?.string("name") == lab.client }, "\(events)")
+    }
+}

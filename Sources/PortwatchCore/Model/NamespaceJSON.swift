@@ -70,6 +70,28 @@ extension JSONWriter {
     }
 }
 
+extension JSONWriter {
+    /// `"detections"` and `"security_events"` of a view over namespaces (`top --capture` with
+    /// `--netns` or `--all-namespaces`): each namespace's detectors watch its own capture, so
+    /// every detection carries the `namespace` it was seen in (none for a part without one).
+    /// Nulls when no part ran the detectors.
+    public mutating func securityMembers(_ parts: [(namespace: NetworkNamespace?, report: SecurityReport?)]) {
+        let ran = parts.filter { $0.report != nil }
+        guard !ran.isEmpty else { securityMembers(nil); return }
+        func tagged(_ events: (SecurityReport) -> [SecurityEvent]) -> [(NetworkNamespace?, SecurityEvent)] {
+            let all = ran.flatMap { part in events(part.report!).map { (part.namespace, $0) } }
+            return ran.count == 1 ? all : all.sorted { $0.1.time < $1.1.time }
+        }
+        func list(_ events: [(NetworkNamespace?, SecurityEvent)], to w: inout JSONWriter) {
+            for (ns, e) in events {
+                w.write(e) { w in if let ns { w.key("namespace"); w.write(ns) } }
+            }
+        }
+        array("detections") { w in list(tagged(\.active), to: &w) }
+        array("security_events") { w in list(tagged(\.events), to: &w) }
+    }
+}
+
 /// `ports --json` over several namespaces: the same PORT rows, each with its namespace.
 public struct NamespacePortsDocument {
     public var snapshot: NamespaceSnapshot
