@@ -341,3 +341,55 @@ struct NamespaceDetectionTests {
         #expect(!events.contains { $0.object("namespace")?.string("name") == lab.client }, "\(events)")
     }
 }
+
+@Suite("namespaces: the daemon's detections per namespace", .serialized,
+       .enabled(if: TestEnv.isRoot && TestEnv.canCreateNamespaces && TestEnv.which("nmap") != nil,
+                "needs root, ip, nft, python3 and nmap"))
+struct NamespaceDaemonDetectionTests {
+    /// The daemon on the host with `capture: true`, the port-scan detector and
+    /// `namespaces: [client, server]`: one namespace scanning the other is one `scan_detected`
+    /// event with the scanned namespace's `netns`, and it is counted in `/metrics`.
+    @Test func daemonDetectsAScanInTheNamespaceScanned() throws {
+        let lab = try NetnsLab()
+        defer { lab.destroy() }
+        _ = try lab.startServer(["tcp:0.0.0.0:0"], in: lab.server)
+        let dir = try makeTemporaryDirectory("netns-detect")
+        defer { removeTree(dir) }
+        let config = dir + "/portwatch.yml"
+        try """
+            interval: 300ms
+            capture: true
+            namespaces: [\(lab.client), \(lab.server)]
+            detectors:
+              port_scan: {ports: 15, window: 3s}
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let daemon = try LiveDaemon(["--config", config], directory: dir)
+        defer { daemon.stop() }
+        // Both namespaces are sampled (their first sample is their baseline) before the scan.
+        let joined = daemon.within(samples: 40) { () -> Bool? in
+            let text = daemon.get("/metrics")?.body ?? ""
+            return text.split(separator: "\n").contains {
+                $0.hasPrefix("portwatch_port_listening{") && $0.contains("netns=\"\(lab.server)\"")
+            } ? true : nil
+        }
+        try #require(joined == true, "the server namespace was not sampled: \(daemon.log.text.suffix(2000))")
+        _ = daemon.within(samples: 2) { () -> Bool? in nil }
+        let scan = lab.exec(lab.client, [TestEnv.which("nmap")!, "-sS", "-Pn", "-n", "-T5", "--max-retries", "1",
+                                         "--host-timeout", "60s", "-p", "20000-20040", lab.serverV4], timeout: 90)
+        #expect(scan.status == 0, "nmap: \(scan.stderr)")
+        let scans = daemon.within(samples: 40) { () -> [[String: Any]]? in
+            let found = (daemon.get("/api/v1/events?since=1h")?.json?.objects("events") ?? [])
+                .filter { $0.string("kind") == "scan_detected" && $0.string("phase") == "started" }
+            return found.isEmpty ? nil : found
+        } ?? []
+        _ = daemon.within(samples: 3) { () -> Bool? in nil }
+        let all = (daemon.get("/api/v1/events?since=1h")?.json?.objects("events") ?? [])
+            .filter { $0.string("kind") == "scan_detected" && $0.string("phase") == "started" }
+        #expect(scans.count == 1 && all.count == 1, "\(all); \(daemon.log.text.suffix(2000))")
+        #expect(all.first?.string("netns") == lab.server, "\(all)")
+        #expect(all.first?.string("source") == lab.clientV4)
+        #expect(all.first?.string("message")?.hasPrefix("\(lab.server): ") == true, "\(all)")
+        let metrics = daemon.get("/metrics")?.body ?? ""
+        #expect(metrics.contains("portwatch_scan_detected_total{kind=\"syn\"} 1"), "\(metrics.prefix(3000))")
+    }
+}
