@@ -5,8 +5,8 @@ import Glibc
 /// The kernel settings and socket counts portwatch reads beside a dump, for one network
 /// namespace: the ephemeral port range (/proc/sys/net/ipv4/ip_local_port_range), which tells a
 /// client's port from a service's, and /proc/net/sockstat(6), which sizes the dump's buffer.
-/// Both are the namespace's own: /proc/sys/net and /proc/net show the namespace of the thread
-/// that opens them. So the files are opened inside the namespace (on the thread that opens its
+/// Both are the namespace's own: /proc/sys/net shows the namespace of the thread that opens it
+/// (and /proc/thread-self/net that thread's too). So the files are opened inside the namespace (on the thread that opens its
 /// sock_diag socket, see `NamespaceSockets`) and kept; an open file goes on showing that
 /// namespace's values from any thread, so each dump re-reads the current ones without entering
 /// the namespace again. A file that could not be opened falls back to Linux's defaults.
