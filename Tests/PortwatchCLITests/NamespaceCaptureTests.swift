@@ -12,13 +12,14 @@ import Glibc
 #endif
 
 /// Serves UDP (echo) on UDP_PORT and TCP on TCP_PORT (127.0.0.1), prints its pid, and on each
-/// "go" line: sends DATAGRAMS echoed datagrams of SIZE bytes, makes REFUSED connects to
+/// "go" line, from SOURCE (a loopback address of the test's own): sends DATAGRAMS echoed datagrams of SIZE bytes, makes REFUSED connects to
 /// CLOSED_PORT (each SYN answered by a RST), sends UNREACHABLE datagrams to CLOSED_PORT (each
 /// answered by ICMP port unreachable), aborts ABORTS connections to TCP_PORT (SO_LINGER 0: the
 /// client sends a RST), then prints "done".
 private let trafficScript = #"""
 import os, socket, struct, sys
 udp_port, tcp_port, closed, datagrams, size, refused, unreachable, aborts = (int(a) for a in sys.argv[1:9])
+src = sys.argv[9]
 srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 srv.bind(("127.0.0.1", udp_port))
 lst = socket.socket()
@@ -29,7 +30,7 @@ for line in sys.stdin:
     if not line.startswith("go"):
         continue
     cli = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    cli.bind(("127.0.0.1", 0))
+    cli.bind((src, 0))
     for _ in range(datagrams):
         cli.sendto(b"u" * size, ("127.0.0.1", udp_port))
         data, peer = srv.recvfrom(65536)
@@ -38,15 +39,16 @@ for line in sys.stdin:
     cli.close()
     for _ in range(refused):
         try:
-            socket.create_connection(("127.0.0.1", closed), timeout=5).close()
+            socket.create_connection(("127.0.0.1", closed), timeout=5, source_address=(src, 0)).close()
         except ConnectionRefusedError:
             pass
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind((src, 0))
     for _ in range(unreachable):
         probe.sendto(b"?", ("127.0.0.1", closed))
     probe.close()
     for _ in range(aborts):
-        c = socket.create_connection(("127.0.0.1", tcp_port))
+        c = socket.create_connection(("127.0.0.1", tcp_port), source_address=(src, 0))
         s, _ = lst.accept()
         c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         c.close()
@@ -70,6 +72,9 @@ final class CaptureLab: @unchecked Sendable {
         var inode: UInt64
         var child: Child
         var load: CaptureLoad
+        /// The loopback address its traffic comes from: no other test's traffic has it, so the
+        /// host's capture seeing it would be a leak, not a coincidence.
+        var source: String
     }
 
     private static let counter = Counter()
@@ -97,16 +102,17 @@ final class CaptureLab: @unchecked Sendable {
                 guard stat("/run/netns/\(name)", &st) == 0 else { throw SupportError("no /run/netns/\(name)") }
                 // Different amounts per namespace: a count landing in the wrong one shows.
                 let load = CaptureLoad(datagrams: 10 * i + 3, size: 100 + 11 * i, refused: i + 1, unreachable: i, aborts: i)
+                let source = "127.77.\(Int(base) % 250).\(i)"
                 let child = try Child.spawn(ip, ["netns", "exec", name, python, "-u", "-c", trafficScript]
                     + [udpPort, tcpPort, closedPort].map { String($0) }
-                    + [load.datagrams, load.size, load.refused, load.unreachable, load.aborts].map { String($0) },
+                    + [load.datagrams, load.size, load.refused, load.unreachable, load.aborts].map { String($0) } + [source],
                     stdin: .pipe)
                 guard let line = child.readLine(timeout: 20), Int32(line) != nil else {
                     let err = child.drainStderr()
                     child.kill()
                     throw SupportError("traffic child in \(name) did not start: \(err)")
                 }
-                members.append(Member(name: name, inode: UInt64(st.st_ino), child: child, load: load))
+                members.append(Member(name: name, inode: UInt64(st.st_ino), child: child, load: load, source: source))
             }
         } catch {
             destroy()
@@ -182,7 +188,9 @@ struct CapturedTotals: Hashable {
                 resetsReceived += window?.object("errors")?.int("resets_received") ?? 0
             }
         }
-        for hit in doc.objects("closed_port_hits") where mine(hit) && hit.int("port") == Int(lab.closedPort) {
+        let sources = Set(lab.members.map(\.source))
+        for hit in doc.objects("closed_port_hits")
+        where mine(hit) && hit.int("port") == Int(lab.closedPort) && sources.contains(hit.string("source") ?? "") {
             if hit.string("protocol") == "tcp" { refusedHits += hit.int("packets") ?? 0 }
             if hit.string("protocol") == "udp" { unreachableHits += hit.int("packets") ?? 0 }
         }
@@ -332,9 +340,15 @@ struct NamespaceDetectionTests {
         while extra < 4, monotonic() < deadline, let line = run.child.readLine(timeout: max(0.1, deadline - monotonic())) {
             let doc = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(line)")
             events += doc.objects("security_events")
-            if extra >= 0 { extra += 1 } else if events.contains(where: { $0.string("kind") == "scan_detected" }) { extra = 0 }
+            if extra >= 0 { extra += 1 } else if events.contains(where: {
+                $0.string("kind") == "scan_detected" && $0.object("namespace")?.string("name") == lab.server
+            }) { extra = 0 }
         }
-        let scans = events.filter { $0.string("kind") == "scan_detected" && $0.string("phase") == "started" }
+        // Other tests' namespaces are watched too (and may be scanned meanwhile): only this
+        // lab's scanner is ours.
+        let scans = events.filter {
+            $0.string("kind") == "scan_detected" && $0.string("phase") == "started" && $0.string("source") == lab.clientV4
+        }
         #expect(scans.count == 1, "\(events)")
         #expect(scans.first?.string("source") == lab.clientV4)
         #expect(scans.first?.object("namespace")?.string("name") == lab.server, "\(scans)")
@@ -377,14 +391,18 @@ struct NamespaceDaemonDetectionTests {
         let scan = lab.exec(lab.client, [TestEnv.which("nmap")!, "-sS", "-Pn", "-n", "-T5", "--max-retries", "1",
                                          "--host-timeout", "60s", "-p", "20000-20040", lab.serverV4], timeout: 90)
         #expect(scan.status == 0, "nmap: \(scan.stderr)")
+        // The lab's scanner only: the daemon's own namespace is captured too.
+        func ours(_ events: [[String: Any]]) -> [[String: Any]] {
+            events.filter {
+                $0.string("kind") == "scan_detected" && $0.string("phase") == "started" && $0.string("source") == lab.clientV4
+            }
+        }
         let scans = daemon.within(samples: 40) { () -> [[String: Any]]? in
-            let found = (daemon.get("/api/v1/events?since=1h")?.json?.objects("events") ?? [])
-                .filter { $0.string("kind") == "scan_detected" && $0.string("phase") == "started" }
+            let found = ours(daemon.get("/api/v1/events?since=1h")?.json?.objects("events") ?? [])
             return found.isEmpty ? nil : found
         } ?? []
         _ = daemon.within(samples: 3) { () -> Bool? in nil }
-        let all = (daemon.get("/api/v1/events?since=1h")?.json?.objects("events") ?? [])
-            .filter { $0.string("kind") == "scan_detected" && $0.string("phase") == "started" }
+        let all = ours(daemon.get("/api/v1/events?since=1h")?.json?.objects("events") ?? [])
         #expect(scans.count == 1 && all.count == 1, "\(all); \(daemon.log.text.suffix(2000))")
         #expect(all.first?.string("netns") == lab.server, "\(all)")
         #expect(all.first?.string("source") == lab.clientV4)
