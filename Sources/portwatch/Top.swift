@@ -190,8 +190,8 @@ struct TopModel {
             }
         }
         if let report { w.systemErrors(report) } else { w.object("system_errors") { _ in } }
-        w.captureMembers(report, kernelDrops: false)
-        w.securityMembers(security)
+        w.captureMembers(parts.map { ($0.namespace, $0.report) }, kernelDrops: false)
+        w.securityMembers(parts.map { ($0.namespace, $0.report?.security) })
         var notes: [String] = []
         for part in parts {
             for note in part.snapshot.notes + (part.report?.notes ?? []) + part.notes where !notes.contains(note) { notes.append(note) }
@@ -218,9 +218,12 @@ struct TopModel {
         } else {
             lines.append(waiting ? "measuring…" : "")
         }
-        if let report, report.captured {
-            let hits = report.closedPortHits.sorted { $0.value > $1.value }.prefix(4)
-                .map { "\($0.key.port)/\($0.key.proto.rawValue) from \($0.key.source) ×\($0.value)" }
+        if parts.contains(where: { $0.report?.captured == true }) {
+            // Every namespace's capture, each hit named by its namespace when several are shown.
+            let hits = parts.flatMap { part in
+                (part.report?.closedPortHits ?? [:]).map { (tagged ? "\(part.namespace?.label ?? "-") " : "", $0.key, $0.value) }
+            }.sorted { $0.2 > $1.2 }.prefix(4)
+                .map { "\($0.0)\($0.1.port)/\($0.1.proto.rawValue) from \($0.1.source) ×\($0.2)" }
             lines.append(truncateLine("closed-port hits: " + (hits.isEmpty ? "none" : hits.joined(separator: ", ")), width))
         }
         var table = Table((tagged ? [.init(title: "NAMESPACE")] : []) + [
@@ -255,8 +258,11 @@ struct TopModel {
         }
         lines.append(contentsOf: table.render(term).split(separator: "\n", omittingEmptySubsequences: false).map(String.init))
         if all.count > room { lines.append(term.dim("… \(all.count - room) more")) }
-        if let security {
-            let names = security.active.map(\.message)
+        if security != nil {
+            // Each namespace's detections, named by their namespace when several are shown.
+            let names = parts.flatMap { part in
+                (part.report?.security?.active ?? []).map { (tagged ? "\(part.namespace?.label ?? "-"): " : "") + $0.message }
+            }
             let line = "detections: " + (names.isEmpty ? "none" : names.joined(separator: " · "))
             lines.append(names.isEmpty ? truncateLine(line, width) : term.red(truncateLine(line, width)))
         }

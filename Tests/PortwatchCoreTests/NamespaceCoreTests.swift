@@ -107,3 +107,59 @@ func namedNamespaceIsResolvedEnteredAndForgottenWhenDeleted() throws {
     ip(["netns", "delete", name])
     #expect(throws: PortwatchError.self) { try NamespaceEntry.run(in: ns) { () throws(PortwatchError) in () } }
 }
+
+/// Runs `ip netns exec NAME sysctl -qw SETTING`, returning its exit status.
+private func sysctl(in name: String, _ setting: String) -> Int32 {
+    ip(["netns", "exec", name, "sysctl", "-qw", setting])
+}
+
+@Test(.enabled(if: canAddNamespaces, "needs root and ip to add a network namespace"))
+func namespaceSourcesReadTheirOwnNamespacesSettings() throws {
+    let name = "pwc-\(getpid())-sysctl"
+    #expect(ip(["netns", "add", name]) == 0)
+    defer { ip(["netns", "delete", name]) }
+    ip(["-n", name, "link", "set", "lo", "up"])
+    #expect(sysctl(in: name, "net.ipv4.ip_local_port_range=20000 20100") == 0)
+    let ns = try NamespaceDirectory.resolve(name)
+    let sockets = NamespaceSockets()
+    let source = try sockets.sources(for: [ns])[0].get()
+    #expect(source.ephemeralRange == EphemeralRange(20000...20100))
+    // Ours is untouched, and is what a source of our own namespace reports.
+    #expect(try sockets.sources(for: [try #require(NamespaceDirectory.own())])[0].get().ephemeralRange == .system())
+    #expect(EphemeralRange.system() != EphemeralRange(20000...20100))
+
+    // The files opened inside keep showing the namespace: a change there is seen at the next
+    // read, from this thread, which never entered it.
+    #expect(sysctl(in: name, "net.ipv4.ip_local_port_range=21000 21999") == 0)
+    #expect(source.ephemeralRange == EphemeralRange(21000...21999))
+    // A snapshot's classifier judges by that range.
+    let snapshot = try PortSnapshot.take(SnapshotOptions(processes: .none), source: source)
+    #expect(snapshot.classifier.ephemeral == EphemeralRange(21000...21999))
+
+    // Sockets in use there, not here, size the dump: three listeners inside.
+    let settings = try NamespaceEntry.run(in: ns) { () throws(PortwatchError) -> NamespaceKernelSettings in NamespaceKernelSettings() }
+    let empty = settings.socketCountHint
+    let fds = try NamespaceEntry.run(in: ns) { () throws(PortwatchError) -> [Int32] in
+        (0..<3).map { _ in
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            listen(fd, 4)
+            return fd
+        }
+    }
+    defer { for fd in fds { close(fd) } }
+    #expect(settings.socketCountHint == empty + 3)
+}
+
+@Test func ephemeralRangeTextIsParsed() {
+    #expect(EphemeralRange.parse("32768\t60999\n") == EphemeralRange(32768...60999))
+    #expect(EphemeralRange.parse("20000 20100") == EphemeralRange(20000...20100))
+    #expect(EphemeralRange.parse("60999 32768") == nil)
+    #expect(EphemeralRange.parse("1") == nil)
+    #expect(EphemeralRange.parse("a b") == nil)
+    #expect(SockDiagSource.socketCountHint(["TCP: inuse 3 orphan 0 tw 2 alloc 9 mem 1\nUDP: inuse 4 mem 0\n",
+                                            "TCP6: inuse 1\nUDP6: inuse 2\n"]) == 64 + 3 + 2 + 4 + 1 + 2)
+}

@@ -5,15 +5,20 @@ public struct EphemeralRange: Sendable, Hashable {
 
     public init(_ range: ClosedRange<UInt16>) { self.range = range }
 
-    /// The running system's range, or Linux's default 32768-60999 when unreadable.
+    /// The range of portwatch's own network namespace, or Linux's default 32768-60999 when
+    /// unreadable. Another namespace has its own (`NamespaceKernelSettings`).
     public static func system() -> EphemeralRange {
-        if let text = readFileString("/proc/sys/net/ipv4/ip_local_port_range") {
-            let parts = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" })
-            if parts.count == 2, let lo = UInt16(parts[0]), let hi = UInt16(parts[1]), lo <= hi {
-                return EphemeralRange(lo...hi)
-            }
-        }
-        return EphemeralRange(32768...60999)
+        readFileString("/proc/sys/net/ipv4/ip_local_port_range").flatMap(parse) ?? .linuxDefault
+    }
+
+    /// Linux's default range.
+    public static let linuxDefault = EphemeralRange(32768...60999)
+
+    /// The sysctl's text, `LOW<tab>HIGH`; nil when it is not two ordered ports.
+    public static func parse(_ text: String) -> EphemeralRange? {
+        let parts = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" })
+        guard parts.count == 2, let lo = UInt16(parts[0]), let hi = UInt16(parts[1]), lo <= hi else { return nil }
+        return EphemeralRange(lo...hi)
     }
 }
 

@@ -86,7 +86,7 @@ public struct PortSnapshot: Sendable {
         @Sendable func collect() throws(PortwatchError) -> ([SocketRecord], PortClassifier, [PortSummary]) {
             let sockets = try SocketCollector(source: source, query: dumpQuery(options, source: source, memory: memory))
                 .collect().value
-            var classifier = PortClassifier(sockets: sockets, memory: memory)
+            var classifier = PortClassifier(sockets: sockets, ephemeral: source.ephemeralRange, memory: memory)
             if options.query.ports != nil {
                 // A port-filtered dump misses the listeners of other ports, and with them the
                 // knowledge of which side of a connection is the server: ask for all listeners
@@ -177,7 +177,7 @@ public struct PortSnapshot: Sendable {
         listenersQuery.withCounters = false
         listenersQuery.listenersOnly = true
         let listeners = try source.sockets(listenersQuery)
-        guard let filters = serverSideFilters(ephemeral: EphemeralRange.system().range, listeners: listeners,
+        guard let filters = serverSideFilters(ephemeral: source.ephemeralRange.range, listeners: listeners,
                                               memory: memory, protocols: options.query.protocols) else {
             return options.query
         }

@@ -99,7 +99,7 @@ public struct TrafficTracker: Sendable {
 
     /// Sets the baseline: counters already on the sockets now are not part of any window.
     public mutating func start(_ snapshot: PortSnapshot, system: SystemCounters, classifier: PortClassifier? = nil) {
-        let classifier = classifier ?? PortClassifier(sockets: snapshot.sockets)
+        let classifier = classifier ?? snapshot.classifier
         seen.removeAll(keepingCapacity: true)
         seen.reserveCapacity(snapshot.sockets.count)
         generation &+= 1
@@ -142,7 +142,7 @@ public struct TrafficTracker: Sendable {
             return WindowReport(seconds: 0, ports: [:], system: [], eventOverflows: 0,
                                 closedConnectionsCounted: destroyed != nil, notes: [])
         }
-        let classifier = classifier ?? PortClassifier(sockets: snapshot.sockets)
+        let classifier = classifier ?? snapshot.classifier
         generation &+= 1
         var acc = Accumulator()
         var final: [UInt64: SocketRecord] = [:]

@@ -5,7 +5,8 @@ import Synchronization
 
 /// sock_diag sockets opened inside network namespaces, one per namespace, kept while the
 /// namespace lives: a namespace that goes away is dropped, and one that comes back (a new
-/// inode behind the same name) gets a socket of its own.
+/// inode behind the same name) gets a socket of its own. The namespace's kernel settings
+/// (ephemeral port range, socket counts) are opened on the same trip and kept with it.
 public final class NamespaceSockets: Sendable {
     private let cache = Mutex<[UInt64: SharedTransport]>([:])
     private let choice: SocketSourceChoice
@@ -24,12 +25,12 @@ public final class NamespaceSockets: Sendable {
         var failures: [UInt64: PortwatchError] = [:]
         if !missing.isEmpty {
             let opened = NamespaceEntry.forEach(missing) { _ in
-                Result { () throws(SystemCallError) in try NetlinkSocket() }
+                Result { () throws(SystemCallError) in (try NetlinkSocket(), NamespaceKernelSettings()) }
             }
             var fresh: [UInt64: SharedTransport] = [:]
             for (ns, result) in zip(missing, opened) {
                 switch result {
-                case .success(.success(let socket)): fresh[ns.inode] = SharedTransport(socket)
+                case .success(.success(let (socket, settings))): fresh[ns.inode] = SharedTransport(socket, settings: settings)
                 case .success(.failure(let error)): failures[ns.inode] = error.asPortwatchError(needs: "CAP_SYS_ADMIN")
                 case .failure(let error): failures[ns.inode] = error
                 }
@@ -46,7 +47,7 @@ public final class NamespaceSockets: Sendable {
                 // What an abandoned earlier dump left queued is not part of this one.
                 transport.transport.discardPending()
                 return transport.transport
-            })
+            }, kernelSettings: transport.settings)
             return .success(source)
         }
     }
@@ -57,10 +58,14 @@ public final class NamespaceSockets: Sendable {
     }
 }
 
-/// One namespace's sock_diag socket, shared by the dumps of that namespace.
+/// One namespace's sock_diag socket, shared by the dumps of that namespace, and its settings.
 // @unchecked Sendable: the socket is only used by one dump at a time — each namespace's source
 // belongs to one snapshot or one sampler, which dump sequentially.
 final class SharedTransport: @unchecked Sendable {
     let transport: any NetlinkTransport
-    init(_ transport: any NetlinkTransport) { self.transport = transport }
+    let settings: NamespaceKernelSettings
+    init(_ transport: any NetlinkTransport, settings: NamespaceKernelSettings) {
+        self.transport = transport
+        self.settings = settings
+    }
 }

@@ -42,10 +42,15 @@ public protocol SocketSource: Sendable {
     /// What this source cannot tell, for the reader (a fallback's missing counters).
     var notes: [String] { get }
     func sockets(_ query: SocketQuery) throws(PortwatchError) -> [SocketRecord]
+    /// The ephemeral port range of the namespace the sockets come from (client ports are drawn
+    /// from it, so it tells a client's side of a connection from a service's).
+    var ephemeralRange: EphemeralRange { get }
 }
 
 extension SocketSource {
     public var notes: [String] { [] }
+    /// portwatch's own namespace's range, read now.
+    public var ephemeralRange: EphemeralRange { .system() }
 }
 
 /// Which socket source to use: the CLI maps `PORTWATCH_SOCKET_SOURCE` and
@@ -160,13 +165,19 @@ public struct SockDiagSource: SocketSource {
     /// Whether the kernel serves the one-walk TCPDIAG_GETSOCK request (a test can say no, to
     /// check the per-family path against it).
     public var oneWalkTCP: Bool
+    /// Another namespace's settings and socket counts, read from files opened inside it; nil
+    /// reads portwatch's own namespace's.
+    public var kernelSettings: NamespaceKernelSettings?
 
     public init(recordTo: String? = nil, openNetlink: @escaping NetlinkOpener = NetlinkSocket.sockDiag,
-                oneWalkTCP: Bool = true) {
+                oneWalkTCP: Bool = true, kernelSettings: NamespaceKernelSettings? = nil) {
         self.recordTo = recordTo
         self.openNetlink = openNetlink
         self.oneWalkTCP = oneWalkTCP
+        self.kernelSettings = kernelSettings
     }
+
+    public var ephemeralRange: EphemeralRange { kernelSettings?.ephemeralRange ?? .system() }
 
     public func sockets(_ query: SocketQuery) throws(PortwatchError) -> [SocketRecord] {
         do {
@@ -198,7 +209,8 @@ public struct SockDiagSource: SocketSource {
         var records: [SocketRecord] = []
         // Room for every socket up front (an unfiltered dump of 100,000 sockets would otherwise
         // regrow and copy the array a dozen times).
-        records.reserveCapacity(query.ports == nil && !query.listenersOnly ? Self.socketCountHint() : 1024)
+        records.reserveCapacity(query.ports == nil && !query.listenersOnly
+                                ? kernelSettings?.socketCountHint ?? Self.socketCountHint() : 1024)
         // One reusable buffer; the kernel hands out at most ~32 KiB per datagram.
         var buffer = [UInt8](repeating: 0, count: 256 * 1024)
         var sequence: UInt32 = 1
@@ -280,9 +292,13 @@ public struct SockDiagSource: SocketSource {
 
     /// TCP (including TIME_WAIT) and UDP sockets in use, from /proc/net/sockstat and sockstat6.
     static func socketCountHint() -> Int {
+        socketCountHint(["/proc/net/sockstat", "/proc/net/sockstat6"].compactMap { readFileString($0, limit: 4096) })
+    }
+
+    /// The same count from the files' texts (another namespace's, see `NamespaceKernelSettings`).
+    static func socketCountHint(_ texts: [String]) -> Int {
         var total = 64
-        for file in ["/proc/net/sockstat", "/proc/net/sockstat6"] {
-            guard let text = readFileString(file, limit: 4096) else { continue }
+        for text in texts {
             for line in text.split(separator: "\n") where line.hasPrefix("TCP") || line.hasPrefix("UDP:") || line.hasPrefix("UDP6:") {
                 let words = line.split(separator: " ")
                 for (i, word) in words.enumerated() where (word == "inuse" || word == "tw") && i + 1 < words.count {

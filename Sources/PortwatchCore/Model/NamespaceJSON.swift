@@ -36,6 +36,62 @@ extension JSONWriter {
     }
 }
 
+extension JSONWriter {
+    /// `"closed_port_hits"` of a view over namespaces (`top`, `ports --sample` with `--netns` or
+    /// `--all-namespaces`): each namespace's capture is its own, so every hit carries the
+    /// `namespace` it was seen in (none for a part without one), busiest first; with
+    /// `kernelDrops`, `"capture_kernel_drops"` summed over the namespaces. Null when no part
+    /// captured packets.
+    public mutating func captureMembers(_ parts: [(namespace: NetworkNamespace?, report: WindowReport?)],
+                                        kernelDrops: Bool = true) {
+        let captured = parts.filter { $0.report?.captured == true }
+        guard !captured.isEmpty else { nullField("closed_port_hits"); return }
+        var hits: [(namespace: NetworkNamespace?, key: ClosedPortKey, packets: UInt64)] = []
+        for part in captured {
+            for (key, packets) in part.report!.closedPortHits { hits.append((part.namespace, key, packets)) }
+        }
+        hits.sort { a, b in
+            if a.packets != b.packets { return a.packets > b.packets }
+            if a.key != b.key { return a.key < b.key }
+            return (a.namespace?.inode ?? 0) < (b.namespace?.inode ?? 0)
+        }
+        array("closed_port_hits") { w in
+            for hit in hits {
+                w.beginObject()
+                w.field("protocol", hit.key.proto.rawValue)
+                w.field("port", hit.key.port)
+                w.key("source"); w.asciiString(hit.key.source.description)
+                w.field("packets", hit.packets)
+                if let ns = hit.namespace { w.key("namespace"); w.write(ns) }
+                w.endObject()
+            }
+        }
+        if kernelDrops { field("capture_kernel_drops", captured.reduce(UInt64(0)) { $0 &+ $1.report!.captureKernelDrops }) }
+    }
+}
+
+extension JSONWriter {
+    /// `"detections"` and `"security_events"` of a view over namespaces (`top --capture` with
+    /// `--netns` or `--all-namespaces`): each namespace's detectors watch its own capture, so
+    /// every detection carries the `namespace` it was seen in (none for a part without one).
+    /// Nulls when no part ran the detectors.
+    public mutating func securityMembers(_ parts: [(namespace: NetworkNamespace?, report: SecurityReport?)]) {
+        let ran = parts.filter { $0.report != nil }
+        guard !ran.isEmpty else { securityMembers(nil); return }
+        func tagged(_ events: (SecurityReport) -> [SecurityEvent]) -> [(NetworkNamespace?, SecurityEvent)] {
+            let all = ran.flatMap { part in events(part.report!).map { (part.namespace, $0) } }
+            return ran.count == 1 ? all : all.sorted { $0.1.time < $1.1.time }
+        }
+        func list(_ events: [(NetworkNamespace?, SecurityEvent)], to w: inout JSONWriter) {
+            for (ns, e) in events {
+                w.write(e) { w in if let ns { w.key("namespace"); w.write(ns) } }
+            }
+        }
+        array("detections") { w in list(tagged(\.active), to: &w) }
+        array("security_events") { w in list(tagged(\.events), to: &w) }
+    }
+}
+
 /// `ports --json` over several namespaces: the same PORT rows, each with its namespace.
 public struct NamespacePortsDocument {
     public var snapshot: NamespaceSnapshot
@@ -66,7 +122,10 @@ public struct NamespacePortsDocument {
         }
         w.field("source", parts.first?.snapshot.source ?? "sock_diag")
         w.field("taken_at", double: parts.first?.snapshot.takenAt ?? 0)
-        if let seconds = parts.compactMap({ $0.report?.seconds }).first { w.field("window_seconds", double: seconds) }
+        if let seconds = parts.compactMap({ $0.report?.seconds }).first {
+            w.field("window_seconds", double: seconds)
+            w.captureMembers(parts.map { ($0.namespace, $0.report) })
+        }
         var all = notes
         for note in snapshot.notes + parts.flatMap({ $0.snapshot.notes + ($0.report?.notes ?? []) }) where !all.contains(note) {
             all.append(note)

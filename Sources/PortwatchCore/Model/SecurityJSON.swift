@@ -3,8 +3,9 @@
 
 extension JSONWriter {
     /// `{"kind", "phase", "time", "since", "source", "scan_kind", "protocol", "port",
-    /// "ports_touched", "first_port", "last_port", "rate", "count", "sources", "reasons", "message"}`.
-    public mutating func write(_ e: SecurityEvent) {
+    /// "ports_touched", "first_port", "last_port", "rate", "count", "sources", "reasons", "message"}`;
+    /// `members` adds more before the object closes (the namespace of a multi-namespace view).
+    public mutating func write(_ e: SecurityEvent, members: (inout JSONWriter) -> Void = { _ in }) {
         beginObject()
         field("kind", e.kind.rawValue)
         field("phase", e.phase.rawValue)
@@ -29,6 +30,7 @@ extension JSONWriter {
         }
         strings("reasons", e.reasons)
         field("message", e.message)
+        members(&self)
         endObject()
     }
 

@@ -21,8 +21,10 @@ extension EventKind {
 extension MonitorEvent {
     /// A detection as an event: `phase`, `source`, `scan_kind`, `ports_touched`, `first_port`,
     /// `last_port`, `rate`, `count`, `sources` (`address=count,...`), `reasons` (`; `-separated)
-    /// and `since` in the details, as the history stores them (JSON renders them typed).
-    public init(_ e: SecurityEvent) {
+    /// and `since` in the details, as the history stores them (JSON renders them typed). A
+    /// detection in another network namespace adds `netns` and `netns_inode`, and its message
+    /// starts with the namespace's label.
+    public init(_ e: SecurityEvent, namespace: NetworkNamespace? = nil) {
         var details: [String: String] = ["phase": e.phase.rawValue, "since_timestamp": String(e.since)]
         if let v = e.source { details["source"] = v.description }
         if let v = e.scanKind { details["scan_kind"] = v.rawValue }
@@ -33,15 +35,20 @@ extension MonitorEvent {
         if let v = e.count { details["count"] = String(v) }
         if !e.sources.isEmpty { details["sources"] = e.sources.map { "\($0.address)=\($0.count)" }.joined(separator: ",") }
         if !e.reasons.isEmpty { details["reasons"] = e.reasons.joined(separator: "; ") }
-        self.init(time: e.time, kind: EventKind(e.kind), proto: e.proto, port: e.port, message: e.message, details: details)
+        if let namespace {
+            details["netns"] = namespace.label
+            details["netns_inode"] = String(namespace.inode)
+        }
+        self.init(time: e.time, kind: EventKind(e.kind), proto: e.proto, port: e.port,
+                  message: namespace.map { "\($0.label): \(e.message)" } ?? e.message, details: details)
     }
 }
 
 extension Alert {
     /// A detection as an alert of the rule named like its event kind: firing when it starts,
     /// resolved when it ends. `metric`/`value`: ports touched (scans), SYNs or drops per second
-    /// (floods), attempts per second (storms).
-    public init(_ e: SecurityEvent, thresholds: DetectorSettings, instance: String) {
+    /// (floods), attempts per second (storms). In another namespace the message names it.
+    public init(_ e: SecurityEvent, thresholds: DetectorSettings, instance: String, namespace: NetworkNamespace? = nil) {
         let (metric, value, threshold): (String, Double, Double?)
         switch e.kind {
         case .scanDetected:
@@ -54,6 +61,6 @@ extension Alert {
         }
         self.init(rule: e.kind.rawValue, state: e.phase == .started ? .firing : .resolved, severity: "warning",
                   proto: e.proto, port: e.port, metric: metric, value: value, threshold: threshold,
-                  since: e.time, message: e.message, instance: instance)
+                  since: e.time, message: namespace.map { "\($0.label): \(e.message)" } ?? e.message, instance: instance)
     }
 }

@@ -106,8 +106,9 @@ final class SamplerEngine: @unchecked Sendable {
     private var logged = Set<String>()
     private var repeated: [String: ContinuousClock.Instant] = [:]
     private var lastError: (message: String, at: ContinuousClock.Instant)?
-    /// The other namespaces' sampler, for the selection it was made for.
-    private var namespaceSampler: (selection: NamespaceSelection, sampler: NamespaceSampler)?
+    /// The other namespaces' sampler, for the selection (and capture setting) it was made for.
+    private var namespaceSampler: (selection: NamespaceSelection, capture: Bool, detectors: DetectorSettings?,
+                                   sampler: NamespaceSampler)?
     /// Namespaces sampled at the previous sample (nil before the first), for their events.
     private var knownNamespaces: [UInt64: NetworkNamespace]?
 
@@ -161,13 +162,17 @@ final class SamplerEngine: @unchecked Sendable {
         }
         do throws(PortwatchError) {
             let taken: NamespaceSnapshot
-            if let current = namespaceSampler, current.selection == selection {
+            if let current = namespaceSampler, current.selection == selection, current.capture == settings.capture,
+               current.detectors == settings.detectors {
                 taken = try current.sampler.sample()
             } else {
                 let options = SnapshotOptions(query: SocketQuery(), includeOutgoing: false, processes: .owners,
                                               skipOutgoing: true)
-                let made = try NamespaceSampler(options: options, selection: selection)
-                namespaceSampler = (selection, made)
+                // `capture: true` captures inside each namespace too (its UDP traffic, resets and
+                // scans are only seen there), and each namespace runs its own detectors.
+                let made = try NamespaceSampler(options: options, selection: selection, capture: settings.capture,
+                                                detectors: settings.detectors)
+                namespaceSampler = (selection, settings.capture, settings.detectors, made)
                 taken = try made.start()
             }
             note(taken.notes)

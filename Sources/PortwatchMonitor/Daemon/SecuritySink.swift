@@ -39,10 +39,17 @@ public actor SecuritySink: SampleSink {
     public func apply(_ config: MonitorConfig) { thresholds = config.detectors.thresholds }
 
     public func consume(_ latest: LatestSample) async {
-        guard let found = latest.report?.security?.events, !found.isEmpty else { return }
-        let events = found.map(MonitorEvent.init)
-        let alerts = found.map { Alert($0, thresholds: thresholds, instance: instance) }
-        for e in found { logger.warning("\(e.message)") }
+        // The daemon's own namespace, then each other one watched (`namespaces:`), whose
+        // detectors saw its own capture.
+        var tagged: [(event: SecurityEvent, namespace: NetworkNamespace?)] = (latest.report?.security?.events ?? []).map { ($0, nil) }
+        for part in latest.namespaceParts {
+            tagged += (part.report?.security?.events ?? []).map { ($0, part.namespace) }
+        }
+        guard !tagged.isEmpty else { return }
+        let found = tagged.map(\.event)
+        let events = tagged.map { MonitorEvent($0.event, namespace: $0.namespace) }
+        let alerts = tagged.map { Alert($0.event, thresholds: thresholds, instance: instance, namespace: $0.namespace) }
+        for e in events { logger.warning("\(e.message)") }
         await outputs.publish(events)
         await outputs.record(events, alerts)
         await outputs.notify(alerts)
