@@ -166,7 +166,7 @@ final class SamplerEngine: @unchecked Sendable {
             } else {
                 let options = SnapshotOptions(query: SocketQuery(), includeOutgoing: false, processes: .owners,
                                               skipOutgoing: true)
-                let made = try NamespaceSampler(options: options, selection: selection)
+                let made = try NamespaceSampler(options: options, selection: selection, reuseQuietDumps: true)
                 namespaceSampler = (selection, made)
                 taken = try made.start()
             }
@@ -215,7 +215,7 @@ final class SamplerEngine: @unchecked Sendable {
         if capture {
             do throws(PortwatchError) {
                 made = try Sampler(options: options, source: source, closedConnections: true, capture: true,
-                                   detectors: detectors)
+                                   detectors: detectors, reuseQuietDumps: true)
             } catch {
                 logOnce("packet capture unavailable (needs root or CAP_NET_RAW): \(error.message); "
                         + "UDP traffic per port and closed-port hits are not measured")
@@ -228,7 +228,7 @@ final class SamplerEngine: @unchecked Sendable {
         } else {
             // SYN floods are still judged from counters; scans and storms need the packets.
             sampler = try Sampler(options: options, source: source, closedConnections: true, capture: false,
-                                  detectors: detectors)
+                                  detectors: detectors, reuseQuietDumps: true)
         }
         if let reason = sampler.eventsUnavailable {
             logOnce("destroy events unavailable (needs root or CAP_NET_ADMIN): \(reason); "
