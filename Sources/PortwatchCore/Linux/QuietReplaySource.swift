@@ -26,8 +26,12 @@ public final class QuietReplaySource: SocketSource, @unchecked Sendable {
     public let inner: any SocketSource
     /// Longest time a walk's records are reused.
     public let maxAge: Double
-    /// The TCP fingerprint read just before the next dump; nil forces a walk.
-    public var fingerprint: [Int64]?
+    /// The TCP fingerprint read just before the next dump; nil forces a walk. Setting it
+    /// starts a new snapshot.
+    public var fingerprint: [Int64]? { didSet { listeners = nil } }
+    /// The listeners dumped for this snapshot (its listeners-only dump, asked with counters),
+    /// so that a replay need not dump them again.
+    private var listeners: (query: SocketQuery, records: [SocketRecord])?
     private var walked: (fingerprint: [Int64], query: SocketQuery, tcp: [SocketRecord], at: Double)?
     /// Dumps answered from the last walk (for tests and benchmarks).
     public private(set) var replays = 0
@@ -43,16 +47,22 @@ public final class QuietReplaySource: SocketSource, @unchecked Sendable {
     public var notes: [String] { inner.notes }
 
     public func sockets(_ query: SocketQuery) throws(PortwatchError) -> [SocketRecord] {
-        guard !query.listenersOnly, query.protocols.contains(.tcp) else { return try inner.sockets(query) }
+        if query.listenersOnly {
+            guard fingerprint != nil else { return try inner.sockets(query) }
+            // With counters (a listener's drops and queues), so that a replay can use them.
+            var asked = query
+            asked.withCounters = true
+            let records = try inner.sockets(asked)
+            listeners = (query, records)
+            return records
+        }
+        guard query.protocols.contains(.tcp) else { return try inner.sockets(query) }
         let now = monotonicSeconds()
         if let fingerprint, let last = walked, last.fingerprint == fingerprint, last.query == query,
            now - last.at < maxAge {
             var records: [SocketRecord] = []
             if query.states & (1 << UInt32(SocketState.listen.rawValue)) != 0 {
-                var listeners = query
-                listeners.protocols = [.tcp]
-                listeners.listenersOnly = true
-                records = try inner.sockets(listeners)
+                records = try tcpListeners(query)
             }
             records.append(contentsOf: last.tcp)
             if query.protocols.contains(.udp) {
@@ -71,6 +81,25 @@ public final class QuietReplaySource: SocketSource, @unchecked Sendable {
             walked = nil
         }
         return all
+    }
+
+    /// The TCP listeners `query` would dump: this snapshot's listeners-only dump when it asked
+    /// the same families with no port filter (the port filter is applied here, as the kernel
+    /// would), else a dump of the listening table.
+    private func tcpListeners(_ query: SocketQuery) throws(PortwatchError) -> [SocketRecord] {
+        if let (asked, records) = listeners, asked.families == query.families, asked.ports == nil,
+           asked.protocols.contains(.tcp) {
+            let filter = query.ports?[.tcp]
+            return records.filter { r in
+                guard r.proto == .tcp && r.state == .listen else { return false }
+                guard let filter else { return true }
+                return filter.local.contains { $0.contains(r.local.port) } || filter.peer.contains { $0.contains(r.peer.port) }
+            }
+        }
+        var listening = query
+        listening.protocols = [.tcp]
+        listening.listenersOnly = true
+        return try inner.sockets(listening)
     }
 
     private func monotonicSeconds() -> Double {

@@ -251,7 +251,8 @@ public struct SystemCounters: Sendable, Hashable {
 /// by a thread inside another namespace go on reporting that namespace from any thread, so a
 /// sampler of many namespaces reads their counters without entering any of them again.
 // @unchecked Sendable: the descriptors are immutable after init; each read rewinds and reads
-// its own descriptor, and a sampler (the only user) reads from one task at a time.
+// its own descriptor, and a sampler (the only user, also of `lastNetstat`) reads from one task
+// at a time.
 final class SystemCounterFiles: @unchecked Sendable {
     private let root: String
     private let snmp: OwnedDescriptor?
@@ -259,6 +260,8 @@ final class SystemCounterFiles: @unchecked Sendable {
     private let snmp6: OwnedDescriptor?
     private let sockstat: OwnedDescriptor?
     private let sockstat6: OwnedDescriptor?
+    /// snmp's Tcp counters and netstat's wanted counters at the last netstat read.
+    private var lastNetstat: (tcp: [String: Int64], values: [String: Int64], at: Double)?
 
     /// Opens the files under `root` (`/proc/thread-self/net` inside another namespace); a file
     /// that cannot be opened is reported missing at each read.
@@ -275,12 +278,29 @@ final class SystemCounterFiles: @unchecked Sendable {
     func collect() -> Collected<SystemCounters> {
         var out = SystemCounters()
         var missing: [String] = []
-        for (name, file) in [("snmp", snmp), ("netstat", netstat)] {
-            if let bytes = Self.reread(file) {
-                SystemCounters.parseWantedPairs(bytes, into: &out.values)
-            } else {
-                missing.append("\(root)/\(name)")
-            }
+        if let bytes = Self.reread(snmp) {
+            SystemCounters.parseWantedPairs(bytes, into: &out.values)
+        } else {
+            missing.append("\(root)/snmp")
+        }
+        // netstat's TCP counters (listen drops, SYN cookies, timeouts) only move with a segment,
+        // and every segment moves snmp's Tcp line: while that line stands still, so do they
+        // (read again at least every 15 s all the same: a timeout whose retransmission the
+        // host failed to send moves no Tcp counter).
+        let tcp = out.values.filter { $0.key.hasPrefix("Tcp.") }
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        let now = Double(ts.tv_sec)
+        if let last = lastNetstat, !tcp.isEmpty, last.tcp == tcp, now - last.at < 15 {
+            out.values.merge(last.values) { a, _ in a }
+        } else if let bytes = Self.reread(netstat) {
+            var values: [String: Int64] = [:]
+            SystemCounters.parseWantedPairs(bytes, into: &values)
+            out.values.merge(values) { a, _ in a }
+            lastNetstat = tcp.isEmpty ? nil : (tcp, values, now)
+        } else {
+            missing.append("\(root)/netstat")
+            lastNetstat = nil
         }
         if let bytes = Self.reread(snmp6) { SystemCounters.parseWantedSnmp6(bytes, into: &out.values) }
         for file in [sockstat, sockstat6] {
