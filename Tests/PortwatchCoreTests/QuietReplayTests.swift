@@ -14,6 +14,32 @@ private let ipTool = findExecutable("ip")
 private let daemonOptions = SnapshotOptions(query: SocketQuery(), includeOutgoing: false, processes: .none,
                                             skipOutgoing: true)
 
+/// A UDP socket on 127.0.0.1:`port`, connected to 127.0.0.1:`peer` when given; nil on failure.
+private func udpSocket(port: UInt16, peer: UInt16? = nil) -> Int32? {
+    let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    func address(_ p: UInt16) -> sockaddr_in {
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_port = p.bigEndian
+        sin.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        return sin
+    }
+    var local = address(port)
+    let bound = withUnsafePointer(to: &local) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    var ok = bound == 0
+    if ok, let peer {
+        var remote = address(peer)
+        ok = withUnsafePointer(to: &remote) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+    }
+    if !ok { close(fd); return nil }
+    return fd
+}
+
 /// Every socket of a snapshot, comparable as a set.
 private func records(_ snapshot: PortSnapshot) -> Set<SocketRecord> { Set(snapshot.sockets) }
 
@@ -46,6 +72,14 @@ struct QuietReplayTests {
         }
         let held = try #require(made)
         defer { for s in held { s.close() } }
+        // UDP: a bound service socket and a connected one on another service port (a replay
+        // takes UDP from a fresh dump of its own and must filter it as the kernel does).
+        let udp = try NamespaceEntry.run(in: ns) { () throws(PortwatchError) -> [Int32]? in
+            guard let a = udpSocket(port: 2_002), let b = udpSocket(port: 2_003, peer: 2_002) else { return nil }
+            return [a, b]
+        }
+        let udpFds = try #require(udp)
+        defer { for fd in udpFds { close(fd) } }
         let (client, server) = (held[1], held[2])
 
         let sockets = NamespaceSockets()
@@ -63,6 +97,8 @@ struct QuietReplayTests {
         // The service's side of each connection (clients are outgoing: the daemon skips them).
         #expect(quiet.sockets.filter { $0.state == .established && $0.local.port == servicePort }.count == 3)
         #expect(quietReport.ports[PortKey.local(.tcp, servicePort)]?.traffic.bytesReceived ?? 0 == 0)
+        #expect(quiet.sockets.contains { $0.proto == .udp && $0.local.port == 2_002 && $0.isListening })
+        #expect(quiet.sockets.contains { $0.proto == .udp && $0.local.port == 2_003 && $0.peer.port == 2_002 })
 
         // 1,000 bytes each way on one connection: walked again, and counted exactly.
         try client.sendAll(1_000)

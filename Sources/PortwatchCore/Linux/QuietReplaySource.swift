@@ -31,7 +31,7 @@ public final class QuietReplaySource: SocketSource, @unchecked Sendable {
     public var fingerprint: [Int64]? { didSet { listeners = nil } }
     /// The listeners dumped for this snapshot (its listeners-only dump, asked with counters),
     /// so that a replay need not dump them again.
-    private var listeners: (query: SocketQuery, records: [SocketRecord])?
+    private var listeners: (query: SocketQuery, records: [SocketRecord], udp: [SocketRecord]?)?
     private var walked: (fingerprint: [Int64], query: SocketQuery, tcp: [SocketRecord], at: Double)?
     /// Dumps answered from the last walk (for tests and benchmarks).
     public private(set) var replays = 0
@@ -47,29 +47,41 @@ public final class QuietReplaySource: SocketSource, @unchecked Sendable {
     public var notes: [String] { inner.notes }
 
     public func sockets(_ query: SocketQuery) throws(PortwatchError) -> [SocketRecord] {
+        let now = monotonicSeconds()
         if query.listenersOnly {
             guard fingerprint != nil else { return try inner.sockets(query) }
-            // With counters (a listener's drops and queues), so that a replay can use them.
-            var asked = query
-            asked.withCounters = true
-            let records = try inner.sockets(asked)
-            listeners = (query, records)
+            // With counters (a listener's drops and queues), so that a replay can use them; and
+            // when this snapshot will replay, UDP whole (few sockets, and one walk of the UDP
+            // table instead of two: the replay takes its UDP sockets from here).
+            var tcp = query
+            tcp.protocols = query.protocols.intersection([.tcp])
+            tcp.withCounters = true
+            var records = tcp.protocols.isEmpty ? [] : try inner.sockets(tcp)
+            var udp: [SocketRecord]? = nil
+            if query.protocols.contains(.udp) {
+                var all = query
+                all.protocols = [.udp]
+                all.listenersOnly = false
+                all.withCounters = true
+                if willReplay(now: now) {
+                    udp = try inner.sockets(all)
+                    records.append(contentsOf: udp!.filter(\.isListening))
+                } else {
+                    all.listenersOnly = true
+                    records.append(contentsOf: try inner.sockets(all))
+                }
+            }
+            listeners = (query, records, udp)
             return records
         }
         guard query.protocols.contains(.tcp) else { return try inner.sockets(query) }
-        let now = monotonicSeconds()
-        if let fingerprint, let last = walked, last.fingerprint == fingerprint, last.query == query,
-           now - last.at < maxAge {
+        if willReplay(now: now), let last = walked, last.query == query {
             var records: [SocketRecord] = []
             if query.states & (1 << UInt32(SocketState.listen.rawValue)) != 0 {
                 records = try tcpListeners(query)
             }
             records.append(contentsOf: last.tcp)
-            if query.protocols.contains(.udp) {
-                var udp = query
-                udp.protocols = [.udp]
-                records.append(contentsOf: try inner.sockets(udp))
-            }
+            if query.protocols.contains(.udp) { records.append(contentsOf: try udpSockets(query)) }
             replays += 1
             return records
         }
@@ -83,23 +95,50 @@ public final class QuietReplaySource: SocketSource, @unchecked Sendable {
         return all
     }
 
-    /// The TCP listeners `query` would dump: this snapshot's listeners-only dump when it asked
-    /// the same families with no port filter (the port filter is applied here, as the kernel
-    /// would), else a dump of the listening table.
+    /// Whether this snapshot's TCP dump will be answered from the last walk (its query aside).
+    private func willReplay(now: Double) -> Bool {
+        guard let fingerprint, let last = walked else { return false }
+        return last.fingerprint == fingerprint && now - last.at < maxAge
+    }
+
+    /// Whether `r` passes a dump's port filter, as the kernel's filter decides.
+    private static func passes(_ r: SocketRecord, _ filter: PortFilter?) -> Bool {
+        guard let filter else { return true }
+        return filter.local.contains { $0.contains(r.local.port) } || filter.peer.contains { $0.contains(r.peer.port) }
+    }
+
+    /// Whether this snapshot's listeners-only dump can stand for `query`'s (same families and
+    /// states, no port filter of its own).
+    private func sameListing(_ asked: SocketQuery, _ query: SocketQuery) -> Bool {
+        asked.families == query.families && asked.ports == nil && asked.states == query.states
+    }
+
+    /// The TCP listeners `query` would dump: this snapshot's listeners-only dump when it can
+    /// stand for it (the port filter applied here, as the kernel would), else a dump of the
+    /// listening table.
     private func tcpListeners(_ query: SocketQuery) throws(PortwatchError) -> [SocketRecord] {
-        if let (asked, records) = listeners, asked.families == query.families, asked.ports == nil,
-           asked.protocols.contains(.tcp) {
+        if let (asked, records, _) = listeners, sameListing(asked, query), asked.protocols.contains(.tcp) {
             let filter = query.ports?[.tcp]
-            return records.filter { r in
-                guard r.proto == .tcp && r.state == .listen else { return false }
-                guard let filter else { return true }
-                return filter.local.contains { $0.contains(r.local.port) } || filter.peer.contains { $0.contains(r.peer.port) }
-            }
+            if query.ports != nil && filter == nil { return [] }
+            return records.filter { $0.proto == .tcp && $0.state == .listen && Self.passes($0, filter) }
         }
         var listening = query
         listening.protocols = [.tcp]
         listening.listenersOnly = true
         return try inner.sockets(listening)
+    }
+
+    /// The UDP sockets `query` would dump: this snapshot's whole UDP dump, filtered, when there
+    /// is one; else a dump.
+    private func udpSockets(_ query: SocketQuery) throws(PortwatchError) -> [SocketRecord] {
+        if let (asked, _, udp) = listeners, let udp, sameListing(asked, query) {
+            let filter = query.ports?[.udp]
+            if query.ports != nil && filter == nil { return [] }
+            return udp.filter { Self.passes($0, filter) }
+        }
+        var all = query
+        all.protocols = [.udp]
+        return try inner.sockets(all)
     }
 
     private func monotonicSeconds() -> Double {

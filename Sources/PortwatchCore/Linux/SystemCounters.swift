@@ -95,20 +95,34 @@ public struct SystemCounters: Sendable, Hashable {
             if start < buf.count { lines.append(start..<buf.count) }
             var i = 0
             while i + 1 < lines.count {
-                let names = tokens(buf, lines[i])
+                // The group ends the first token ("Tcp:"); groups not wanted are skipped whole.
+                let line = lines[i]
+                var colon = line.lowerBound
+                while colon < line.upperBound && buf[colon] != UInt8(ascii: ":") && buf[colon] != UInt8(ascii: " ") { colon += 1 }
+                guard colon < line.upperBound, buf[colon] == UInt8(ascii: ":"), colon > line.lowerBound else {
+                    i += 1
+                    continue
+                }
+                let group = string(buf, line.lowerBound..<colon)
+                guard let groupNames = wanted[group] else {
+                    // Skipped with its values line when that line is the same group's.
+                    let next = lines[i + 1]
+                    let head = line.lowerBound...colon
+                    let paired = next.count > head.count
+                        && zip(head, next.lowerBound...).allSatisfy { buf[$0] == buf[$1] }
+                    i += paired ? 2 : 1
+                    continue
+                }
+                let names = tokens(buf, line)
                 let values = tokens(buf, lines[i + 1])
-                guard let first = names.first, first.count > 1, buf[first.upperBound - 1] == UInt8(ascii: ":"),
-                      let vfirst = values.first, names.count == values.count,
+                guard let first = names.first, let vfirst = values.first, names.count == values.count,
                       equal(buf, first, vfirst) else {
                     i += 1
                     continue
                 }
-                let group = string(buf, first.lowerBound..<(first.upperBound - 1))
-                if let names2 = wanted[group] {
-                    for (name, value) in zip(names.dropFirst(), values.dropFirst()) {
-                        let n = string(buf, name)
-                        if names2.contains(n), let v = integer(buf, value) { out["\(group).\(n)"] = v }
-                    }
+                for (name, value) in zip(names.dropFirst(), values.dropFirst()) {
+                    let n = string(buf, name)
+                    if groupNames.contains(n), let v = integer(buf, value) { out["\(group).\(n)"] = v }
                 }
                 i += 2
             }
@@ -120,12 +134,14 @@ public struct SystemCounters: Sendable, Hashable {
         guard let names = wanted["Udp6"] else { return }
         bytes.withUnsafeBufferPointer { buf in
             var start = 0
+            let prefix: [UInt8] = Array("Udp6".utf8)
             for i in 0...buf.count where i == buf.count || buf[i] == UInt8(ascii: "\n") {
-                let parts = tokens(buf, start..<i)
+                let line = start..<i
                 start = i + 1
-                // Only the Udp6 lines are wanted: "Udp6" then the name.
-                guard parts.count == 2, parts[0].count > 4, buf[parts[0].lowerBound] == UInt8(ascii: "U"),
-                      string(buf, parts[0].lowerBound..<(parts[0].lowerBound + 4)) == "Udp6" else { continue }
+                // Only the Udp6 lines are wanted ("Udp6NoPorts   3"): others are not split.
+                guard line.count > 5, zip(line.prefix(4), prefix).allSatisfy({ buf[$0] == $1 }) else { continue }
+                let parts = tokens(buf, line)
+                guard parts.count == 2, parts[0].count > 4 else { continue }
                 let name = string(buf, (parts[0].lowerBound + 4)..<parts[0].upperBound)
                 if names.contains(name), let v = integer(buf, parts[1]) { out["Udp6.\(name)"] = v }
             }
