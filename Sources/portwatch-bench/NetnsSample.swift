@@ -15,6 +15,8 @@ struct NetnsSample: ParsableCommand {
         commandName: "netns-sample", abstract: "Time daemon samples of the named network namespaces.")
 
     @Option(help: "Samples to time.") var samples = 20
+    @Flag(help: "Walk the kernel's tables at every sample (the daemon reuses a quiet namespace's last walk).")
+    var walkAlways = false
     @Argument(help: "Namespace names (under /run/netns), paths or pid:PID.") var namespaces: [String]
 
     func validate() throws {
@@ -25,7 +27,7 @@ struct NetnsSample: ParsableCommand {
     func run() throws {
         let options = SnapshotOptions(query: SocketQuery(), includeOutgoing: false, processes: .owners,
                                       skipOutgoing: true)
-        let sampler = try NamespaceSampler(options: options, selection: .list(namespaces))
+        let sampler = try NamespaceSampler(options: options, selection: .list(namespaces), reuseQuietDumps: !walkAlways)
         let first = try sampler.start()
         guard first.parts.count == namespaces.count else {
             throw ValidationError("read \(first.parts.count) of \(namespaces.count) namespaces: \(first.notes)")
@@ -44,7 +46,8 @@ struct NetnsSample: ParsableCommand {
         cpu.sort()
         printFlushed("{\"namespaces\":\(namespaces.count),\"sockets\":\(sockets),\"samples\":\(samples),"
             + "\"median\":\(wall[wall.count / 2]),\"min\":\(wall.first!),\"max\":\(wall.last!),"
-            + "\"cpu_median\":\(cpu[cpu.count / 2])}")
+            + "\"cpu_median\":\(cpu[cpu.count / 2]),\"replays\":\(sampler.dumpReuse.replays),"
+            + "\"walks\":\(sampler.dumpReuse.walks)}")
     }
 
     private func clock(_ id: clockid_t) -> Double {

@@ -109,6 +109,7 @@ public final class NamespaceSampler {
     private let capture: Bool
     private let detectors: DetectorSettings?
     private let closedConnections: Bool
+    private let reuseQuietDumps: Bool
     private let sockets: NamespaceSockets
     private var samplers: [UInt64: (NetworkNamespace, Sampler)] = [:]
     private var ownerCache: OwnerCache? = OwnerCache()
@@ -117,9 +118,13 @@ public final class NamespaceSampler {
 
     /// Resolves the selection (a bad `--netns` throws a usage error); nothing is sampled yet.
     /// `detectors` run in each namespace's own sampler (a scan of one namespace is its own).
+    /// `reuseQuietDumps` as for `Sampler`: a namespace whose TCP counters did not move is not
+    /// walked again (the daemon's choice: most containers are idle most seconds).
     public init(options: SnapshotOptions, selection: NamespaceSelection, capture: Bool = false,
-                detectors: DetectorSettings? = nil, closedConnections: Bool = true) throws(PortwatchError) {
+                detectors: DetectorSettings? = nil, closedConnections: Bool = true,
+                reuseQuietDumps: Bool = false) throws(PortwatchError) {
         self.options = options
+        self.reuseQuietDumps = reuseQuietDumps
         self.selection = selection
         self.capture = capture
         self.detectors = detectors
@@ -130,6 +135,14 @@ public final class NamespaceSampler {
 
     /// The namespaces being sampled now.
     public var namespaces: [NetworkNamespace] { samplers.values.map(\.0).sorted() }
+
+    /// Dumps that reused a walk and dumps that walked, summed over the namespaces (`reuseQuietDumps`).
+    public var dumpReuse: (replays: Int, walks: Int) {
+        samplers.values.reduce((0, 0)) { sum, entry in
+            let r = entry.1.dumpReuse ?? (0, 0)
+            return (sum.0 + r.replays, sum.1 + r.walks)
+        }
+    }
 
     /// Takes the baseline of every namespace.
     @discardableResult
@@ -156,7 +169,8 @@ public final class NamespaceSampler {
         for (ns, source) in zip(fresh, sources) {
             do throws(PortwatchError) {
                 let sampler = try Sampler(options: bare, source: try source.get(), closedConnections: closedConnections,
-                                          capture: capture, detectors: detectors, namespace: ns)
+                                          capture: capture, detectors: detectors, namespace: ns,
+                                          reuseQuietDumps: reuseQuietDumps)
                 samplers[ns.inode] = (ns, sampler)
                 joined.insert(ns.inode)
             } catch {

@@ -7,6 +7,8 @@ import Glibc
 public final class Sampler {
     public let options: SnapshotOptions
     private let source: any SocketSource
+    /// The source when dumps of a quiet namespace are reused (`reuseQuietDumps`).
+    private let replay: QuietReplaySource?
     private let events: DestroyEventStream?
     private var tracker = TrafficTracker()
     private var ownerCache: OwnerCache? = OwnerCache()
@@ -31,10 +33,14 @@ public final class Sampler {
     /// destroy-event subscription, the capture and the system counters are opened inside it.
     /// With `detectors`, each window also carries a `SecurityReport` (`WindowReport.security`):
     /// scans and connection storms need the capture; floods are judged from counters without it.
+    ///
+    /// With `reuseQuietDumps` (the daemon), a sample whose TCP counters did not move since the
+    /// last walk reuses that walk's non-listening TCP sockets instead of walking the kernel's
+    /// tables again (see `QuietReplaySource`); listeners and UDP are always read fresh.
     public init(options: SnapshotOptions, source: (any SocketSource)? = nil,
                 closedConnections: Bool = true, capture: Bool = false,
                 detectors: DetectorSettings? = nil,
-                namespace: NetworkNamespace? = nil) throws(PortwatchError) {
+                namespace: NetworkNamespace? = nil, reuseQuietDumps: Bool = false) throws(PortwatchError) {
         self.options = options
         self.security = detectors.map { SecurityMonitor(settings: $0) }
         let inside = namespace.flatMap { $0.isOwn ? nil : $0 }
@@ -51,7 +57,11 @@ public final class Sampler {
         } else {
             self.capture = nil
         }
-        self.source = source ?? defaultSocketSource(options.socketSource)
+        let plain = source ?? defaultSocketSource(options.socketSource)
+        // Only the kernel's own dump is worth skipping and only it is described by the counters.
+        let replay = reuseQuietDumps && plain.name == "sock_diag" ? QuietReplaySource(plain) : nil
+        self.replay = replay
+        self.source = replay ?? plain
         var stream: DestroyEventStream? = nil
         var reason: String? = nil
         var files: SystemCounterFiles? = nil
@@ -93,10 +103,13 @@ public final class Sampler {
     /// Takes the baseline snapshot.
     @discardableResult
     public func start() throws(PortwatchError) -> PortSnapshot {
+        // Counters before the dump: a dump reused later must be as new as the counters it matched.
+        let system = systemCounters()
+        replay?.fingerprint = system.value.tcpQuietFingerprint
         let snapshot = try PortSnapshot.take(options, source: source, ownerCache: &ownerCache, memory: memory)
         memory.learn(snapshot.sockets, classifier: snapshot.classifier)
         _ = events?.drain()
-        tracker.start(snapshot, system: systemCounters().value, classifier: snapshot.classifier)
+        tracker.start(snapshot, system: system.value, classifier: snapshot.classifier)
         if let capture {
             lastCapture = capture.snapshot()
             // Packets before the baseline belong to no window.
@@ -109,9 +122,10 @@ public final class Sampler {
     public func sample() throws(PortwatchError) -> (PortSnapshot, WindowReport) {
         var t0 = timespec()
         clock_gettime(CLOCK_MONOTONIC, &t0)
+        let system = systemCounters()
+        replay?.fingerprint = system.value.tcpQuietFingerprint
         let snapshot = try PortSnapshot.take(options, source: source, ownerCache: &ownerCache, memory: memory)
         let batch = events?.drain()
-        let system = systemCounters()
         var report = tracker.advance(snapshot, destroyed: batch, system: system.value,
                                       classifier: snapshot.classifier)
         memory.learn(snapshot.sockets, classifier: snapshot.classifier)
@@ -168,6 +182,9 @@ public final class Sampler {
 
     /// Sockets the tracker follows.
     public var trackedSockets: Int { tracker.trackedSockets }
+
+    /// How many dumps reused the last walk and how many walked (`reuseQuietDumps`), else nil.
+    public var dumpReuse: (replays: Int, walks: Int)? { replay.map { ($0.replays, $0.walks) } }
 }
 
 /// Sleeps for a number of seconds (interrupted sleeps resume).

@@ -38,9 +38,11 @@ public enum NamespaceDirectory {
         case .list(let names):
             var found: [NetworkNamespace] = []
             var notes: [String] = []
+            // Ours is looked up once for the whole list (the daemon resolves its list every sample).
+            let ownInode = nsIdentity("\(procRoot)/self/ns/net")?.inode
             for name in names {
                 do throws(PortwatchError) {
-                    let ns = try resolve(name, procRoot: procRoot, runDir: runDir)
+                    let ns = try resolve(name, procRoot: procRoot, runDir: runDir, ownInode: ownInode)
                     if !found.contains(where: { $0.inode == ns.inode }) { found.append(ns) }
                 } catch {
                     notes.append(error.message)
@@ -121,6 +123,12 @@ public enum NamespaceDirectory {
     /// `NAME` (under /run/netns), a namespace file path, or `pid:PID`.
     public static func resolve(_ spec: String, procRoot: String = "/proc",
                                runDir: String = "/run/netns") throws(PortwatchError) -> NetworkNamespace {
+        try resolve(spec, procRoot: procRoot, runDir: runDir, ownInode: nsIdentity("\(procRoot)/self/ns/net")?.inode)
+    }
+
+    /// `resolve` with our own namespace's inode already known.
+    static func resolve(_ spec: String, procRoot: String, runDir: String,
+                        ownInode: UInt64?) throws(PortwatchError) -> NetworkNamespace {
         if spec.isEmpty { throw .usage("--netns: empty namespace name") }
         let path: String
         var pid: Int32? = nil
@@ -146,7 +154,6 @@ public enum NamespaceDirectory {
             }
             throw .usage("--netns \(spec): \(path) is not a network namespace")
         }
-        let ownInode = nsIdentity("\(procRoot)/self/ns/net")?.inode
         let name = spec.contains("/") || spec.hasPrefix("pid:")
             ? named(runDir: runDir).first { $0.inode == inode }?.name : spec
         return NetworkNamespace(inode: inode, device: device, name: name, path: path, pid: pid, isOwn: inode == ownInode)

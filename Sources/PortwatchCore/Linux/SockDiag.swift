@@ -209,10 +209,14 @@ public struct SockDiagSource: SocketSource {
         var records: [SocketRecord] = []
         // Room for every socket up front (an unfiltered dump of 100,000 sockets would otherwise
         // regrow and copy the array a dozen times).
-        records.reserveCapacity(query.ports == nil && !query.listenersOnly
+        // (Only a TCP dump is ever that big: a UDP-only dump need not read the counts.)
+        records.reserveCapacity(query.ports == nil && !query.listenersOnly && query.protocols.contains(.tcp)
                                 ? kernelSettings?.socketCountHint ?? Self.socketCountHint() : 1024)
-        // One reusable buffer; the kernel hands out at most ~32 KiB per datagram.
-        var buffer = [UInt8](repeating: 0, count: 256 * 1024)
+        // One reusable buffer. The kernel hands out at most 32 KiB per dump datagram (netlink caps
+        // its dump allocations there), so 64 KiB never truncates; it stays under malloc's mmap
+        // threshold and is not zeroed: a 256 KiB zeroed buffer per dump was a fresh mmap, page
+        // faults and a memset at every dump, most of a small namespace's cost.
+        var buffer = [UInt8](unsafeUninitializedCapacity: 64 * 1024) { _, count in count = 64 * 1024 }
         var sequence: UInt32 = 1
         for proto in TransportProtocol.allCases where query.protocols.contains(proto) {
             var bytecode: [UInt8]? = nil

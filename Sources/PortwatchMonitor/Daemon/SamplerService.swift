@@ -171,7 +171,7 @@ final class SamplerEngine: @unchecked Sendable {
                 // `capture: true` captures inside each namespace too (its UDP traffic, resets and
                 // scans are only seen there), and each namespace runs its own detectors.
                 let made = try NamespaceSampler(options: options, selection: selection, capture: settings.capture,
-                                                detectors: settings.detectors)
+                                                detectors: settings.detectors, reuseQuietDumps: true)
                 namespaceSampler = (selection, settings.capture, settings.detectors, made)
                 taken = try made.start()
             }
@@ -220,7 +220,7 @@ final class SamplerEngine: @unchecked Sendable {
         if capture {
             do throws(PortwatchError) {
                 made = try Sampler(options: options, source: source, closedConnections: true, capture: true,
-                                   detectors: detectors)
+                                   detectors: detectors, reuseQuietDumps: true)
             } catch {
                 logOnce("packet capture unavailable (needs root or CAP_NET_RAW): \(error.message); "
                         + "UDP traffic per port and closed-port hits are not measured")
@@ -233,7 +233,7 @@ final class SamplerEngine: @unchecked Sendable {
         } else {
             // SYN floods are still judged from counters; scans and storms need the packets.
             sampler = try Sampler(options: options, source: source, closedConnections: true, capture: false,
-                                  detectors: detectors)
+                                  detectors: detectors, reuseQuietDumps: true)
         }
         if let reason = sampler.eventsUnavailable {
             logOnce("destroy events unavailable (needs root or CAP_NET_ADMIN): \(reason); "
