@@ -110,6 +110,7 @@ public final class NamespaceSampler {
     private let detectors: DetectorSettings?
     private let closedConnections: Bool
     private let reuseQuietDumps: Bool
+    private let includeOwn: Bool
     private let sockets: NamespaceSockets
     private var samplers: [UInt64: (NetworkNamespace, Sampler)] = [:]
     private var ownerCache: OwnerCache? = OwnerCache()
@@ -119,12 +120,14 @@ public final class NamespaceSampler {
     /// Resolves the selection (a bad `--netns` throws a usage error); nothing is sampled yet.
     /// `detectors` run in each namespace's own sampler (a scan of one namespace is its own).
     /// `reuseQuietDumps` as for `Sampler`: a namespace whose TCP counters did not move is not
-    /// walked again (the daemon's choice: most containers are idle most seconds).
+    /// walked again (the daemon's choice: most containers are idle most seconds). Without
+    /// `includeOwn`, portwatch's own namespace is left out (the daemon samples it apart).
     public init(options: SnapshotOptions, selection: NamespaceSelection, capture: Bool = false,
                 detectors: DetectorSettings? = nil, closedConnections: Bool = true,
-                reuseQuietDumps: Bool = false) throws(PortwatchError) {
+                reuseQuietDumps: Bool = false, includeOwn: Bool = true) throws(PortwatchError) {
         self.options = options
         self.reuseQuietDumps = reuseQuietDumps
+        self.includeOwn = includeOwn
         self.selection = selection
         self.capture = capture
         self.detectors = detectors
@@ -157,7 +160,8 @@ public final class NamespaceSampler {
     }
 
     private func step(baselineOnly: Bool) throws(PortwatchError) -> NamespaceSnapshot {
-        let found = try NamespaceDirectory.select(selection)
+        var found = try NamespaceDirectory.select(selection)
+        if !includeOwn { found.namespaces.removeAll(where: \.isOwn) }
         var notes = found.notes
         let current = Set(found.namespaces.map(\.inode))
         samplers = samplers.filter { current.contains($0.key) }

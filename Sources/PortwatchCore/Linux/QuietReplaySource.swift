@@ -45,6 +45,7 @@ public final class QuietReplaySource: SocketSource, @unchecked Sendable {
 
     public var name: String { inner.name }
     public var notes: [String] { inner.notes }
+    public var ephemeralRange: EphemeralRange { inner.ephemeralRange }
 
     public func sockets(_ query: SocketQuery) throws(PortwatchError) -> [SocketRecord] {
         let now = monotonicSeconds()

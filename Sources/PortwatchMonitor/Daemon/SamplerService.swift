@@ -171,7 +171,8 @@ final class SamplerEngine: @unchecked Sendable {
                 // `capture: true` captures inside each namespace too (its UDP traffic, resets and
                 // scans are only seen there), and each namespace runs its own detectors.
                 let made = try NamespaceSampler(options: options, selection: selection, capture: settings.capture,
-                                                detectors: settings.detectors, reuseQuietDumps: true)
+                                                detectors: settings.detectors, reuseQuietDumps: true,
+                                                includeOwn: false)
                 namespaceSampler = (selection, settings.capture, settings.detectors, made)
                 taken = try made.start()
             }
