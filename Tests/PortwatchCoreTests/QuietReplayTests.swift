@@ -92,6 +92,8 @@ struct QuietReplayTests {
         let (quiet, quietReport) = try sampler.sample()
         #expect(sampler.dumpReuse?.replays == 1)
         #expect(sampler.dumpReuse?.walks == 1)
+        // Nothing moved at all and no queue held anything: not even the listeners were dumped.
+        #expect(sampler.listingReuse == 1)
         let fresh = try PortSnapshot.take(daemonOptions, source: source)
         #expect(records(quiet) == records(fresh))
         // The service's side of each connection (clients are outgoing: the daemon skips them).
@@ -115,6 +117,25 @@ struct QuietReplayTests {
         _ = try sampler.sample()
         #expect(sampler.dumpReuse?.replays == 2)
 
+        // A connection left in the accept queue: the next quiet sample still reads the listener
+        // (a queue drains with no packet), and the accept that drains it is seen at once.
+        let pending = try NamespaceEntry.run(in: ns) { () throws(PortwatchError) -> LoopbackSocket? in
+            guard let c = try? LoopbackSocket.tcp(), c.connect(servicePort) == 0 else { return nil }
+            return c
+        }
+        let waiting = try #require(pending)
+        defer { waiting.close() }
+        let (queued, _) = try sampler.sample()
+        #expect(queued.sockets.first { $0.state == .listen && $0.local.port == servicePort }?.receiveQueue == 1)
+        let listings = sampler.listingReuse
+        _ = try sampler.sample()
+        #expect(sampler.listingReuse == listings)
+        let accepted = try held[0].accept()
+        defer { accepted.close() }
+        let (drained, _) = try sampler.sample()
+        #expect(drained.sockets.first { $0.state == .listen && $0.local.port == servicePort }?.receiveQueue == 0)
+        #expect(records(drained) == records(try PortSnapshot.take(daemonOptions, source: source)))
+
         // A socket made and bound (no segment, no hashing): the new socket moves the
         // namespace's socket count, so the bound-only socket is seen at once.
         let bound = try NamespaceEntry.run(in: ns) { () throws(PortwatchError) -> LoopbackSocket? in
@@ -123,8 +144,9 @@ struct QuietReplayTests {
         }
         let boundOnly = try #require(bound)
         defer { boundOnly.close() }
+        let walksBeforeBind = sampler.dumpReuse?.walks ?? 0
         let (afterBind, _) = try sampler.sample()
-        #expect(sampler.dumpReuse?.walks == 3)
+        #expect(sampler.dumpReuse?.walks == walksBeforeBind + 1)
         #expect(afterBind.sockets.contains { $0.isBoundOnly && $0.local.port == boundPort })
 
         // A connection closed from both ends: walked, and it is gone from the live sockets.
@@ -132,7 +154,7 @@ struct QuietReplayTests {
         client.close()
         server.close()
         let (afterClose, closeReport) = try sampler.sample()
-        #expect(sampler.dumpReuse?.walks == 4)
+        #expect(sampler.dumpReuse?.walks == walksBeforeBind + 2)
         let cookiesAfter = Set(afterClose.sockets.filter { $0.state == .established }.map(\.cookie))
         #expect(cookiesAfter.count < cookiesBefore.count && cookiesAfter.isSubset(of: cookiesBefore))
         #expect(closeReport.ports[PortKey.local(.tcp, servicePort)]?.closed == 1)

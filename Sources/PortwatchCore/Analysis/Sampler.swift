@@ -106,6 +106,7 @@ public final class Sampler {
         // Counters before the dump: a dump reused later must be as new as the counters it matched.
         let system = systemCounters()
         replay?.fingerprint = system.value.tcpQuietFingerprint
+        replay?.activity = system.value.activityFingerprint
         let snapshot = try PortSnapshot.take(options, source: source, ownerCache: &ownerCache, memory: memory)
         memory.learn(snapshot.sockets, classifier: snapshot.classifier)
         _ = events?.drain()
@@ -124,6 +125,7 @@ public final class Sampler {
         clock_gettime(CLOCK_MONOTONIC, &t0)
         let system = systemCounters()
         replay?.fingerprint = system.value.tcpQuietFingerprint
+        replay?.activity = system.value.activityFingerprint
         let snapshot = try PortSnapshot.take(options, source: source, ownerCache: &ownerCache, memory: memory)
         let batch = events?.drain()
         var report = tracker.advance(snapshot, destroyed: batch, system: system.value,
@@ -185,6 +187,9 @@ public final class Sampler {
 
     /// How many dumps reused the last walk and how many walked (`reuseQuietDumps`), else nil.
     public var dumpReuse: (replays: Int, walks: Int)? { replay.map { ($0.replays, $0.walks) } }
+
+    /// Listener dumps answered from the last one because nothing moved in the namespace.
+    public var listingReuse: Int? { replay?.listingReplays }
 }
 
 /// Sleeps for a number of seconds (interrupted sleeps resume).

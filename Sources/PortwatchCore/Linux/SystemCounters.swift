@@ -79,7 +79,7 @@ public struct SystemCounters: Sendable, Hashable {
         "Tcp": ["ActiveOpens", "PassiveOpens", "AttemptFails", "EstabResets", "CurrEstab", "InSegs",
                 "OutSegs", "RetransSegs", "InErrs", "OutRsts"],
         "TcpExt": ["ListenOverflows", "ListenDrops", "SyncookiesSent", "TCPReqQFullDrop", "TCPTimeouts"],
-        "Udp": ["NoPorts", "RcvbufErrors", "InErrors", "SndbufErrors"],
+        "Udp": ["NoPorts", "RcvbufErrors", "InErrors", "SndbufErrors", "InDatagrams", "OutDatagrams"],
         "Udp6": ["NoPorts", "RcvbufErrors", "InErrors", "SndbufErrors"],
     ]
 
@@ -150,7 +150,8 @@ public struct SystemCounters: Sendable, Hashable {
 
     /// /proc/net/sockstat and sockstat6: `sockets: used N` (sockets of the namespace, all
     /// families), `TCP: inuse N orphan N tw N ...` and `TCP6: inuse N`, stored as
-    /// `Sockstat.SocketsUsed`, `Sockstat.TCPInuse`, `Sockstat.TCPTw`, `Sockstat6.TCP6Inuse`.
+    /// `Sockstat.SocketsUsed`, `Sockstat.TCPInuse`, `Sockstat.TCPTw`, `Sockstat6.TCP6Inuse`, and
+    /// `UDP: inuse` / `UDP6: inuse` (bound UDP sockets) as `Sockstat.UDPInuse`, `Sockstat6.UDP6Inuse`.
     static func parseSockstat(_ bytes: [UInt8], into out: inout [String: Int64]) {
         bytes.withUnsafeBufferPointer { buf in
             var start = 0
@@ -173,6 +174,8 @@ public struct SystemCounters: Sendable, Hashable {
                     if let v = field("inuse") { out["Sockstat.TCPInuse"] = v }
                     if let v = field("tw") { out["Sockstat.TCPTw"] = v }
                 case "TCP6:": if let v = field("inuse") { out["Sockstat6.TCP6Inuse"] = v }
+                case "UDP:": if let v = field("inuse") { out["Sockstat.UDPInuse"] = v }
+                case "UDP6:": if let v = field("inuse") { out["Sockstat6.UDP6Inuse"] = v }
                 default: break
                 }
             }
@@ -216,6 +219,48 @@ public struct SystemCounters: Sendable, Hashable {
             i += 1
         }
         return negative ? -v : v
+    }
+
+    /// /proc/net/dev: packets in and out of every interface summed as `Dev.Packets`, their
+    /// errors and drops as `Dev.Drops` (each column only grows, so equal sums mean no interface
+    /// moved).
+    static func parseDev(_ bytes: [UInt8], into out: inout [String: Int64]) {
+        bytes.withUnsafeBufferPointer { buf in
+            var packets: Int64 = 0
+            var drops: Int64 = 0
+            var seen = false
+            var start = 0
+            for i in 0...buf.count where i == buf.count || buf[i] == UInt8(ascii: "\n") {
+                let line = start..<i
+                start = i + 1
+                guard let colon = line.first(where: { buf[$0] == UInt8(ascii: ":") }) else { continue }
+                // rx: bytes packets errs drop fifo frame compressed multicast; tx: bytes packets errs drop ...
+                let fields = tokens(buf, (colon + 1)..<line.upperBound)
+                guard fields.count >= 12 else { continue }
+                let n = fields.prefix(12).map { integer(buf, $0) ?? 0 }
+                packets &+= n[1] &+ n[9]
+                drops &+= n[2] &+ n[3] &+ n[10] &+ n[11]
+                seen = true
+            }
+            if seen {
+                out["Dev.Packets"] = packets
+                out["Dev.Drops"] = drops
+            }
+        }
+    }
+
+    /// What must move when anything a sample reports of the namespace changes, listeners'
+    /// drained queues aside: the TCP fingerprint, UDP datagrams (IPv4 in snmp, IPv6 in the
+    /// interfaces' packets), UDP sockets bound, and every packet or drop on any interface. nil
+    /// when a file that holds them could not be read.
+    public var activityFingerprint: [Int64]? {
+        guard var out = tcpQuietFingerprint else { return nil }
+        for key in ["Udp.InDatagrams", "Udp.OutDatagrams", "Sockstat.UDPInuse", "Dev.Packets", "Dev.Drops"] {
+            guard let v = values[key] else { return nil }
+            out.append(v)
+        }
+        out.append(values["Sockstat6.UDP6Inuse"] ?? -1)
+        return out
     }
 
     /// What must move when any TCP socket of the namespace changes in a way a sample reports:
@@ -262,7 +307,7 @@ public struct SystemCounters: Sendable, Hashable {
 }
 
 
-/// The /proc/net counter files (snmp, netstat, snmp6) opened once and read again at every
+/// The /proc/net counter files (snmp, netstat, snmp6, sockstat, sockstat6, dev) opened once and read again at every
 /// sample. An open /proc/net file keeps the network namespace it was opened in: files opened
 /// by a thread inside another namespace go on reporting that namespace from any thread, so a
 /// sampler of many namespaces reads their counters without entering any of them again.
@@ -276,6 +321,9 @@ final class SystemCounterFiles: @unchecked Sendable {
     private let snmp6: OwnedDescriptor?
     private let sockstat: OwnedDescriptor?
     private let sockstat6: OwnedDescriptor?
+    private let dev: OwnedDescriptor?
+    /// The activity fingerprint and snmp6's wanted counters at the last snmp6 read.
+    private var lastSnmp6: (activity: [Int64], values: [String: Int64], at: Double)?
     /// snmp's Tcp counters and netstat's wanted counters at the last netstat read.
     private var lastNetstat: (tcp: [String: Int64], values: [String: Int64], at: Double)?
 
@@ -288,6 +336,7 @@ final class SystemCounterFiles: @unchecked Sendable {
         snmp6 = try? OwnedDescriptor(opening: "\(root)/snmp6")
         sockstat = try? OwnedDescriptor(opening: "\(root)/sockstat")
         sockstat6 = try? OwnedDescriptor(opening: "\(root)/sockstat6")
+        dev = try? OwnedDescriptor(opening: "\(root)/dev")
     }
 
     /// The counters now, with the same notes as `SystemCounterCollector` for missing files.
@@ -318,9 +367,22 @@ final class SystemCounterFiles: @unchecked Sendable {
             missing.append("\(root)/netstat")
             lastNetstat = nil
         }
-        if let bytes = Self.reread(snmp6) { SystemCounters.parseWantedSnmp6(bytes, into: &out.values) }
         for file in [sockstat, sockstat6] {
             if let bytes = Self.reread(file) { SystemCounters.parseSockstat(bytes, into: &out.values) }
+        }
+        if let bytes = Self.reread(dev) { SystemCounters.parseDev(bytes, into: &out.values) }
+        // snmp6's UDP errors move only with a datagram (a packet on some interface) or a send:
+        // while nothing at all moved, the last read stands (again at least every 15 s).
+        let activity = out.activityFingerprint
+        if let last = lastSnmp6, let activity, last.activity == activity, now - last.at < 15 {
+            out.values.merge(last.values) { a, _ in a }
+        } else if let bytes = Self.reread(snmp6) {
+            var values: [String: Int64] = [:]
+            SystemCounters.parseWantedSnmp6(bytes, into: &values)
+            out.values.merge(values) { a, _ in a }
+            lastSnmp6 = activity.map { ($0, values, now) }
+        } else {
+            lastSnmp6 = nil
         }
         let notes = missing.isEmpty ? [] : ["\(missing.joined(separator: ", ")) unreadable: the system counters they hold (listen drops, resets, UDP errors) are missing"]
         return Collected(out, notes: notes)
