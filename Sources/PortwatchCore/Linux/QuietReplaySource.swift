@@ -63,7 +63,7 @@ public final class QuietReplaySource: SocketSource, @unchecked Sendable {
             // connection or datagram (a queue can drain without a packet, never fill): the last
             // listing is what a dump would say now.
             if let activity, let last = lastListing, last.activity == activity, last.query == query,
-               now - last.at < maxAge, willReplay(now: now),
+               now - last.at < maxAge, willReplay(now: now), last.udp != nil || !query.protocols.contains(.udp),
                last.records.allSatisfy({ $0.receiveQueue == 0 }), (last.udp ?? []).allSatisfy({ $0.receiveQueue == 0 }) {
                 listeners = (query, last.records, last.udp)
                 listingReplays += 1
