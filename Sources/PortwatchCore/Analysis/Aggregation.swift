@@ -205,8 +205,12 @@ public struct PortClassifier: Sendable {
 /// A socket belongs to its local port when it listens, holds a bound port, or is the server
 /// side of a connection (see `PortClassifier`). Otherwise it is outgoing, and is grouped by
 /// remote port only when `includeOutgoing` is set (`ports --all`).
+///
+/// `ephemeral` is read only when no classifier is given (nil: the running system's range); a
+/// default of `.system()` was evaluated at every call and read /proc/sys of portwatch's own
+/// namespace even for another namespace's snapshot.
 public func summarizePorts(_ sockets: [SocketRecord], includeOutgoing: Bool,
-                           ephemeral: EphemeralRange = .system(), classifier given: PortClassifier? = nil) -> [PortSummary] {
+                           ephemeral: EphemeralRange? = nil, classifier given: PortClassifier? = nil) -> [PortSummary] {
     var local: [PortKey: PortSummary] = [:]
     var remote: [PortKey: PortSummary] = [:]
 
@@ -224,7 +228,7 @@ public func summarizePorts(_ sockets: [SocketRecord], includeOutgoing: Bool,
     }
 
     // Pass 2: connections, on the row the classifier picks.
-    let classifier = given ?? PortClassifier(sockets: sockets, ephemeral: ephemeral)
+    let classifier = given ?? PortClassifier(sockets: sockets, ephemeral: ephemeral ?? .system())
     for s in sockets where !s.isListening {
         let k = classifier.key(for: s)
         if k.role == .local {

@@ -28,7 +28,9 @@ public final class QuietReplaySource: SocketSource, @unchecked Sendable {
     public let maxAge: Double
     /// The TCP fingerprint read just before the next dump; nil forces a walk. Setting it
     /// starts a new snapshot.
-    public var fingerprint: [Int64]? { didSet { listeners = nil } }
+    public var fingerprint: [Int64]? { didSet { listeners = nil; range = nil } }
+    /// The namespace's ephemeral range, read once per snapshot (a sysctl change shows at the next).
+    private var range: EphemeralRange?
     /// The whole namespace's activity fingerprint (`SystemCounters.activityFingerprint`) read
     /// with `fingerprint`; nil when unknown.
     public var activity: [Int64]?
@@ -53,7 +55,12 @@ public final class QuietReplaySource: SocketSource, @unchecked Sendable {
 
     public var name: String { inner.name }
     public var notes: [String] { inner.notes }
-    public var ephemeralRange: EphemeralRange { inner.ephemeralRange }
+    public var ephemeralRange: EphemeralRange {
+        if let range { return range }
+        let now = inner.ephemeralRange
+        range = now
+        return now
+    }
 
     public func sockets(_ query: SocketQuery) throws(PortwatchError) -> [SocketRecord] {
         let now = monotonicSeconds()

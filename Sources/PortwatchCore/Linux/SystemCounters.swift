@@ -312,7 +312,7 @@ public struct SystemCounters: Sendable, Hashable {
 /// by a thread inside another namespace go on reporting that namespace from any thread, so a
 /// sampler of many namespaces reads their counters without entering any of them again.
 // @unchecked Sendable: the descriptors are immutable after init; each read rewinds and reads
-// its own descriptor, and a sampler (the only user, also of `lastNetstat`) reads from one task
+// its own descriptor into `buffer`, and a sampler (the only user, also of `lastNetstat`) reads from one task
 // at a time.
 final class SystemCounterFiles: @unchecked Sendable {
     private let root: String
@@ -322,6 +322,7 @@ final class SystemCounterFiles: @unchecked Sendable {
     private let sockstat: OwnedDescriptor?
     private let sockstat6: OwnedDescriptor?
     private let dev: OwnedDescriptor?
+    private var buffer = [UInt8](repeating: 0, count: 32 * 1024)
     /// The activity fingerprint and snmp6's wanted counters at the last snmp6 read.
     private var lastSnmp6: (activity: [Int64], values: [String: Int64], at: Double)?
     /// snmp's Tcp counters and netstat's wanted counters at the last netstat read.
@@ -343,7 +344,7 @@ final class SystemCounterFiles: @unchecked Sendable {
     func collect() -> Collected<SystemCounters> {
         var out = SystemCounters()
         var missing: [String] = []
-        if let bytes = Self.reread(snmp) {
+        if let bytes = reread(snmp) {
             SystemCounters.parseWantedPairs(bytes, into: &out.values)
         } else {
             missing.append("\(root)/snmp")
@@ -358,7 +359,7 @@ final class SystemCounterFiles: @unchecked Sendable {
         let now = Double(ts.tv_sec)
         if let last = lastNetstat, !tcp.isEmpty, last.tcp == tcp, now - last.at < 15 {
             out.values.merge(last.values) { a, _ in a }
-        } else if let bytes = Self.reread(netstat) {
+        } else if let bytes = reread(netstat) {
             var values: [String: Int64] = [:]
             SystemCounters.parseWantedPairs(bytes, into: &values)
             out.values.merge(values) { a, _ in a }
@@ -368,15 +369,15 @@ final class SystemCounterFiles: @unchecked Sendable {
             lastNetstat = nil
         }
         for file in [sockstat, sockstat6] {
-            if let bytes = Self.reread(file) { SystemCounters.parseSockstat(bytes, into: &out.values) }
+            if let bytes = reread(file) { SystemCounters.parseSockstat(bytes, into: &out.values) }
         }
-        if let bytes = Self.reread(dev) { SystemCounters.parseDev(bytes, into: &out.values) }
+        if let bytes = reread(dev) { SystemCounters.parseDev(bytes, into: &out.values) }
         // snmp6's UDP errors move only with a datagram (a packet on some interface) or a send:
         // while nothing at all moved, the last read stands (again at least every 15 s).
         let activity = out.activityFingerprint
         if let last = lastSnmp6, let activity, last.activity == activity, now - last.at < 15 {
             out.values.merge(last.values) { a, _ in a }
-        } else if let bytes = Self.reread(snmp6) {
+        } else if let bytes = reread(snmp6) {
             var values: [String: Int64] = [:]
             SystemCounters.parseWantedSnmp6(bytes, into: &values)
             out.values.merge(values) { a, _ in a }
@@ -388,9 +389,17 @@ final class SystemCounterFiles: @unchecked Sendable {
         return Collected(out, notes: notes)
     }
 
-    /// The file's whole text from its start (a seq_file read from offset 0 is generated anew).
-    private static func reread(_ file: OwnedDescriptor?) -> [UInt8]? {
-        guard let file, lseek(file.raw, 0, SEEK_SET) == 0 else { return nil }
+    /// The file's whole text from its start (a seq_file read from offset 0 is generated anew):
+    /// one pread into a reused buffer (these files are a few KiB; a seq_file read fills the
+    /// buffer as far as the text goes), the read loop only for a text that fills it.
+    private func reread(_ file: OwnedDescriptor?) -> [UInt8]? {
+        guard let file else { return nil }
+        let got = buffer.withUnsafeMutableBytes { raw in
+            (try? syscallRetrying("pread") { pread(file.raw, raw.baseAddress, raw.count, 0) }) ?? -1
+        }
+        if got < 0 { return nil }
+        if got < buffer.count { return Array(buffer[0..<got]) }
+        guard lseek(file.raw, 0, SEEK_SET) == 0 else { return nil }
         return readAll(fd: file.raw, limit: 1 << 20)
     }
 }
