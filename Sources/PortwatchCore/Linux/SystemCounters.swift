@@ -79,7 +79,7 @@ public struct SystemCounters: Sendable, Hashable {
         "Tcp": ["ActiveOpens", "PassiveOpens", "AttemptFails", "EstabResets", "CurrEstab", "InSegs",
                 "OutSegs", "RetransSegs", "InErrs", "OutRsts"],
         "TcpExt": ["ListenOverflows", "ListenDrops", "SyncookiesSent", "TCPReqQFullDrop", "TCPTimeouts"],
-        "Udp": ["NoPorts", "RcvbufErrors", "InErrors", "SndbufErrors", "InDatagrams", "OutDatagrams"],
+        "Udp": ["NoPorts", "RcvbufErrors", "InErrors", "SndbufErrors"],
         "Udp6": ["NoPorts", "RcvbufErrors", "InErrors", "SndbufErrors"],
     ]
 
@@ -250,15 +250,19 @@ public struct SystemCounters: Sendable, Hashable {
     }
 
     /// What must move when anything a sample reports of the namespace changes, listeners'
-    /// drained queues aside: the TCP fingerprint, UDP datagrams (IPv4 in snmp, IPv6 in the
-    /// interfaces' packets), UDP sockets bound, and every packet or drop on any interface. nil
-    /// when a file that holds them could not be read.
+    /// drained queues aside, read from the cheap files alone: every packet or drop on any
+    /// interface (TCP segments, UDP datagrams, both families), sockets made (`sockets: used`),
+    /// hashed or unhashed (TCP `inuse`: connect, listen, close), bound (UDP `inuse`) and
+    /// TIME_WAIT sockets expiring (`tw`). nil when one of them could not be read.
     public var activityFingerprint: [Int64]? {
-        guard var out = tcpQuietFingerprint else { return nil }
-        for key in ["Udp.InDatagrams", "Udp.OutDatagrams", "Sockstat.UDPInuse", "Dev.Packets", "Dev.Drops"] {
+        var out: [Int64] = []
+        for key in ["Dev.Packets", "Dev.Drops", "Sockstat.SocketsUsed", "Sockstat.TCPInuse", "Sockstat.TCPTw",
+                    "Sockstat.UDPInuse"] {
             guard let v = values[key] else { return nil }
             out.append(v)
         }
+        // Without IPv6 there is no sockstat6 and no IPv6 socket to miss.
+        out.append(values["Sockstat6.TCP6Inuse"] ?? -1)
         out.append(values["Sockstat6.UDP6Inuse"] ?? -1)
         return out
     }
@@ -323,8 +327,9 @@ final class SystemCounterFiles: @unchecked Sendable {
     private let sockstat6: OwnedDescriptor?
     private let dev: OwnedDescriptor?
     private var buffer = [UInt8](repeating: 0, count: 32 * 1024)
-    /// The activity fingerprint and snmp6's wanted counters at the last snmp6 read.
-    private var lastSnmp6: (activity: [Int64], values: [String: Int64], at: Double)?
+    /// The activity fingerprint, the protocol counters (snmp, netstat, snmp6) and the notes at
+    /// the last read of the protocol counters.
+    private var lastFull: (activity: [Int64], values: [String: Int64], notes: [String], at: Double)?
     /// snmp's Tcp counters and netstat's wanted counters at the last netstat read.
     private var lastNetstat: (tcp: [String: Int64], values: [String: Int64], at: Double)?
 
@@ -344,8 +349,26 @@ final class SystemCounterFiles: @unchecked Sendable {
     func collect() -> Collected<SystemCounters> {
         var out = SystemCounters()
         var missing: [String] = []
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        let now = Double(ts.tv_sec)
+        // First the cheap files that say whether anything moved at all: sockets made, hashed,
+        // bound or in TIME_WAIT, and every interface's packets and drops.
+        for file in [sockstat, sockstat6] {
+            if let bytes = reread(file) { SystemCounters.parseSockstat(bytes, into: &out.values) }
+        }
+        if let bytes = reread(dev) { SystemCounters.parseDev(bytes, into: &out.values) }
+        let activity = out.activityFingerprint
+        // Nothing moved: the protocol counters stand as last read (again at least every 15 s:
+        // a retransmission dropped by an output firewall rule moves the Tcp line and no
+        // interface, and it is counted late, never lost — counters are cumulative).
+        if let last = lastFull, let activity, last.activity == activity, now - last.at < 15 {
+            out.values.merge(last.values) { a, _ in a }
+            return Collected(out, notes: last.notes)
+        }
+        var protocols: [String: Int64] = [:]
         if let bytes = reread(snmp) {
-            SystemCounters.parseWantedPairs(bytes, into: &out.values)
+            SystemCounters.parseWantedPairs(bytes, into: &protocols)
         } else {
             missing.append("\(root)/snmp")
         }
@@ -353,39 +376,22 @@ final class SystemCounterFiles: @unchecked Sendable {
         // and every segment moves snmp's Tcp line: while that line stands still, so do they
         // (read again at least every 15 s all the same: a timeout whose retransmission the
         // host failed to send moves no Tcp counter).
-        let tcp = out.values.filter { $0.key.hasPrefix("Tcp.") }
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        let now = Double(ts.tv_sec)
+        let tcp = protocols.filter { $0.key.hasPrefix("Tcp.") }
         if let last = lastNetstat, !tcp.isEmpty, last.tcp == tcp, now - last.at < 15 {
-            out.values.merge(last.values) { a, _ in a }
+            protocols.merge(last.values) { a, _ in a }
         } else if let bytes = reread(netstat) {
             var values: [String: Int64] = [:]
             SystemCounters.parseWantedPairs(bytes, into: &values)
-            out.values.merge(values) { a, _ in a }
+            protocols.merge(values) { a, _ in a }
             lastNetstat = tcp.isEmpty ? nil : (tcp, values, now)
         } else {
             missing.append("\(root)/netstat")
             lastNetstat = nil
         }
-        for file in [sockstat, sockstat6] {
-            if let bytes = reread(file) { SystemCounters.parseSockstat(bytes, into: &out.values) }
-        }
-        if let bytes = reread(dev) { SystemCounters.parseDev(bytes, into: &out.values) }
-        // snmp6's UDP errors move only with a datagram (a packet on some interface) or a send:
-        // while nothing at all moved, the last read stands (again at least every 15 s).
-        let activity = out.activityFingerprint
-        if let last = lastSnmp6, let activity, last.activity == activity, now - last.at < 15 {
-            out.values.merge(last.values) { a, _ in a }
-        } else if let bytes = reread(snmp6) {
-            var values: [String: Int64] = [:]
-            SystemCounters.parseWantedSnmp6(bytes, into: &values)
-            out.values.merge(values) { a, _ in a }
-            lastSnmp6 = activity.map { ($0, values, now) }
-        } else {
-            lastSnmp6 = nil
-        }
+        if let bytes = reread(snmp6) { SystemCounters.parseWantedSnmp6(bytes, into: &protocols) }
+        out.values.merge(protocols) { a, _ in a }
         let notes = missing.isEmpty ? [] : ["\(missing.joined(separator: ", ")) unreadable: the system counters they hold (listen drops, resets, UDP errors) are missing"]
+        lastFull = activity.map { ($0, protocols, notes, now) }
         return Collected(out, notes: notes)
     }
 
