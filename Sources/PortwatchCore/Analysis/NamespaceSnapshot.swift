@@ -159,8 +159,31 @@ public final class NamespaceSampler {
         try step(baselineOnly: false)
     }
 
+    /// The last resolution of a list of names, and the /run/netns it was made from.
+    private var listed: (directory: [Int], at: Double, found: NamespaceDirectory.Found)?
+
+    /// The selection's namespaces now. A list of names is resolved again only when /run/netns
+    /// changed (`ip netns add` or `delete` changes it) or 5 s passed: resolving 50 names costs
+    /// about 200 system calls, at every sample.
+    private func selectNamespaces() throws(PortwatchError) -> NamespaceDirectory.Found {
+        guard case .list(let names) = selection, names.allSatisfy({ !$0.contains("/") && !$0.hasPrefix("pid:") }) else {
+            return try NamespaceDirectory.select(selection)
+        }
+        var st = stat()
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        let now = Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+        let directory = stat("/run/netns", &st) == 0
+            ? [Int(st.st_ino), Int(st.st_mtim.tv_sec), Int(st.st_mtim.tv_nsec), Int(st.st_ctim.tv_sec), Int(st.st_ctim.tv_nsec)]
+            : []
+        if let listed, !directory.isEmpty, listed.directory == directory, now - listed.at < 5 { return listed.found }
+        let found = try NamespaceDirectory.select(selection)
+        listed = directory.isEmpty ? nil : (directory, now, found)
+        return found
+    }
+
     private func step(baselineOnly: Bool) throws(PortwatchError) -> NamespaceSnapshot {
-        var found = try NamespaceDirectory.select(selection)
+        var found = try selectNamespaces()
         if !includeOwn { found.namespaces.removeAll(where: \.isOwn) }
         var notes = found.notes
         let current = Set(found.namespaces.map(\.inode))

@@ -329,7 +329,7 @@ final class SystemCounterFiles: @unchecked Sendable {
     private var buffer = [UInt8](repeating: 0, count: 32 * 1024)
     /// The activity fingerprint, the protocol counters (snmp, netstat, snmp6) and the notes at
     /// the last read of the protocol counters.
-    private var lastFull: (activity: [Int64], values: [String: Int64], notes: [String], at: Double)?
+    private var lastFull: (activity: [Int64], counters: SystemCounters, notes: [String], at: Double)?
     /// snmp's Tcp counters and netstat's wanted counters at the last netstat read.
     private var lastNetstat: (tcp: [String: Int64], values: [String: Int64], at: Double)?
 
@@ -363,8 +363,8 @@ final class SystemCounterFiles: @unchecked Sendable {
         // a retransmission dropped by an output firewall rule moves the Tcp line and no
         // interface, and it is counted late, never lost — counters are cumulative).
         if let last = lastFull, let activity, last.activity == activity, now - last.at < 15 {
-            out.values.merge(last.values) { a, _ in a }
-            return Collected(out, notes: last.notes)
+            // The last whole read, the cheap files' values being the same (no merge: a copy).
+            return Collected(last.counters, notes: last.notes)
         }
         var protocols: [String: Int64] = [:]
         if let bytes = reread(snmp) {
@@ -391,7 +391,7 @@ final class SystemCounterFiles: @unchecked Sendable {
         if let bytes = reread(snmp6) { SystemCounters.parseWantedSnmp6(bytes, into: &protocols) }
         out.values.merge(protocols) { a, _ in a }
         let notes = missing.isEmpty ? [] : ["\(missing.joined(separator: ", ")) unreadable: the system counters they hold (listen drops, resets, UDP errors) are missing"]
-        lastFull = activity.map { ($0, protocols, notes, now) }
+        lastFull = activity.map { ($0, out, notes, now) }
         return Collected(out, notes: notes)
     }
 
