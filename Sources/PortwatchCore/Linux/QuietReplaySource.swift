@@ -14,7 +14,8 @@ import Glibc
 /// of these moving (`SystemCounters.tcpQuietFingerprint`): a segment in or out (bytes, states,
 /// resets, retransmits, keepalives, SYNs creating half-open sockets), a socket hashed or
 /// unhashed (`inuse`: connect, close, listen), a TIME_WAIT socket expiring (`tw`), a socket
-/// created (`sockets: used`, before a bind leaves it bound-only). Listeners are always dumped
+/// created (`sockets: used`, before a bind leaves it bound-only), a connection accepted (a
+/// listener's accept queue shorter than at the walk). Listeners are always dumped
 /// fresh (their accept queue drains with no segment) from the cheap listening table, UDP is
 /// always dumped fresh. The fingerprint is read *before* each dump, so a change during a walk
 /// shows as a change at the next sample. Two things still slip past it and are bounded by
@@ -42,7 +43,8 @@ public final class QuietReplaySource: SocketSource, @unchecked Sendable {
     /// The listeners dumped for this snapshot (its listeners-only dump, asked with counters),
     /// so that a replay need not dump them again.
     private var listeners: (query: SocketQuery, records: [SocketRecord], udp: [SocketRecord]?)?
-    private var walked: (fingerprint: [Int64], query: SocketQuery, tcp: [SocketRecord], at: Double)?
+    private var walked: (fingerprint: [Int64], query: SocketQuery, tcp: [SocketRecord], queues: [UInt64: UInt32],
+                         at: Double)?
     /// Dumps answered from the last walk (for tests and benchmarks).
     public private(set) var replays = 0
     /// Dumps that walked the kernel's tables.
@@ -107,19 +109,33 @@ public final class QuietReplaySource: SocketSource, @unchecked Sendable {
             if query.states & (1 << UInt32(SocketState.listen.rawValue)) != 0 {
                 records = try tcpListeners(query)
             }
-            records.append(contentsOf: last.tcp)
-            if query.protocols.contains(.udp) { records.append(contentsOf: try udpSockets(query)) }
-            replays += 1
-            return records
+            // An accept() moves no counter, but gives the accepted connection its inode (and so
+            // its owner): any listener whose queue is not what it was at the walk has accepted
+            // since (with no packet in, a queue only drains), and the namespace is walked.
+            let queues = Self.acceptQueues(records)
+            if queues == last.queues {
+                records.append(contentsOf: last.tcp)
+                if query.protocols.contains(.udp) { records.append(contentsOf: try udpSockets(query)) }
+                replays += 1
+                return records
+            }
         }
         let all = try inner.sockets(query)
         walks += 1
         if let fingerprint {
-            walked = (fingerprint, query, all.filter { $0.proto == .tcp && $0.state != .listen }, now)
+            walked = (fingerprint, query, all.filter { $0.proto == .tcp && $0.state != .listen },
+                      Self.acceptQueues(all), now)
         } else {
             walked = nil
         }
         return all
+    }
+
+    /// Each TCP listener's accept queue, by socket cookie.
+    private static func acceptQueues(_ records: [SocketRecord]) -> [UInt64: UInt32] {
+        var out: [UInt64: UInt32] = [:]
+        for r in records where r.proto == .tcp && r.state == .listen { out[r.cookie] = r.receiveQueue }
+        return out
     }
 
     /// Whether this snapshot's TCP dump will be answered from the last walk (its query aside).
