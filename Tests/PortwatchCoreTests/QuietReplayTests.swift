@@ -88,15 +88,24 @@ struct QuietReplayTests {
         try sampler.start()
         #expect(sampler.dumpReuse?.walks == 1)
 
+        /// Samples until one reuses the last walk: after traffic a delayed ACK may still be on
+        /// its way, and the namespace is not quiet until it has gone. Bounded: 50 tries.
+        func sampleUntilReused() throws -> (PortSnapshot, WindowReport)? {
+            for _ in 0..<50 {
+                let before = sampler.dumpReuse?.replays ?? 0
+                let taken = try sampler.sample()
+                if (sampler.dumpReuse?.replays ?? 0) > before { return taken }
+                usleep(100_000)
+            }
+            return nil
+        }
+
         // Quiet: the walk is reused, and it is what a walk now would say, socket for socket.
-        _ = try sampler.sample()
-        #expect(sampler.listingReuse == 0)
-        let (quiet, quietReport) = try sampler.sample()
-        #expect(sampler.dumpReuse?.replays == 2)
-        #expect(sampler.dumpReuse?.walks == 1)
-        // Nothing moved at all and no queue held anything: the second quiet sample did not even
-        // dump the listeners and UDP again (the first took UDP whole for it).
-        #expect(sampler.listingReuse == 1)
+        _ = try #require(try sampleUntilReused())
+        let (quiet, quietReport) = try #require(try sampleUntilReused())
+        // Nothing moved at all and no queue held anything: a quiet sample after a quiet one did
+        // not even dump the listeners and UDP again (the first took UDP whole for it).
+        #expect(sampler.listingReuse ?? 0 >= 1)
         let fresh = try PortSnapshot.take(daemonOptions, source: source)
         #expect(records(quiet) == records(fresh))
         // The service's side of each connection (clients are outgoing: the daemon skips them).
@@ -110,15 +119,15 @@ struct QuietReplayTests {
         #expect(server.receive(1_000) == 1_000)
         try server.sendAll(1_000)
         #expect(client.receive(1_000) == 1_000)
+        let walksBeforeBusy = sampler.dumpReuse?.walks ?? 0
         let (_, busyReport) = try sampler.sample()
-        #expect(sampler.dumpReuse?.walks == 2)
+        #expect(sampler.dumpReuse?.walks == walksBeforeBusy + 1)
         let busy = try #require(busyReport.ports[PortKey.local(.tcp, servicePort)])
         #expect(busy.traffic.bytesReceived == 1_000)
         #expect(busy.traffic.bytesSent == 1_000)
 
         // Quiet again: reused.
-        _ = try sampler.sample()
-        #expect(sampler.dumpReuse?.replays == 3)
+        _ = try #require(try sampleUntilReused())
 
         // A connection left in the accept queue: the next quiet sample still reads the listener
         // (a queue drains with no packet), and the accept that drains it is seen at once.
