@@ -1,0 +1,207 @@
+// Each namespace's own system counters (issue 9): /proc/net/snmp and /proc/net/netstat are per
+// network namespace, so a view over several shows each namespace's deltas under that namespace
+// (`system_errors_by_namespace`, the tables' system lines), never one namespace's for all. Two
+// named namespaces of the test's own (names carry our pid) each make a known, different change
+// of their counters; each must show exactly its own, and the other none of it.
+
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Makes COUNT connects to 127.0.0.1:PORT, where nothing listens (each SYN answered by a RST:
+/// one `attempt_fails` and one `out_rsts` in the namespace), then COUNT2 UDP datagrams to the
+/// same port (each one `udp_no_ports`).
+private let refusalScript = #"""
+import socket, sys
+port, connects, datagrams = (int(a) for a in sys.argv[1:4])
+for _ in range(connects):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        sys.exit("something listens on %d" % port)
+    except ConnectionRefusedError:
+        pass
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(datagrams):
+    s.sendto(b"?", ("127.0.0.1", port))
+s.close()
+"""#
+
+/// Two fresh named namespaces (only loopback, up) that nothing else touches.
+final class CounterLab: @unchecked Sendable {
+    struct Member {
+        var name: String
+        var inode: UInt64
+    }
+
+    private static let counter = Counter()
+    /// Nothing listens there in a fresh namespace.
+    let closedPort = 9
+    private(set) var members: [Member] = []
+
+    init() throws {
+        guard let ip = TestEnv.ip else { throw SupportError("ip missing") }
+        let k = CounterLab.counter.next()
+        do {
+            for suffix in ["a", "b"] {
+                let name = "pwse-\(getpid())-\(k)\(suffix)"
+                let made = runTool(ip, ["netns", "add", name])
+                if made.status != 0 { throw SupportError("ip netns add \(name): \(made.stderr)") }
+                var st = stat()
+                guard stat("/run/netns/\(name)", &st) == 0 else { throw SupportError("no /run/netns/\(name)") }
+                members.append(Member(name: name, inode: UInt64(st.st_ino)))
+                let up = runTool(ip, ["-n", name, "link", "set", "lo", "up"])
+                if up.status != 0 { throw SupportError("lo up in \(name): \(up.stderr)") }
+            }
+        } catch {
+            destroy()
+            throw error
+        }
+    }
+
+    /// Inside `member`: `connects` refused TCP connects and `datagrams` UDP datagrams to the
+    /// closed port; returns when all are sent.
+    func refuse(in member: Member, connects: Int, datagrams: Int) throws {
+        guard let ip = TestEnv.ip, let python = TestEnv.python3 else { throw SupportError("ip or python3 missing") }
+        let r = runTool(ip, ["netns", "exec", member.name, python, "-c", refusalScript,
+                             String(closedPort), String(connects), String(datagrams)], timeout: 30)
+        if r.status != 0 { throw SupportError("refusals in \(member.name) failed (\(r.status)): \(r.stderr)") }
+    }
+
+    /// Deletes the namespaces. Idempotent.
+    func destroy() {
+        if let ip = TestEnv.ip {
+            for m in members where access("/run/netns/\(m.name)", F_OK) == 0 { _ = runTool(ip, ["netns", "delete", m.name]) }
+        }
+        members = []
+    }
+
+    deinit { destroy() }
+}
+
+/// The counters the lab moves, as one namespace's entries summed.
+struct RefusalCounts: Hashable, CustomStringConvertible {
+    var attemptFails = 0
+    var outRsts = 0
+    var udpNoPorts = 0
+
+    /// Adds one `system_errors` object.
+    mutating func add(_ errors: [String: Any]?) {
+        attemptFails += errors?.int("attempt_fails") ?? 0
+        outRsts += errors?.int("out_rsts") ?? 0
+        udpNoPorts += errors?.int("udp_no_ports") ?? 0
+    }
+
+    var description: String { "attempt_fails \(attemptFails), out_rsts \(outRsts), udp_no_ports \(udpNoPorts)" }
+}
+
+extension Dictionary where Key == String, Value == Any {
+    /// The `system_errors_by_namespace` entry of the namespace `inode`.
+    func systemErrors(ofNamespace inode: UInt64) -> [String: Any]? {
+        objects("system_errors_by_namespace").first { $0.namespaceInode == inode }?.object("system_errors")
+    }
+
+    /// The `system_errors_by_namespace` entry of portwatch's own namespace.
+    var ownSystemErrors: [String: Any]? {
+        objects("system_errors_by_namespace").first { $0.object("namespace")?.bool("own") == true }?.object("system_errors")
+    }
+}
+
+@Suite("namespaces: each namespace's own system counters", .serialized,
+       .enabled(if: TestEnv.isRoot && TestEnv.canCreateNamespaces,
+                "needs root (CAP_SYS_ADMIN to make and enter namespaces), ip and python3"))
+struct NamespaceSystemErrorsTests {
+    /// `top --json --all-namespaces`: refused connects in one namespace and datagrams to a
+    /// closed port in another are each counted in their namespace's `system_errors`, exactly,
+    /// and not in the other's; the top-level `system_errors` stay portwatch's own namespace's.
+    @Test func topCountsEachNamespacesSystemErrorsApart() throws {
+        let lab = try CounterLab()
+        defer { lab.destroy() }
+        let (a, b) = (lab.members[0], lab.members[1])
+        let run = try startPortwatchWhenReady(["top", "--json", "--all-namespaces", "--interval", "300ms",
+                                               "--iterations", "200"])
+        defer { run.child.kill() }
+        try lab.refuse(in: a, connects: 7, datagrams: 0)
+        try lab.refuse(in: b, connects: 0, datagrams: 11)
+        let wanted = [a.inode: RefusalCounts(attemptFails: 7, outRsts: 7, udpNoPorts: 0),
+                      b.inode: RefusalCounts(attemptFails: 0, outRsts: 0, udpNoPorts: 11)]
+        var got: [UInt64: RefusalCounts] = [:]
+        var lines: [String] = []
+        // Refreshes until both namespaces' counts are in, and two more: a count arriving late,
+        // twice, or in the wrong namespace would show there.
+        var extra = 0
+        while extra < 3, let line = run.child.readLine(timeout: 30) {
+            lines.append(line)
+            let doc = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(line)")
+            for m in lab.members {
+                let entries = doc.objects("system_errors_by_namespace").filter { $0.namespaceInode == m.inode }
+                // Every namespace with a window has exactly one entry, named like its rows.
+                if let entry = entries.first {
+                    #expect(entries.count == 1, "\(line.prefix(4000))")
+                    #expect(entry.object("namespace")?.string("name") == m.name)
+                    #expect((entry["window_seconds"] as? NSNumber).map { $0.doubleValue > 0 } == true)
+                }
+                got[m.inode, default: RefusalCounts()].add(doc.systemErrors(ofNamespace: m.inode))
+            }
+            // The top-level object is the caller's own namespace's, as without the flags.
+            let own = try #require(doc.ownSystemErrors, "\(line.prefix(4000))")
+            #expect(NSDictionary(dictionary: own).isEqual(to: try #require(doc.object("system_errors"))))
+            if got == wanted { extra += 1 }
+        }
+        let tail = lines.suffix(2).joined(separator: "\n").prefix(6000)
+        for m in lab.members {
+            #expect(got[m.inode] == wanted[m.inode], "\(m.name): \(String(describing: got[m.inode])); \(tail)")
+        }
+    }
+
+    /// `ports --sample --all-namespaces`: the table's system lines name their namespace, each
+    /// with its own counts; `--json` lists the same per namespace.
+    @Test func sampleTableAndJSONNameEachNamespacesSystemErrors() throws {
+        let lab = try CounterLab()
+        defer { lab.destroy() }
+        let (a, b) = (lab.members[0], lab.members[1])
+
+        let table = try startPortwatchWhenReady(["ports", "--sample", "3s", "--all-namespaces"])
+        try lab.refuse(in: a, connects: 3, datagrams: 0)
+        try lab.refuse(in: b, connects: 0, datagrams: 5)
+        let t = table.finish(timeout: 60)
+        #expect(t.status == 0, "\(t)")
+        let lines = t.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.contains("system (\(a.name)): attempt_fails 3, out_rsts 3"), "\(t)")
+        #expect(lines.contains("system (\(b.name)): udp_no_ports 5"), "\(t)")
+        // A namespace's line says only its own counts.
+        #expect(lines.filter { $0.hasPrefix("system (\(a.name))") || $0.hasPrefix("system (\(b.name))") }.count == 2, "\(t)")
+
+        let json = try startPortwatchWhenReady(["ports", "--sample", "3s", "--all-namespaces", "--json"])
+        try lab.refuse(in: a, connects: 0, datagrams: 4)
+        try lab.refuse(in: b, connects: 6, datagrams: 0)
+        let j = json.finish(timeout: 60)
+        #expect(j.status == 0, "\(j)")
+        let doc = try #require(j.json())
+        var inA = RefusalCounts(), inB = RefusalCounts()
+        inA.add(try #require(doc.systemErrors(ofNamespace: a.inode), "\(j)"))
+        inB.add(try #require(doc.systemErrors(ofNamespace: b.inode), "\(j)"))
+        #expect(inA == RefusalCounts(attemptFails: 0, outRsts: 0, udpNoPorts: 4), "\(j)")
+        #expect(inB == RefusalCounts(attemptFails: 6, outRsts: 6, udpNoPorts: 0), "\(j)")
+        #expect(NSDictionary(dictionary: try #require(doc.ownSystemErrors)).isEqual(to: try #require(doc.object("system_errors"))))
+    }
+
+    /// `--netns NAME`: the one namespace's counters are the top-level `system_errors`, and its
+    /// one entry in `system_errors_by_namespace`.
+    @Test func oneNamespaceIsTheTopLevelSystemErrors() throws {
+        let lab = try CounterLab()
+        defer { lab.destroy() }
+        let a = lab.members[0]
+        let run = try startPortwatchWhenReady(["ports", "--sample", "2s", "--netns", a.name, "--json"])
+        try lab.refuse(in: a, connects: 2, datagrams: 3)
+        let r = run.finish(timeout: 60)
+        #expect(r.status == 0, "\(r)")
+        let doc = try #require(r.json())
+        var top = RefusalCounts()
+        top.add(try #require(doc.object("system_errors"), "\(r)"))
+        #expect(top == RefusalCounts(attemptFails: 2, outRsts: 2, udpNoPorts: 3), "\(r)")
+        let entries = doc.objects("system_errors_by_namespace")
+        #expect(entries.count == 1 && entries.first?.namespaceInode == a.inode, "\(r)")
+    }
+}
