@@ -28,6 +28,32 @@ for _ in range(datagrams):
 s.close()
 """#
 
+/// Listens on 127.0.0.1:PORT with a backlog of 0 (one connection fills the accept queue) and
+/// never accepts; prints "ready", and on each "flood" line makes 8 non-blocking connects (the
+/// SYNs after the first overflow the queue: listen drops of the namespace, and again at each SYN
+/// retry), keeps them open and prints "done".
+private let overflowScript = #"""
+import socket, sys
+port = int(sys.argv[1])
+lst = socket.socket()
+lst.bind(("127.0.0.1", port))
+lst.listen(0)
+print("ready", flush=True)
+held = []
+for line in sys.stdin:
+    if not line.startswith("flood"):
+        continue
+    for _ in range(8):
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            c.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        held.append(c)
+    print("done", flush=True)
+"""#
+
 /// Two fresh named namespaces (only loopback, up) that nothing else touches.
 final class CounterLab: @unchecked Sendable {
     struct Member {
@@ -67,6 +93,25 @@ final class CounterLab: @unchecked Sendable {
         let r = runTool(ip, ["netns", "exec", member.name, python, "-c", refusalScript,
                              String(closedPort), String(connects), String(datagrams)], timeout: 30)
         if r.status != 0 { throw SupportError("refusals in \(member.name) failed (\(r.status)): \(r.stderr)") }
+    }
+
+    /// Starts `overflowScript` inside `member` on `port`; the caller kills it.
+    func overflowingListener(in member: Member, port: Int) throws -> Child {
+        guard let ip = TestEnv.ip, let python = TestEnv.python3 else { throw SupportError("ip or python3 missing") }
+        let child = try Child.spawn(ip, ["netns", "exec", member.name, python, "-u", "-c", overflowScript, String(port)],
+                                    stdin: .pipe)
+        guard child.readLine(timeout: 20) == "ready" else {
+            let err = child.drainStderr()
+            child.kill()
+            throw SupportError("listener in \(member.name) did not start: \(err)")
+        }
+        return child
+    }
+
+    /// Has `listener` overflow its accept queue; returns when the connects are made.
+    func flood(_ listener: Child) throws {
+        guard "flood\n".withCString({ write(listener.stdinFD, $0, 6) }) == 6 else { throw SupportError("listener stdin closed") }
+        guard listener.readLine(timeout: 20) == "done" else { throw SupportError("flood failed: \(listener.drainStderr())") }
     }
 
     /// Deletes the namespaces. Idempotent.
@@ -185,6 +230,54 @@ struct NamespaceSystemErrorsTests {
         #expect(inA == RefusalCounts(attemptFails: 0, outRsts: 0, udpNoPorts: 4), "\(j)")
         #expect(inB == RefusalCounts(attemptFails: 6, outRsts: 6, udpNoPorts: 0), "\(j)")
         #expect(NSDictionary(dictionary: try #require(doc.ownSystemErrors)).isEqual(to: try #require(doc.object("system_errors"))))
+    }
+
+    /// A listener read from /proc/net/tcp (no backlog, no drops of its own) is overloaded with
+    /// `system_listen_drops_rising` by the listen drops of the namespace it listens in: not by
+    /// another namespace's drops in the same window, and by exactly its own namespace's count.
+    /// portwatch runs inside namespace A with the procfs source (its own namespace is the one
+    /// read from /proc/net/tcp; B is read through sock_diag).
+    @Test func systemListenDropsAreTheListenersNamespaces() throws {
+        let lab = try CounterLab()
+        defer { lab.destroy() }
+        let (a, b) = (lab.members[0], lab.members[1])
+        let port = 8080
+        let inA = try lab.overflowingListener(in: a, port: port)
+        defer { inA.kill() }
+        let inB = try lab.overflowingListener(in: b, port: port)
+        defer { inB.kill() }
+        let arguments = ["ports", String(port), "--sample", "3s", "--all-namespaces", "--json"]
+        let environment = ["PORTWATCH_SOCKET_SOURCE": "procfs"]
+        func drops(_ errors: [String: Any]?) -> Int {
+            max(errors?.int("listen_drops") ?? 0, errors?.int("listen_overflows") ?? 0)
+        }
+        func reasonCount(_ doc: [String: Any], inode: UInt64) -> Int? {
+            let row = doc.objects("ports").first { $0.namespaceInode == inode && $0.bool("listening") == true }
+            return row?.objects("reasons").first { $0.string("reason") == "system_listen_drops_rising" }?.int("count")
+        }
+
+        // Drops in B only: A's listener is not overloaded by them.
+        let first = try startPortwatchWhenReady(arguments, environment: environment, netns: a.name)
+        try lab.flood(inB)
+        let r1 = first.finish(timeout: 60)
+        #expect(r1.status == 0, "\(r1)")
+        let doc1 = try #require(r1.json())
+        #expect(doc1.objects("ports").contains { $0.namespaceInode == a.inode && $0.bool("listening") == true }, "\(r1)")
+        #expect(drops(doc1.systemErrors(ofNamespace: b.inode)) > 0, "\(r1)")
+        #expect(drops(doc1.systemErrors(ofNamespace: a.inode)) == 0, "\(r1)")
+        #expect(reasonCount(doc1, inode: a.inode) == nil, "\(r1)")
+
+        // Drops in A (B's clients still retry there): A's listener carries A's count.
+        let second = try startPortwatchWhenReady(arguments, environment: environment, netns: a.name)
+        try lab.flood(inA)
+        let r2 = second.finish(timeout: 60)
+        #expect(r2.status == 0, "\(r2)")
+        let doc2 = try #require(r2.json())
+        let own = drops(doc2.systemErrors(ofNamespace: a.inode))
+        #expect(own > 0, "\(r2)")
+        #expect(reasonCount(doc2, inode: a.inode) == own, "\(r2)")
+        // A's own namespace is the top-level one (portwatch runs there).
+        #expect(drops(doc2.object("system_errors")) == own, "\(r2)")
     }
 
     /// `--netns NAME`: the one namespace's counters are the top-level `system_errors`, and its
