@@ -280,6 +280,41 @@ struct NamespaceSystemErrorsTests {
         #expect(drops(doc2.object("system_errors")) == own, "\(r2)")
     }
 
+    /// The full-screen `top --all-namespaces`: its "system errors" line names each namespace
+    /// whose counters moved, with that namespace's own counts.
+    @Test(.enabled(if: TestEnv.which("tmux") != nil, "needs tmux to drive the full-screen view"))
+    func topsSystemLineNamesEachNamespace() throws {
+        let tmux = try #require(TestEnv.which("tmux"))
+        let lab = try CounterLab()
+        defer { lab.destroy() }
+        let (a, b) = (lab.members[0], lab.members[1])
+        let session = "pwse\(getpid())"
+        // Wide enough that no namespace's part of the line is cut off.
+        let start = runTool(tmux, ["new-session", "-d", "-s", session, "-x", "500", "-y", "30",
+                                   "env", "-i", "PATH=/usr/bin:/bin", "TERM=xterm", "PS1=READY$ ", "bash", "--norc", "--noprofile"])
+        #expect(start.status == 0, "\(start.stderr)")
+        defer { _ = runTool(tmux, ["kill-session", "-t", session]) }
+        func screen() -> String { runTool(tmux, ["capture-pane", "-p", "-t", session]).stdout }
+        #expect(poll(timeout: 5) { screen().contains("READY$") })
+        let ready = freshReadyFile()
+        defer { unlink(ready) }
+        _ = runTool(tmux, ["send-keys", "-t", session,
+                           "\(TestEnv.portwatchPath) top --all-namespaces --interval 1s --ready-file \(ready)", "Enter"])
+        #expect(poll(timeout: 30) { access(ready, F_OK) == 0 }, "\(screen())")
+        // One connect and one datagram each: a window cannot split them.
+        try lab.refuse(in: a, connects: 1, datagrams: 0)
+        try lab.refuse(in: b, connects: 0, datagrams: 1)
+        var seenA = false, seenB = false
+        _ = poll(timeout: 20, interval: 0.1) {
+            let line = screen().split(separator: "\n").first { $0.hasPrefix("system errors: ") } ?? ""
+            seenA = seenA || line.contains("\(a.name): attempt_fails 1, out_rsts 1")
+            seenB = seenB || line.contains("\(b.name): udp_no_ports 1")
+            return seenA && seenB
+        }
+        #expect(seenA && seenB, "\(screen())")
+        _ = runTool(tmux, ["send-keys", "-t", session, "q"])
+    }
+
     /// `--netns NAME`: the one namespace's counters are the top-level `system_errors`, and its
     /// one entry in `system_errors_by_namespace`.
     @Test func oneNamespaceIsTheTopLevelSystemErrors() throws {
