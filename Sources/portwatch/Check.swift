@@ -250,10 +250,13 @@ struct Check: ParsableCommand {
         var checks: [(NetworkNamespace, LocalCheck, CheckOutcome, PortWindow?)] = []
         var notes = targets.notes
         var lastReport: WindowReport?
+        // Each namespace's window, for its own system counters.
+        var windows = NamespaceWindows([])
         for target in targets.list {
             let (snapshot, report) = try snapshotOrWindow(options, window: window.sample, capture: capture.capture,
                                                           readiness: readiness, in: target)
             lastReport = report
+            windows.parts.append((target.0, report))
             for check in localChecks(ports: pairs, snapshot: snapshot, window: report) {
                 checks.append((target.0, check, CheckOutcome(expected: expected, matched: check.meets(expected)),
                                report.map { PortWindow($0, key: PortKey.local(check.proto, check.port)) }))
@@ -280,6 +283,7 @@ struct Check: ParsableCommand {
                     }
                     w.field("expected", expected.rawValue)
                     w.field("matched", allMatched)
+                    if windows.seconds != nil { w.systemErrorMembers(windows) }
                     w.notes(notes)
                     w.endObject()
                 }

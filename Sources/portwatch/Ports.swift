@@ -109,16 +109,28 @@ extension Ports {
         if output.json {
             output.print { w in NamespacePortsDocument(snapshot: snapshot, notes: targets.notes).write(rows, services: services, to: &w) }
         } else {
+            let windows = NamespaceWindows(snapshot.parts.map { ($0.namespace, $0.report) })
             if rows.isEmpty {
                 emit(spec == nil ? "no ports in use" : "no ports in use matching \(ports ?? "")")
             } else {
                 let labels: [String]? = snapshot.parts.count > 1 ? rows.map { snapshot.parts[$0.part].namespace.label } : nil
+                // Each row's rates over its own namespace's window, its bytes known by its own
+                // namespace's source (our own may read /proc/net/tcp while the others use sock_diag).
+                let own = rows.map { row in
+                    let part = snapshot.parts[row.part]
+                    return RowWindow(seconds: part.report?.seconds ?? 0, bytesKnown: part.snapshot.source != "procfs")
+                }
                 emit(renderPortsTable(rows.map(\.row), services: services, processes: !noProcesses, terminal: Terminal.stdout,
-                                      window: snapshot.parts.first?.report, bytesKnown: snapshot.parts.first?.snapshot.source != "procfs",
-                                      namespaceLabels: labels))
+                                      window: snapshot.parts.lazy.compactMap(\.report).first,
+                                      rowWindows: own, namespaceLabels: labels))
             }
             for (i, row) in rows where row.overloaded {
                 emit("\(snapshot.parts[i].namespace.label) \(row.key.proto.rawValue)/\(row.key.port) overloaded: \(row.reasons.map(\.message).joined(separator: "; "))")
+            }
+            // Each namespace's own system counters, named by it when several are shown.
+            let several = snapshot.parts.count > 1
+            for (ns, line) in windows.systemErrorLines {
+                emit(several ? "system (\(ns?.label ?? "-")): \(line)" : "system: \(line)")
             }
             var notes = targets.notes
             for note in snapshot.notes + snapshot.parts.flatMap({ $0.snapshot.notes + ($0.report?.notes ?? []) }) where !notes.contains(note) {
@@ -130,9 +142,17 @@ extension Ports {
     }
 }
 
-/// The human table of `ports`; `namespaceLabels` (one per row) adds a NAMESPACE column.
+/// A row's own window length and whether its source knows bytes, in a table over namespaces.
+struct RowWindow {
+    var seconds: Double
+    var bytesKnown: Bool
+}
+
+/// The human table of `ports`; `namespaceLabels` (one per row) adds a NAMESPACE column;
+/// `rowWindows` (one per row) overrides `window`'s length and `bytesKnown` row by row.
 func renderPortsTable(_ rows: [PortRow], services: ServiceDatabase, processes: Bool, terminal: Terminal,
-                      window: WindowReport? = nil, bytesKnown: Bool = true, namespaceLabels: [String]? = nil) -> String {
+                      window: WindowReport? = nil, bytesKnown: Bool = true, rowWindows: [RowWindow]? = nil,
+                      namespaceLabels: [String]? = nil) -> String {
     var columns: [Table.Column] = namespaceLabels == nil ? [] : [.init(title: "NAMESPACE")]
     columns += [
         .init(title: "PROTO"), .init(title: "PORT", align: .right), .init(title: "SERVICE"),
@@ -147,6 +167,7 @@ func renderPortsTable(_ rows: [PortRow], services: ServiceDatabase, processes: B
     var table = Table(columns)
     for (index, row) in rows.enumerated() {
         let p = row.summary
+        let bytesKnown = rowWindows?[index].bytesKnown ?? bytesKnown
         let state: Table.Cell
         switch row.state {
         case .outgoing: state = .init(text: "outgoing", paint: terminal.dim)
@@ -170,7 +191,8 @@ func renderPortsTable(_ rows: [PortRow], services: ServiceDatabase, processes: B
         var errors = ""
         if let window {
             let a = row.activity
-            let seconds = window.seconds > 0 ? window.seconds : 1
+            let length = rowWindows?[index].seconds ?? window.seconds
+            let seconds = length > 0 ? length : 1
             if bytesKnown || p.proto == .udp {
                 rx = formatRate(bitsPerSecond: Double(a.traffic.bytesReceived) * 8 / seconds)
                 tx = formatRate(bitsPerSecond: Double(a.traffic.bytesSent) * 8 / seconds)

@@ -119,8 +119,12 @@ struct TopModel {
     var interval: Double
     /// The latest sample of each namespace shown (one part, without a namespace, by default).
     var parts: [TopPart] = []
-    var snapshot: PortSnapshot? { parts.first?.snapshot }
-    var report: WindowReport? { parts.first?.report }
+    /// How long the latest sample took, every namespace's together.
+    var sampleSeconds: Double = 0
+    /// Each part's window; the primary one speaks for the system, as without the flags.
+    var windows: NamespaceWindows { NamespaceWindows(parts.map { ($0.namespace, $0.report) }) }
+    /// The snapshot whose time the view shows: the primary part's, else the first.
+    var snapshot: PortSnapshot? { (windows.primary.map { parts[$0] } ?? parts.first)?.snapshot }
     /// Every namespace's detections together (nil without detectors).
     var security: SecurityReport? {
         let reports = parts.compactMap { $0.report?.security }
@@ -134,8 +138,9 @@ struct TopModel {
     var history: [TopRowKey: [Double]] = [:]
     let services = ServiceDatabase.system
 
-    mutating func update(_ parts: [TopPart]) {
-        self.parts = parts
+    mutating func update(_ sample: TopSample) {
+        self.parts = sample.parts
+        sampleSeconds = sample.seconds
         let keep = max(1, Int((60 / interval).rounded()))
         var next: [TopRowKey: [Double]] = [:]
         for (index, row) in rows(includeAll: true) {
@@ -174,11 +179,11 @@ struct TopModel {
 
     /// One JSON Lines record: the window's rows as PORT objects with `window` and `rates`.
     func write(to w: inout JSONWriter) {
-        let seconds = report?.seconds ?? 0
+        let windows = self.windows
         w.beginObject()
         w.field("taken_at", double: snapshot?.takenAt ?? 0)
-        w.field("interval_seconds", double: seconds)
-        w.field("sample_seconds", double: report?.sampleSeconds ?? 0)
+        w.field("interval_seconds", double: windows.seconds ?? 0)
+        w.field("sample_seconds", double: sampleSeconds)
         w.field("sort", sort.rawValue)
         w.array("ports") { w in
             for (index, row) in rows() {
@@ -189,8 +194,8 @@ struct TopModel {
                 }
             }
         }
-        if let report { w.systemErrors(report) } else { w.object("system_errors") { _ in } }
-        w.captureMembers(parts.map { ($0.namespace, $0.report) }, kernelDrops: false)
+        w.systemErrorMembers(windows)
+        w.captureMembers(windows.parts, kernelDrops: false)
         w.securityMembers(parts.map { ($0.namespace, $0.report?.security) })
         var notes: [String] = []
         for part in parts {
@@ -204,17 +209,23 @@ struct TopModel {
     func render(width: Int, height: Int, color: Bool, waiting: Bool = false) -> String {
         let term = Terminal(isTTY: true, color: color, width: width)
         var lines: [String] = []
-        let seconds = report?.seconds ?? 0
         let all = rows()
-        var totalRx: UInt64 = 0, totalTx: UInt64 = 0
-        for (_, r) in all { totalRx += r.activity.traffic.bytesReceived; totalTx += r.activity.traffic.bytesSent }
-        let secs = seconds > 0 ? seconds : 1
+        // Each namespace's rows over its own window (namespaces are sampled together, but each
+        // window is measured apart).
+        let partSeconds = parts.map { part in (part.report?.seconds ?? 0) > 0 ? part.report!.seconds : 1 }
+        var totalRx = 0.0, totalTx = 0.0
+        for (index, r) in all {
+            totalRx += Double(r.activity.traffic.bytesReceived) * 8 / partSeconds[index]
+            totalTx += Double(r.activity.traffic.bytesSent) * 8 / partSeconds[index]
+        }
         var header = "portwatch top — \(all.count) port\(all.count == 1 ? "" : "s"), every \(formatDuration(.milliseconds(Int64(interval * 1000))))"
-        header += ", sort \(sort.rawValue)  rx \(formatRate(bitsPerSecond: Double(totalRx) * 8 / secs))"
-        header += "  tx \(formatRate(bitsPerSecond: Double(totalTx) * 8 / secs))"
+        header += ", sort \(sort.rawValue)  rx \(formatRate(bitsPerSecond: totalRx))"
+        header += "  tx \(formatRate(bitsPerSecond: totalTx))"
         lines.append(term.bold(truncateLine(header, width)))
-        if let report, !report.system.isEmpty {
-            lines.append(truncateLine("system errors: " + (report.systemErrorsLine ?? "none"), width))
+        if parts.contains(where: { !($0.report?.system.isEmpty ?? true) }) {
+            // Each namespace's own counters, named by their namespace when several are shown.
+            let said = windows.systemErrorLines.map { (tagged ? "\($0.namespace?.label ?? "-"): " : "") + $0.line }
+            lines.append(truncateLine("system errors: " + (said.isEmpty ? "none" : said.joined(separator: " · ")), width))
         } else {
             lines.append(waiting ? "measuring…" : "")
         }
@@ -237,6 +248,7 @@ struct TopModel {
         let room = max(1, height - lines.count - 3 - (security != nil ? 1 : 0))
         for (index, row) in all.prefix(room) {
             let a = row.activity
+            let secs = partSeconds[index]
             let port = row.key.role == .remote ? "→\(row.key.port)" : String(row.key.port)
             let namespaceCell: [Table.Cell] = tagged ? [.init(text: parts[index].namespace?.label ?? "-")] : []
             let historyKey = TopRowKey(namespace: parts[index].namespace?.inode, port: row.key)
@@ -280,6 +292,12 @@ struct TopPart {
     var notes: [String] = []
 }
 
+/// One refresh of `top`: every namespace's part, and how long taking them took.
+struct TopSample {
+    var parts: [TopPart]
+    var seconds: Double
+}
+
 /// A sparkline's series: a port in a namespace.
 struct TopRowKey: Hashable {
     var namespace: UInt64?
@@ -305,16 +323,19 @@ final class TopSampler {
         if let plain { try plain.start() } else { try spread?.start() }
     }
 
-    func sample() throws -> [TopPart] {
+    func sample() throws -> TopSample {
         if let plain {
             let (snapshot, report) = try plain.sample()
-            return [TopPart(namespace: nil, snapshot: snapshot, report: report)]
+            return TopSample(parts: [TopPart(namespace: nil, snapshot: snapshot, report: report)], seconds: report.sampleSeconds)
         }
-        guard let spread else { return [] }
+        guard let spread else { return TopSample(parts: [], seconds: 0) }
+        let started = now()
         let taken = try spread.sample()
         var parts = taken.parts.map { TopPart(namespace: $0.namespace, snapshot: $0.snapshot, report: $0.report) }
         if !parts.isEmpty { parts[0].notes = taken.notes }
-        return parts
+        // The namespaces' samplers run side by side, then one owner walk serves them all: the
+        // sample took that whole time, not any one sampler's.
+        return TopSample(parts: parts, seconds: now() - started)
     }
 }
 

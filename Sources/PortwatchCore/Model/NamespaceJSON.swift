@@ -71,6 +71,34 @@ extension JSONWriter {
 }
 
 extension JSONWriter {
+    /// The system-wide error deltas of a view over namespaces. `"system_errors"` stays what it
+    /// is without the flags: the primary part's (portwatch's own namespace, or the one named
+    /// with `--netns`; `{}` when there is none). Over namespaces, each namespace's own counters
+    /// follow in `"system_errors_by_namespace"`: one entry per namespace with a window, in the
+    /// view's order, `{"namespace", "window_seconds", "system_errors",
+    /// "connect_failures_without_port"}` (the same `namespace` object as on rows and hits).
+    public mutating func systemErrorMembers(_ windows: NamespaceWindows) {
+        if let primary = windows.primary, let report = windows.parts[primary].report {
+            systemErrors(report)
+        } else {
+            object("system_errors") { _ in }
+        }
+        guard windows.overNamespaces else { return }
+        array("system_errors_by_namespace") { w in
+            for part in windows.parts {
+                guard let report = part.report else { continue }
+                w.beginObject()
+                if let ns = part.namespace { w.key("namespace"); w.write(ns) }
+                w.field("window_seconds", double: report.seconds)
+                w.systemErrors(report)
+                w.field("connect_failures_without_port", report.connectFailuresWithoutPort)
+                w.endObject()
+            }
+        }
+    }
+}
+
+extension JSONWriter {
     /// `"detections"` and `"security_events"` of a view over namespaces (`top --capture` with
     /// `--netns` or `--all-namespaces`): each namespace's detectors watch its own capture, so
     /// every detection carries the `namespace` it was seen in (none for a part without one).
@@ -104,7 +132,8 @@ public struct NamespacePortsDocument {
     }
 
     /// `{"ports": [PORT + namespace, …], "namespaces": [...], "source", "taken_at",
-    /// ["window_seconds"], "notes"}`; `rows` pairs each row with its part's index.
+    /// ["window_seconds", "system_errors", "system_errors_by_namespace", "closed_port_hits",
+    /// …], "notes"}`; `rows` pairs each row with its part's index.
     public func write(_ rows: [(part: Int, row: PortRow)], services: ServiceDatabase, to w: inout JSONWriter) {
         let parts = snapshot.parts
         w.beginObject()
@@ -122,9 +151,11 @@ public struct NamespacePortsDocument {
         }
         w.field("source", parts.first?.snapshot.source ?? "sock_diag")
         w.field("taken_at", double: parts.first?.snapshot.takenAt ?? 0)
-        if let seconds = parts.compactMap({ $0.report?.seconds }).first {
+        let windows = NamespaceWindows(parts.map { ($0.namespace, $0.report) })
+        if let seconds = windows.seconds {
             w.field("window_seconds", double: seconds)
-            w.captureMembers(parts.map { ($0.namespace, $0.report) })
+            w.systemErrorMembers(windows)
+            w.captureMembers(windows.parts)
         }
         var all = notes
         for note in snapshot.notes + parts.flatMap({ $0.snapshot.notes + ($0.report?.notes ?? []) }) where !all.contains(note) {
