@@ -258,14 +258,18 @@ public struct PortsDocument {
 
     /// `{"ports": [PORT, …], "source", "taken_at", ["window_seconds", "system_errors",
     /// "connect_failures_without_port", …], "notes"}`; `rows` are `portRows` of the snapshot
-    /// merged with the report.
-    public func write(_ rows: [PortRow], services: ServiceDatabase, to w: inout JSONWriter) {
+    /// merged with the report. `rowMembers` extends each row (the daemon's namespace label);
+    /// `moreRows` appends rows of other snapshots to the list (the daemon's other namespaces).
+    public func write(_ rows: [PortRow], services: ServiceDatabase, to w: inout JSONWriter,
+                      rowMembers: (inout JSONWriter) -> Void = { _ in },
+                      moreRows: (inout JSONWriter) -> Void = { _ in }) {
         w.beginObject()
         w.array("ports") { w in
             for row in rows {
                 w.port(row, service: services.name(port: row.key.port, proto: row.key.proto),
-                       window: report.map { PortWindow($0, row: row) })
+                       window: report.map { PortWindow($0, row: row) }, members: rowMembers)
             }
+            moreRows(&w)
         }
         w.field("source", snapshot.source)
         w.field("taken_at", double: snapshot.takenAt)

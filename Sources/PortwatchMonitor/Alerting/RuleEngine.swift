@@ -243,7 +243,8 @@ public struct RuleEngine: Sendable {
                 let alert = {
                     Alert(rule: rule.name, state: .firing, severity: rule.severity, proto: key.proto, port: key.port,
                           metric: rule.metric.description, value: judged.value ?? 0, threshold: judged.threshold,
-                          since: now, message: judged.message(rule: rule, port: key), instance: self.instance)
+                          since: now, message: judged.message(rule: rule, port: key), instance: self.instance,
+                          namespace: key.namespace)
                 }
                 var track = rules[index].tracks[key]
                 let transition = AlertTrack.step(&track, condition: judged.condition, now: now, timing: timing,
@@ -278,6 +279,7 @@ public struct RuleEngine: Sendable {
         var details = ["rule": alert.rule, "severity": alert.severity, "metric": alert.metric,
                        "value": alertNumber(alert.value)]
         if let target = alert.target { details["target"] = target }
+        if let namespace = alert.namespace { details["netns"] = namespace }
         if let t = alert.threshold { details["threshold"] = alertNumber(t) }
         let firing = alert.state == .firing
         let message = firing ? "alert \(alert.rule) firing: \(alert.message)" : "alert \(alert.rule) resolved"
