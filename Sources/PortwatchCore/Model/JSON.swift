@@ -258,16 +258,15 @@ public struct PortsDocument {
 
     /// `{"ports": [PORT, …], "source", "taken_at", ["window_seconds", "system_errors",
     /// "connect_failures_without_port", …], "notes"}`; `rows` are `portRows` of the snapshot
-    /// merged with the report. `rowMembers` extends each row (the daemon's namespace label);
-    /// `moreRows` appends rows of other snapshots to the list (the daemon's other namespaces).
+    /// merged with the report. `moreRows` appends rows written elsewhere to the list (the
+    /// daemon's other namespaces, each with its own window and namespace members).
     public func write(_ rows: [PortRow], services: ServiceDatabase, to w: inout JSONWriter,
-                      rowMembers: (inout JSONWriter) -> Void = { _ in },
                       moreRows: (inout JSONWriter) -> Void = { _ in }) {
         w.beginObject()
         w.array("ports") { w in
             for row in rows {
                 w.port(row, service: services.name(port: row.key.port, proto: row.key.proto),
-                       window: report.map { PortWindow($0, row: row) }, members: rowMembers)
+                       window: report.map { PortWindow($0, row: row) })
             }
             moreRows(&w)
         }

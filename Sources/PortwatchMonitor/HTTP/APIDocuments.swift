@@ -31,21 +31,19 @@ enum APIDocuments {
         switch netns {
         case nil:
             PortsDocument(snapshot: latest.snapshot, report: latest.report)
-                .write(rows(latest), services: services, to: &w) { w in
+                .write(rows(latest), services: services, to: &w, moreRows: { w in
                     for part in latest.namespaceParts {
                         for row in rows(part) { namespaceRow(row, of: part, services: services, to: &w) }
                     }
-                }
+                })
         case .host:
             PortsDocument(snapshot: latest.snapshot, report: latest.report).write(rows(latest), services: services, to: &w)
         case .label(let label):
             let part = try self.part(label, in: latest)
             PortsDocument(snapshot: part.snapshot, report: part.report)
-                .write(rows(part), services: services, to: &w) { w in
-                    w.field("netns", label)
-                    // `rowMembers` knows no row: the namespace object alone, without `container`.
-                    w.key("namespace"); w.write(part.namespace)
-                }
+                .write([], services: services, to: &w, moreRows: { w in
+                    for row in rows(part) { namespaceRow(row, of: part, services: services, to: &w) }
+                })
         }
         w.newline()
         return w.bytes
