@@ -93,6 +93,64 @@ private func alert(_ namespace: String?, state: AlertState = .firing, since: Dou
     }
 }
 
+@Suite struct NamespaceExpectationTests {
+    /// `ports: [{port: 5432, netns: db, expect: listening}]` is about db's 5432 only: the host's
+    /// listener on 5432 does not meet it, and db's listener does.
+    @Test func aPortExpectationWithNetnsJudgesThatNamespacesRowOnly() throws {
+        let config = try ConfigLoader.parse("""
+            interval: 5s
+            namespaces: [db]
+            ports:
+              - {port: 5432, netns: db, expect: listening, name: pg}
+              - {port: 5432, expect: closed}
+            """, file: "x.yml")
+        #expect(config.ports.map(\.key) == [MonitoredPort(proto: .tcp, port: 5432, namespace: "db"),
+                                            MonitoredPort(proto: .tcp, port: 5432)])
+        var engine = RuleEngine(config: config, instance: "h", everListened: [], firstStart: true)
+        var now = 1_800_000_000.0
+        // Only the host listens: db's expectation fails, the host's `closed` fails too, apart.
+        let first = engine.evaluate([row(5432, namespace: nil, established: 0)], at: now)
+        let failed = first.events.filter { $0.kind == .expectationFailed }
+        #expect(Set(failed.map(\.namespace)) == [nil, "db"], "\(failed)")
+        #expect(failed.first { $0.namespace == "db" }?.message.hasPrefix("db tcp/5432 (pg) is expected to be listening") == true)
+        #expect(Set(first.notifications.map(\.namespace)) == [nil, "db"])
+        #expect(first.notifications.first { $0.namespace == "db" }?.rule == "expect_listening")
+
+        // db's listener comes: its expectation is met and its alert resolves; the host's stays.
+        now += 5
+        let second = engine.evaluate([row(5432, namespace: nil, established: 0), row(5432, namespace: "db", established: 0)], at: now)
+        #expect(second.events.filter { $0.kind == .expectationMet }.map(\.namespace) == ["db"])
+        #expect(second.notifications.map(\.namespace) == ["db"])
+        #expect(second.notifications.map(\.state) == [.resolved])
+        #expect(engine.activeAlerts.map(\.namespace) == [nil])
+    }
+
+    @Test(arguments: [
+        ("namespaces: [web]\nports:\n  - {port: 1, netns: db, expect: listening}\n", 3, 22, "is not among namespaces: [web]"),
+        ("ports:\n  - {port: 1, netns: db, expect: listening}\n", 2, 22, "watches no other network namespace"),
+        ("namespaces: all\nports:\n  - {port: 1, netns: pid:1, expect: listening}\n", 3, 22, "a pid names a namespace only while"),
+        ("namespaces: all\nports:\n  - {port: 1, netns: a/b}\n", 3, 22, "expected host, a name from /run/netns or net:[INODE]"),
+        ("namespaces: all\nports:\n  - {port: 1, netns: db}\n  - {port: 1, netns: db}\n", 4, 12, "1/tcp in netns db is already listed"),
+    ])
+    func aBadPortNetnsNamesItsPlace(_ yaml: String, _ line: Int, _ column: Int, _ phrase: String) {
+        do throws(ConfigError) {
+            let config = try ConfigLoader.parse(yaml, file: "x.yml")
+            Issue.record("accepted: \(config)")
+        } catch {
+            #expect(error.problems.count == 1, "\(error.problems)")
+            let problem = error.problems.first
+            #expect(problem?.line == line && problem?.column == column, "\(error)")
+            #expect(problem?.message.contains(phrase) == true, "\(error)")
+        }
+    }
+
+    @Test func theSamePortInAnotherNamespaceIsNotADuplicate() throws {
+        let config = try ConfigLoader.parse("namespaces: all\nports:\n  - {port: 1, netns: host}\n  - {port: 1, netns: 'net:[4026531840]'}\n",
+                                            file: "x.yml")
+        #expect(config.ports.map(\.namespace) == [nil, "net:[4026531840]"])
+    }
+}
+
 @Suite struct NamespaceEventLogTests {
     @Test func theEventLogFiltersByNamespaceAndTheAlertLogKeepsIt() throws {
         let dir = NSTemporaryDirectory() + "pw-nsalerts-\(getpid())-\(UUID().uuidString.prefix(8))"
