@@ -70,7 +70,9 @@ struct Events: ParsableCommand {
     }
 
     private func line(_ e: MonitorEvent) -> String {
-        let where_ = e.port.map { "\(e.proto?.rawValue ?? "tcp")/\($0)" } ?? "-"
+        // Another namespace's port reads as the daemon names it elsewhere ("web tcp/8080").
+        let port = e.port.map { "\(e.proto?.rawValue ?? "tcp")/\($0)" }
+        let where_ = port.map { p in e.namespace.map { "\($0) \(p)" } ?? p } ?? "-"
         return "\(rfc3339(e.time))  \(e.kind.rawValue)  \(where_)  \(printable(e.message))"
     }
 }

@@ -136,6 +136,8 @@ struct NamespaceAlertTests {
         let cliEvents = cli.json()?.objects("events") ?? []
         #expect(cliEvents.contains { $0.string("kind") == "alert_resolved" } && cliEvents.allSatisfy { $0.string("netns") == web },
                 "\(cli)")
+        let table = runPortwatch(["events", "--netns", web, "--port", String(port), "--db", daemon.database], timeout: 30)
+        #expect(table.status == 0 && table.stdout.contains("alert_resolved  \(web) tcp/\(port)"), "\(table)")
         let bad = runPortwatch(["events", "--netns", "a/b", "--db", daemon.database], timeout: 30)
         #expect(bad.status == 2 && bad.stderr.hasPrefix("portwatch: ") && bad.stderr.split(separator: "\n").count == 1, "\(bad)")
         #expect(!daemon.run.child.reap(), "the daemon exited: \(daemon.log.text.suffix(2000))")
