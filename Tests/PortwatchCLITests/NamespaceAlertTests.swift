@@ -40,6 +40,8 @@ struct NamespaceAlertTests {
             interval: 200ms
             instance: ns-host
             namespaces: [\(web), \(db)]
+            ports:
+              - {port: \(port), netns: \(web), expect: listening}
             rules:
               - {name: keeping-up, ports: "\(port)", metric: accept_queue, below: 1, severity: info}
             channels:
@@ -124,6 +126,10 @@ struct NamespaceAlertTests {
         #expect(mine.allSatisfy { $0.string("netns") == web }, "\(mine)")
         #expect(mine.contains { $0.string("kind") == "listener_stopped" && $0.int("port") == Int(port) }, "\(mine)")
         #expect(mine.contains { $0.string("kind") == "alert_firing" && $0.int("port") == Int(port) }, "\(mine)")
+        // web's port was expected to listen: that expectation (and only web's) failed.
+        #expect(mine.contains { $0.string("kind") == "expectation_failed" && $0.int("port") == Int(port) }, "\(mine)")
+        let expectAlerts = (daemon.get("/api/v1/alerts")?.json?.objects("alerts") ?? []).filter { $0.string("rule") == "expect_listening" }
+        #expect(expectAlerts.map { $0.string("netns") } == [web], "\(expectAlerts)")
         let hostEvents = daemon.get("/api/v1/events?since=1h&netns=host&port=\(port)")?.json?.objects("events") ?? []
         #expect(hostEvents.contains { $0.string("kind") == "alert_firing" }, "\(hostEvents)")
         #expect(hostEvents.allSatisfy { $0["netns"] == nil }, "\(hostEvents)")
