@@ -61,6 +61,10 @@ struct NamespaceAlertTests {
         let alerts = try #require(firing, "not three firing alerts: \(daemon.log.text.suffix(3000))")
         #expect(Set(alerts.map { $0.string("netns") ?? "host" }) == ["host", web, db])
         #expect(alerts.first { $0.string("netns") == web }?.string("message")?.contains(web) == true)
+        for (query, label) in [(web, web), (db, db), ("host", "host")] {
+            let one = ours(daemon.get("/api/v1/alerts?netns=\(query)")?.json?.objects("alerts") ?? [])
+            #expect(one.map { $0.string("netns") ?? "host" } == [label], "\(query): \(one)")
+        }
 
         let sent = daemon.within(samples: 20) { () -> [[String: Any]]? in
             let got = ours(receiver.received).filter { $0.string("state") == "firing" }
@@ -100,6 +104,7 @@ struct NamespaceAlertTests {
         // Bad values are 400, a namespace not sampled 404, both with a JSON error.
         for (path, status) in [("/api/v1/ports?netns=a%2Fb", 400), ("/api/v1/ports?netns=net:%5Bx%5D", 400),
                                ("/api/v1/ports/tcp/\(port)?netns=", 400), ("/api/v1/events?netns=a%2Fb", 400),
+                               ("/api/v1/alerts?netns=pid:0", 400),
                                ("/api/v1/ports?netns=pwa-none-\(getpid())", 404),
                                ("/api/v1/ports/tcp/\(port)?netns=pwa-none-\(getpid())", 404)] {
             let response = try #require(daemon.get(path))

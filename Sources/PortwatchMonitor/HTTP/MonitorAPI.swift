@@ -25,7 +25,7 @@ struct MonitorAPI<Context: RequestContext>: Sendable {
         api.get("/ports/{protocol}/{port}") { request, context in try await port(request, context) }
         api.get("/ports/{protocol}/{port}/history") { request, context in try await history(request, context) }
         api.get("/events") { request, _ in try await events(request) }
-        api.get("/alerts") { _, _ in jsonResponse(APIDocuments.alerts(await source.alerts())) }
+        api.get("/alerts") { request, _ in try await alerts(request) }
         api.get("/probes") { _, _ in jsonResponse(APIDocuments.probes(await source.probes())) }
         api.get("/probes/{target}/history") { request, context in try await probeHistory(request, context) }
         api.get("/stream") { _, _ in
@@ -84,6 +84,13 @@ struct MonitorAPI<Context: RequestContext>: Sendable {
             throw APIError.notFound("no probe of '\(APIParameters.printable(target))' is configured")
         }
         return jsonResponse(ProbeJSON.history(history))
+    }
+
+    /// `?netns=` keeps the alerts about one network namespace (`host`: those about none other).
+    private func alerts(_ request: Request) async throws -> Response {
+        let netns = try APIParameters.netnsFilter(request)
+        let alerts = await source.alerts().filter { netns?.matches($0.namespace) != false }
+        return jsonResponse(APIDocuments.alerts(alerts))
     }
 
     /// `?netns=` keeps the events of one network namespace (`host`: those about none other).
