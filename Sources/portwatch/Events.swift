@@ -21,6 +21,11 @@ struct Events: ParsableCommand {
     @Option(name: .long, help: "Only events of this port number.")
     var port: UInt16?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Only events of one network namespace the daemon watched: host (its own), a name from /run/netns, net:[INODE] or pid:PID.",
+        valueName: "NAME"))
+    var netns: String?
+
     @Flag(name: .long, help: "Keep printing new events until interrupted (JSON Lines with --json).")
     var follow = false
 
@@ -35,10 +40,13 @@ struct Events: ParsableCommand {
     func run() throws {
         let span = try durationSeconds(since, option: "--since")
         if span <= 0 { throw PortwatchError.usage("--since: must be more than 0") }
+        let namespace = try netns.map { text throws(PortwatchError) in
+            NamespaceFilter(label: try HistoryNamespace.parse(text, option: "--netns"))
+        }
         let store = try HistoryStore.openReadOnly(path: db ?? defaultHistoryPath())
         let from = Date().timeIntervalSince1970 - span
         guard follow else {
-            let events = try store.events(since: from, port: port, limit: Self.limit)
+            let events = try store.events(since: from, port: port, netns: namespace, limit: Self.limit)
             if output.json {
                 output.print { w in w.value(["events": .array(events.map(\.json))]) }
             } else if events.isEmpty {
@@ -52,7 +60,7 @@ struct Events: ParsableCommand {
         signal(SIGTERM) { _ in followStopped.store(true, ordering: .relaxed) }
         var lastID: Int64 = 0
         while !followStopped.load(ordering: .relaxed) {
-            for stored in try store.events(afterID: lastID, since: from, port: port, limit: Self.limit) {
+            for stored in try store.events(afterID: lastID, since: from, port: port, netns: namespace, limit: Self.limit) {
                 emit(output.json ? stored.event.json.serialized() : line(stored.event))
                 lastID = stored.id
             }
@@ -62,7 +70,9 @@ struct Events: ParsableCommand {
     }
 
     private func line(_ e: MonitorEvent) -> String {
-        let where_ = e.port.map { "\(e.proto?.rawValue ?? "tcp")/\($0)" } ?? "-"
+        // Another namespace's port reads as the daemon names it elsewhere ("web tcp/8080").
+        let port = e.port.map { "\(e.proto?.rawValue ?? "tcp")/\($0)" }
+        let where_ = port.map { p in e.namespace.map { "\($0) \(p)" } ?? p } ?? "-"
         return "\(rfc3339(e.time))  \(e.kind.rawValue)  \(where_)  \(printable(e.message))"
     }
 }

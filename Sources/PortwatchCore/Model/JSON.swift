@@ -258,14 +258,17 @@ public struct PortsDocument {
 
     /// `{"ports": [PORT, …], "source", "taken_at", ["window_seconds", "system_errors",
     /// "connect_failures_without_port", …], "notes"}`; `rows` are `portRows` of the snapshot
-    /// merged with the report.
-    public func write(_ rows: [PortRow], services: ServiceDatabase, to w: inout JSONWriter) {
+    /// merged with the report. `moreRows` appends rows written elsewhere to the list (the
+    /// daemon's other namespaces, each with its own window and namespace members).
+    public func write(_ rows: [PortRow], services: ServiceDatabase, to w: inout JSONWriter,
+                      moreRows: (inout JSONWriter) -> Void = { _ in }) {
         w.beginObject()
         w.array("ports") { w in
             for row in rows {
                 w.port(row, service: services.name(port: row.key.port, proto: row.key.proto),
                        window: report.map { PortWindow($0, row: row) })
             }
+            moreRows(&w)
         }
         w.field("source", snapshot.source)
         w.field("taken_at", double: snapshot.takenAt)

@@ -2,7 +2,8 @@ import Logging
 import PortwatchCore
 
 /// Sends alerts to Alertmanager's v2 API (`POST {url}/api/v2/alerts`) with the labels
-/// `alertname`, `protocol`, `port`, `severity`, `instance`. Firing alerts are re-sent on every
+/// `alertname`, `protocol`, `port`, `severity`, `instance`, and `netns` for a port of another
+/// network namespace (so Alertmanager keeps one alert per namespace). Firing alerts are re-sent on every
 /// `refresh()` (each minute) so Alertmanager does not time them out; a resolved one is sent with
 /// `endsAt` and its original `startsAt`.
 public actor AlertmanagerChannel: AlertChannel {
@@ -18,6 +19,7 @@ public actor AlertmanagerChannel: AlertChannel {
         var proto: TransportProtocol?
         var port: UInt16?
         var target: String?
+        var namespace: String?
     }
 
     /// `url` is Alertmanager's base URL, e.g. `http://127.0.0.1:9093`.
@@ -30,7 +32,8 @@ public actor AlertmanagerChannel: AlertChannel {
     }
 
     public func deliver(_ alert: Alert) async throws {
-        let key = Key(rule: alert.rule, proto: alert.proto, port: alert.port, target: alert.target)
+        let key = Key(rule: alert.rule, proto: alert.proto, port: alert.port, target: alert.target,
+                      namespace: alert.namespace)
         var startsAt = alert.since
         if alert.state == .resolved {
             startsAt = min(firing[key]?.since ?? alert.since, alert.since)
@@ -44,7 +47,8 @@ public actor AlertmanagerChannel: AlertChannel {
     public func refresh() async throws {
         guard !firing.isEmpty else { return }
         let docs = firing.values.sorted {
-            ($0.rule, $0.port ?? 0, $0.target ?? "") < ($1.rule, $1.port ?? 0, $1.target ?? "")
+            ($0.rule, $0.namespace ?? "", $0.port ?? 0, $0.target ?? "")
+                < ($1.rule, $1.namespace ?? "", $1.port ?? 0, $1.target ?? "")
         }
             .map { Self.document($0, startsAt: $0.since) }
         try await post(docs)
@@ -59,6 +63,7 @@ public actor AlertmanagerChannel: AlertChannel {
         var labels: [(String, JSONValue)] = [("alertname", .string(alert.rule))]
         if let proto = alert.proto { labels.append(("protocol", .string(proto.rawValue))) }
         if let port = alert.port { labels.append(("port", .string(String(port)))) }
+        if let namespace = alert.namespace { labels.append(("netns", .string(namespace))) }
         if let target = alert.target { labels.append(("target", .string(target))) }
         labels.append(("severity", .string(alert.severity)))
         labels.append(("instance", .string(alert.instance)))

@@ -30,7 +30,8 @@ struct ListenerWatch: Sendable {
         }
         for key in previous.subtracting(current).sorted() {
             events.append(MonitorEvent(time: now, kind: .listenerStopped, proto: key.proto, port: key.port,
-                                       message: "\(key) stopped listening"))
+                                       message: "\(key) stopped listening",
+                                       details: key.namespace.map { ["netns": $0] } ?? [:]))
             executables[key] = nil
         }
         for key in current.sorted() {

@@ -18,6 +18,7 @@ public struct LogChannel: AlertChannel {
         ]
         if let proto = alert.proto { metadata["protocol"] = "\(proto.rawValue)" }
         if let port = alert.port { metadata["port"] = "\(port)" }
+        if let namespace = alert.namespace { metadata["netns"] = "\(namespace)" }
         if let threshold = alert.threshold { metadata["threshold"] = "\(alertNumber(threshold))" }
         let level: Logger.Level = switch alert.state {
         case .resolved, .pending: .notice

@@ -173,7 +173,7 @@ public struct RuleEngine: Sendable {
         rules = config.rules.map { RuleRuntime(config: $0) }
         var fresh: [ExpectationKey: ExpectationRuntime] = [:]
         for p in config.ports {
-            let port = MonitoredPort(proto: p.proto, port: p.port)
+            let port = p.key
             if let expect = p.expect {
                 let key = ExpectationKey(port: port, check: .state)
                 fresh[key] = ExpectationRuntime(expectation: .state(expect), name: p.name)
@@ -197,6 +197,7 @@ public struct RuleEngine: Sendable {
             let label = runtime.name.map { "\(key.port) (\($0))" } ?? key.port.description
             var details = ["expect": runtime.expectation.description]
             if let name = runtime.name { details["name"] = name }
+            if let namespace = key.port.namespace { details["netns"] = namespace }
             if verdict.met != runtime.met {
                 if !verdict.met {
                     outcome.events.append(MonitorEvent(time: now, kind: .expectationFailed, proto: key.port.proto,
@@ -215,7 +216,7 @@ public struct RuleEngine: Sendable {
                 Alert(rule: expectation.ruleName, state: .firing, severity: expectation.severity,
                       proto: key.port.proto, port: key.port.port, metric: expectation.metric, value: verdict.value,
                       threshold: expectation.threshold, since: now, message: "\(label) \(verdict.failure)",
-                      instance: self.instance)
+                      instance: self.instance, namespace: key.port.namespace)
             }
             // An expectation is a fact of each sample: it alerts at once and resolves as soon as it is met.
             let transition = AlertTrack.step(&runtime.track, condition: !verdict.met, now: now,
@@ -243,7 +244,8 @@ public struct RuleEngine: Sendable {
                 let alert = {
                     Alert(rule: rule.name, state: .firing, severity: rule.severity, proto: key.proto, port: key.port,
                           metric: rule.metric.description, value: judged.value ?? 0, threshold: judged.threshold,
-                          since: now, message: judged.message(rule: rule, port: key), instance: self.instance)
+                          since: now, message: judged.message(rule: rule, port: key), instance: self.instance,
+                          namespace: key.namespace)
                 }
                 var track = rules[index].tracks[key]
                 let transition = AlertTrack.step(&track, condition: judged.condition, now: now, timing: timing,
@@ -278,6 +280,7 @@ public struct RuleEngine: Sendable {
         var details = ["rule": alert.rule, "severity": alert.severity, "metric": alert.metric,
                        "value": alertNumber(alert.value)]
         if let target = alert.target { details["target"] = target }
+        if let namespace = alert.namespace { details["netns"] = namespace }
         if let t = alert.threshold { details["threshold"] = alertNumber(t) }
         let firing = alert.state == .firing
         let message = firing ? "alert \(alert.rule) firing: \(alert.message)" : "alert \(alert.rule) resolved"

@@ -36,18 +36,19 @@ extension MonitorEvent {
         if !e.sources.isEmpty { details["sources"] = e.sources.map { "\($0.address)=\($0.count)" }.joined(separator: ",") }
         if !e.reasons.isEmpty { details["reasons"] = e.reasons.joined(separator: "; ") }
         if let namespace {
-            details["netns"] = namespace.label
+            details["netns"] = namespace.daemonLabel
             details["netns_inode"] = String(namespace.inode)
         }
         self.init(time: e.time, kind: EventKind(e.kind), proto: e.proto, port: e.port,
-                  message: namespace.map { "\($0.label): \(e.message)" } ?? e.message, details: details)
+                  message: namespace.map { "\($0.daemonLabel): \(e.message)" } ?? e.message, details: details)
     }
 }
 
 extension Alert {
     /// A detection as an alert of the rule named like its event kind: firing when it starts,
     /// resolved when it ends. `metric`/`value`: ports touched (scans), SYNs or drops per second
-    /// (floods), attempts per second (storms). In another namespace the message names it.
+    /// (floods), attempts per second (storms). In another namespace the alert carries its label
+    /// (`namespace`, the `netns` label) and the message names it.
     public init(_ e: SecurityEvent, thresholds: DetectorSettings, instance: String, namespace: NetworkNamespace? = nil) {
         let (metric, value, threshold): (String, Double, Double?)
         switch e.kind {
@@ -61,6 +62,7 @@ extension Alert {
         }
         self.init(rule: e.kind.rawValue, state: e.phase == .started ? .firing : .resolved, severity: "warning",
                   proto: e.proto, port: e.port, metric: metric, value: value, threshold: threshold,
-                  since: e.time, message: namespace.map { "\($0.label): \(e.message)" } ?? e.message, instance: instance)
+                  since: e.time, message: namespace.map { "\($0.daemonLabel): \(e.message)" } ?? e.message, instance: instance,
+                  namespace: namespace.flatMap { $0.isOwn ? nil : $0.daemonLabel })
     }
 }

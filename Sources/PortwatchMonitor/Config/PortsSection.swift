@@ -4,7 +4,7 @@ import Yams
 // `ports:` — names and expectations for single ports.
 
 extension ConfigReader {
-    static let portKeys = ["port", "protocol", "name", "expect", "max_connections"]
+    static let portKeys = ["port", "protocol", "name", "expect", "max_connections", "netns"]
 
     mutating func readPorts(_ node: Node) -> [PortExpectation] {
         guard let items = list(node, "ports") else { return [] }
@@ -29,7 +29,11 @@ extension ConfigReader {
                     chosen = explicit
                 }
                 expectation = PortExpectation(proto: chosen, port: port)
-                let key = "\(port)/\(chosen.rawValue)"
+                var key = "\(port)/\(chosen.rawValue)"
+                if let node = entry["netns"], let namespace = namespace(node, entry.path("netns")) {
+                    expectation?.namespace = namespace
+                    if let namespace { key += " in netns \(namespace)" }
+                }
                 if let line = firstLine[key] {
                     report(at: portNode.mark, entry.path("port"), "\(key) is already listed at line \(line)")
                 } else {
@@ -69,6 +73,46 @@ extension ConfigReader {
         }
         let protocols = Set(spec.items.map(\.proto))
         return (first.range.lowerBound, protocols.count == 1 ? first.proto : nil)
+    }
+
+    /// A port's `netns:` must name a namespace the daemon watches (`namespaces:`), or its
+    /// expectation could never be met: checked once `namespaces:` is read.
+    mutating func checkPortNamespaces(_ node: Node, watched: NamespaceSelection?) {
+        guard case .sequence(let items) = node else { return }
+        for (index, item) in items.enumerated() {
+            guard case .mapping(let mapping) = item,
+                  let value = mapping.first(where: { $0.key.string == "netns" })?.value,
+                  let text = value.string, !text.hasPrefix("pid:"),
+                  let label = (try? HistoryNamespace.parse(text, option: "netns")) ?? nil else { continue }
+            switch watched {
+            case .all: continue
+            case .list(let names) where names.contains(label): continue
+            case .list(let names):
+                report(at: value.mark, "ports[\(index)].netns",
+                       "'\(label)' is not among namespaces: [\(names.joined(separator: ", "))], so the daemon does not watch it")
+            default:
+                report(at: value.mark, "ports[\(index)].netns",
+                       "the daemon watches no other network namespace: add namespaces: all or a list naming '\(label)'")
+            }
+        }
+    }
+
+    /// `netns:` of a port: `host` (nil, the daemon's own), a name from /run/netns or `net:[INODE]`,
+    /// as the daemon labels namespaces; not `pid:PID`, which names a namespace only while that
+    /// process lives. Returns nil wrapped in an optional for `host`; nil when invalid.
+    private mutating func namespace(_ node: Node, _ path: String) -> String?? {
+        let expected = "host, a name from /run/netns or net:[INODE]"
+        guard let text = text(node, path, expected: expected) else { return nil }
+        guard !text.hasPrefix("pid:") else {
+            report(at: node.mark, path, "'\(text)': a pid names a namespace only while the process lives; expected \(expected)")
+            return nil
+        }
+        do {
+            return .some(try HistoryNamespace.parse(text, option: "netns"))
+        } catch {
+            report(at: node.mark, path, "'\(text)': expected \(expected)")
+            return nil
+        }
     }
 
     private mutating func transportProtocol(_ node: Node, _ path: String) -> TransportProtocol? {

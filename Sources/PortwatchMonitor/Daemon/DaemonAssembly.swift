@@ -46,7 +46,7 @@ extension Daemon {
         logger.info("history in \(path)\(firstStart ? " (new)" : ", \(everListened.count) ports listened before")")
 
         let dispatcher = AlertDispatcher(config: config.channels, logger: Logger(label: "portwatch.alerts"))
-        let configured = Set(config.ports.map { MonitoredPort(proto: $0.proto, port: $0.port) })
+        let configured = Set(config.ports.map(\.key))
         let metrics = PortMetrics(maxPorts: config.metrics.maxPorts, configuredPorts: configured)
         let metricsSink = MetricsSink(metrics: metrics, configured: configured, dispatcher: dispatcher,
                                       writeErrors: { writer.writeErrors })
@@ -101,7 +101,7 @@ extension Daemon {
                     metrics.retainProbes(Set(new.probes.map(\.target.text)))
                 },
                 { new in await security.apply(new) },
-                { new in await metricsSink.setConfigured(Set(new.ports.map { MonitoredPort(proto: $0.proto, port: $0.port) })) },
+                { new in await metricsSink.setConfigured(Set(new.ports.map(\.key))) },
                 { new in
                     if new.channels != channels {
                         logger.warning("reload: channel changes take effect at the next start")

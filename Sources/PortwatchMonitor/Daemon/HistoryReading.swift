@@ -5,6 +5,8 @@ public protocol HistoryReading: Sendable {
     func history(_ port: MonitoredPort, since: Double, step: Double?) async throws -> HistorySeries
     /// Events since `since`, optionally of one port, oldest first, at most `limit`.
     func events(since: Double, port: UInt16?, limit: Int) async throws -> [MonitorEvent]
+    /// Events since `since`, optionally of one port and of one network namespace, oldest first, at most `limit`.
+    func events(since: Double, port: UInt16?, netns: NamespaceFilter?, limit: Int) async throws -> [MonitorEvent]
     /// Every port that listened at some sample in the history (the `new_listener` detector).
     func everListened() async throws -> Set<MonitoredPort>
     /// Stored results of a probe target since `since` (epoch seconds).
@@ -12,6 +14,13 @@ public protocol HistoryReading: Sendable {
 }
 
 extension HistoryReading {
+    /// Stores that cannot filter by namespace themselves: filtered after reading (test stores).
+    public func events(since: Double, port: UInt16?, netns: NamespaceFilter?, limit: Int) async throws -> [MonitorEvent] {
+        let all = try await events(since: since, port: port, limit: netns == nil ? limit : Int.max)
+        guard let netns else { return all }
+        return Array(all.filter { netns.matches($0.namespace) }.suffix(max(0, limit)))
+    }
+
     /// No probe history kept (test stores).
     public func probeHistory(target: String, since: Double) async throws -> ProbeHistory {
         ProbeHistory(target: target, stepSeconds: 0, points: [])

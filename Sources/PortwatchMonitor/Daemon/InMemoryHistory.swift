@@ -48,6 +48,11 @@ public actor InMemoryHistory: HistoryReading, HistoryWriting {
         Array(log.lazy.filter { $0.time >= since && (port == nil || $0.port == port) }.prefix(max(0, limit)))
     }
 
+    public func events(since: Double, port: UInt16?, netns: NamespaceFilter?, limit: Int) -> [MonitorEvent] {
+        Array(log.lazy.filter { $0.time >= since && (port == nil || $0.port == port) && netns?.matches($0.namespace) != false }
+            .prefix(max(0, limit)))
+    }
+
     public func everListened() -> Set<MonitoredPort> { listened }
 
     /// One step of a roll-up, as `HistorySeries` defines it: window counters summed, state

@@ -54,6 +54,10 @@ public actor MonitorState: MonitorDataSource, SampleSink {
         try await store.events(since: since, port: port, limit: limit)
     }
 
+    public func events(since: Double, port: UInt16?, netns: NamespaceFilter?, limit: Int) async throws -> [MonitorEvent] {
+        try await store.events(since: since, port: port, netns: netns, limit: limit)
+    }
+
     public nonisolated func subscribe() -> AsyncStream<StreamMessage> { stream.subscribe() }
 
     // MARK: Probes

@@ -28,7 +28,7 @@ public struct SamplingSettings: Sendable, Hashable {
     /// The settings a config asks for.
     public init(config: MonitorConfig) {
         self.init(interval: config.interval, capture: config.capture,
-                  configured: Set(config.ports.map { MonitoredPort(proto: $0.proto, port: $0.port) }),
+                  configured: Set(config.ports.filter { $0.namespace == nil }.map(\.key)),
                   namespaces: config.namespaces, detectors: config.detectors.security)
     }
 }

@@ -16,6 +16,10 @@ public struct StoredHistory: HistoryReading {
         try store.events(since: since, port: port, limit: limit)
     }
 
+    public func events(since: Double, port: UInt16?, netns: NamespaceFilter?, limit: Int) async throws -> [MonitorEvent] {
+        try store.events(since: since, port: port, netns: netns, limit: limit)
+    }
+
     public func everListened() async throws -> Set<MonitoredPort> {
         try store.everListened()
     }

@@ -43,7 +43,7 @@ extension DashboardAssets {
   function fromPort(p) {
     const errors = p.window ? p.window.errors : null;
     return {
-      protocol: p.protocol, port: p.port, service: p.service, listening: p.listening,
+      netns: p.netns || null, protocol: p.protocol, port: p.port, service: p.service, listening: p.listening,
       overloaded: !!p.overloaded, connections: p.connections ? p.connections.total : 0,
       rx: p.rates ? p.rates.received_bps : null, tx: p.rates ? p.rates.sent_bps : null,
       errors: errors ? sum(errors) : null,
@@ -165,7 +165,7 @@ extension DashboardAssets {
       const firing = doc.alerts.filter(a => a.state === 'firing');
       if (!firing.length) { list.append(el('li', 'empty', 'none')); return; }
       for (const a of firing) {
-        const where = a.port ? a.protocol + '/' + a.port : (a.target || '');
+        const where = (a.netns ? a.netns + ' ' : '') + (a.port ? a.protocol + '/' + a.port : (a.target || ''));
         const li = el('li', 'alert-firing');
         li.append(el('span', 'kind', a.rule), el('span', null, where + ' ' + a.metric + ' = ' + a.value + ' since ' + a.since + (a.message ? ' — ' + a.message : '')));
         list.append(li);

@@ -20,9 +20,73 @@ enum APIDocuments {
     }
 
     /// `{"ports": [PORT, ...], "source", "taken_at", "window_seconds", "system_errors", "notes"}`.
-    static func ports(_ latest: LatestSample, services: ServiceDatabase) -> [UInt8] {
+    ///
+    /// Without `netns`: the daemon's own rows as they always were, then each other sampled
+    /// namespace's rows, each with `"netns"` (its label), `"namespace"` and, where known,
+    /// `"container"`. With `netns`: only that namespace's rows, in a document over its own
+    /// snapshot and window (its system counters, its notes); a namespace not sampled is a 404.
+    static func ports(_ latest: LatestSample, services: ServiceDatabase,
+                      netns: NamespaceFilter? = nil) throws(APIError) -> [UInt8] {
         var w = JSONWriter()
-        PortsDocument(snapshot: latest.snapshot, report: latest.report).write(rows(latest), services: services, to: &w)
+        switch netns {
+        case nil:
+            PortsDocument(snapshot: latest.snapshot, report: latest.report)
+                .write(rows(latest), services: services, to: &w, moreRows: { w in
+                    for part in latest.namespaceParts {
+                        for row in rows(part) { namespaceRow(row, of: part, services: services, to: &w) }
+                    }
+                })
+        case .host:
+            PortsDocument(snapshot: latest.snapshot, report: latest.report).write(rows(latest), services: services, to: &w)
+        case .label(let label):
+            let part = try self.part(label, in: latest)
+            PortsDocument(snapshot: part.snapshot, report: part.report)
+                .write([], services: services, to: &w, moreRows: { w in
+                    for row in rows(part) { namespaceRow(row, of: part, services: services, to: &w) }
+                })
+        }
+        w.newline()
+        return w.bytes
+    }
+
+    /// The local rows of another namespace, as `rows(_:)` makes the daemon's own.
+    static func rows(_ part: NamespacePart) -> [PortRow] {
+        portRows(snapshot: part.snapshot, window: part.report, includeOutgoing: false)
+    }
+
+    /// One PORT object of another namespace: `"netns"`, `"namespace"` and `"container"` added.
+    private static func namespaceRow(_ row: PortRow, of part: NamespacePart, services: ServiceDatabase,
+                                     to w: inout JSONWriter) {
+        w.port(row, service: services.name(port: row.key.port, proto: row.key.proto),
+               window: part.report.map { PortWindow($0, row: row) }) { w in
+            w.field("netns", part.namespace.daemonLabel)
+            w.namespaceMembers(part.namespace, processes: row.summary.processes)
+        }
+    }
+
+    /// The sampled namespace labelled `label`; a 404 naming the sampled ones when there is none.
+    static func part(_ label: String, in latest: LatestSample) throws(APIError) -> NamespacePart {
+        if let part = latest.namespaceParts.first(where: { $0.namespace.daemonLabel == label }) { return part }
+        let sampled = ["host"] + latest.namespaceParts.map(\.namespace.daemonLabel).sorted()
+        let more = sampled.count > 10 ? ", and \(sampled.count - 10) more" : ""
+        throw APIError.notFound("network namespace '\(APIParameters.printable(label))' is not sampled (sampled: "
+                                + sampled.prefix(10).joined(separator: ", ") + more + ")")
+    }
+
+    /// The PORT object of a port in the daemon's namespace or, with `netns`, another one: its
+    /// local row or, failing that, a remote row of that number; nil when it has none.
+    static func port(_ key: MonitoredPort, in latest: LatestSample, services: ServiceDatabase,
+                     netns: NamespaceFilter?) throws(APIError) -> [UInt8]? {
+        guard let label = netns?.label else {
+            return row(key, in: latest).map { port($0, in: latest, services: services) }
+        }
+        let part = try self.part(label, in: latest)
+        let matching = { (r: PortRow) in r.key.proto == key.proto && r.key.port == key.port }
+        guard let row = rows(part).first(where: matching)
+                ?? portRows(snapshot: part.snapshot, window: part.report, includeOutgoing: true).first(where: matching)
+        else { return nil }
+        var w = JSONWriter()
+        namespaceRow(row, of: part, services: services, to: &w)
         w.newline()
         return w.bytes
     }

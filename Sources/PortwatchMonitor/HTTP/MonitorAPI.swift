@@ -21,11 +21,11 @@ struct MonitorAPI<Context: RequestContext>: Sendable {
         router.get("/healthz") { _, _ in await health() }
         router.get("/metrics") { _, _ in await scrape() }
         let api = router.group("/api/v1")
-        api.get("/ports") { _, _ in try await ports() }
-        api.get("/ports/{protocol}/{port}") { _, context in try await port(context) }
+        api.get("/ports") { request, _ in try await ports(request) }
+        api.get("/ports/{protocol}/{port}") { request, context in try await port(request, context) }
         api.get("/ports/{protocol}/{port}/history") { request, context in try await history(request, context) }
         api.get("/events") { request, _ in try await events(request) }
-        api.get("/alerts") { _, _ in jsonResponse(APIDocuments.alerts(await source.alerts())) }
+        api.get("/alerts") { request, _ in try await alerts(request) }
         api.get("/probes") { _, _ in jsonResponse(APIDocuments.probes(await source.probes())) }
         api.get("/probes/{target}/history") { request, context in try await probeHistory(request, context) }
         api.get("/stream") { _, _ in
@@ -40,8 +40,11 @@ struct MonitorAPI<Context: RequestContext>: Sendable {
         return latest
     }
 
-    private func ports() async throws -> Response {
-        jsonResponse(bytes: APIDocuments.ports(try await latestOrUnavailable(), services: services))
+    /// `?netns=` keeps one network namespace's rows (`host`: the daemon's own); without it,
+    /// every sampled namespace's.
+    private func ports(_ request: Request) async throws -> Response {
+        let netns = try APIParameters.netnsFilter(request)
+        return jsonResponse(bytes: try APIDocuments.ports(try await latestOrUnavailable(), services: services, netns: netns))
     }
 
     private func key(_ context: Context) throws(APIError) -> MonitoredPort {
@@ -50,13 +53,16 @@ struct MonitorAPI<Context: RequestContext>: Sendable {
         return MonitoredPort(proto: proto, port: port)
     }
 
-    private func port(_ context: Context) async throws -> Response {
-        let key = try key(context)
+    /// `?netns=` picks the port of another network namespace (default: the daemon's own).
+    private func port(_ request: Request, _ context: Context) async throws -> Response {
+        var key = try key(context)
+        let netns = try APIParameters.netnsFilter(request)
+        key.namespace = netns?.label
         let latest = try await latestOrUnavailable()
-        guard let row = APIDocuments.row(key, in: latest) else {
+        guard let bytes = try APIDocuments.port(key, in: latest, services: services, netns: netns) else {
             throw APIError.notFound("no row for \(key): nothing listens there and it has no connections")
         }
-        return jsonResponse(bytes: APIDocuments.port(row, in: latest, services: services))
+        return jsonResponse(bytes: bytes)
     }
 
     /// `?netns=` picks another network namespace's history (default: the daemon's own).
@@ -80,11 +86,20 @@ struct MonitorAPI<Context: RequestContext>: Sendable {
         return jsonResponse(ProbeJSON.history(history))
     }
 
+    /// `?netns=` keeps the alerts about one network namespace (`host`: those about none other).
+    private func alerts(_ request: Request) async throws -> Response {
+        let netns = try APIParameters.netnsFilter(request)
+        let alerts = await source.alerts().filter { netns?.matches($0.namespace) != false }
+        return jsonResponse(APIDocuments.alerts(alerts))
+    }
+
+    /// `?netns=` keeps the events of one network namespace (`host`: those about none other).
     private func events(_ request: Request) async throws -> Response {
         let since = try APIParameters.duration(request, "since", fallback: .seconds(3600))!
         let port = try request.uri.queryParameters["port"].map { text throws(APIError) in try APIParameters.port(text) }
+        let netns = try APIParameters.netnsFilter(request)
         let limit = try APIParameters.count(request, "limit", fallback: 1000, max: Self.eventLimit)
-        let found = try await source.events(since: wallClock() - apiSeconds(since), port: port, limit: limit)
+        let found = try await source.events(since: wallClock() - apiSeconds(since), port: port, netns: netns, limit: limit)
         return jsonResponse(APIDocuments.events(found))
     }
 

@@ -43,6 +43,13 @@ enum APIParameters {
         }
     }
 
+    /// `netns=` of the live views (`/api/v1/ports`, `/api/v1/events`): nil when absent (every
+    /// namespace), `.host` for `host`, else the label (`HistoryNamespace.parse`).
+    static func netnsFilter(_ request: Request) throws(APIError) -> NamespaceFilter? {
+        guard request.uri.queryParameters["netns"] != nil else { return nil }
+        return NamespaceFilter(label: try netns(request))
+    }
+
     /// A count from 1 to `max` (`limit=`), or `fallback` when absent.
     static func count(_ request: Request, _ name: String, fallback: Int, max: Int) throws(APIError) -> Int {
         guard let text = request.uri.queryParameters[Substring(name)].map(String.init) else { return fallback }

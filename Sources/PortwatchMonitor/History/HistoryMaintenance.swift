@@ -24,8 +24,12 @@ extension HistoryStore {
                 try deleteBefore(.hour, seconds: oldest, db)
                 try deleteLogs(before: oldest, db)
                 try db.execute(sql: "DELETE FROM port WHERE last_s < ?", arguments: [oldest])
-                // A namespace whose ports are all gone past retention gives its id back.
-                try db.execute(sql: "DELETE FROM netns WHERE id NOT IN (SELECT DISTINCT key >> \(StoredPortKey.namespaceShift) FROM port)")
+                // A namespace whose ports and alerts are all gone past retention gives its id back.
+                let shift = StoredPortKey.namespaceShift
+                try db.execute(sql: """
+                    DELETE FROM netns WHERE id NOT IN (SELECT DISTINCT key >> \(shift) FROM port)
+                                        AND id NOT IN (SELECT DISTINCT key >> \(shift) FROM alert WHERE key IS NOT NULL)
+                    """)
             }
             try enforceSizeCap(pool)
         } catch {

@@ -226,11 +226,13 @@ struct AlertRow: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
 
     mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 
-    var alert: Alert? {
+    /// The stored alert; `labels` (`NamespaceKeys.labels`) name the namespace of another
+    /// namespace's alert. nil for a state this build does not know.
+    func alert(labels: [Int64: String]) -> Alert? {
         guard let state = AlertState(rawValue: state) else { return nil }
-        let port = key.flatMap(StoredPortKey.unpack)
+        let port = key.flatMap { NamespaceKeys.port($0, labels: labels) ?? StoredPortKey.unpack($0) }
         return Alert(rule: rule, state: state, severity: severity, proto: port?.proto, port: port?.port,
                      metric: metric, value: value, threshold: threshold, since: Double(t) / 1000,
-                     message: message, instance: instance, target: target)
+                     message: message, instance: instance, target: target, namespace: port?.namespace)
     }
 }

@@ -122,6 +122,10 @@ public final class HistoryStore: Sendable {
             try pool.write { db in
                 for alert in alerts {
                     var row = AlertRow(alert)
+                    // Another namespace's alert keeps its namespace in the key, as its samples do.
+                    if let label = alert.namespace, let port = alert.port {
+                        row.key = StoredPortKey.pack(alert.proto ?? .tcp, port, namespace: try NamespaceKeys.id(of: label, db))
+                    }
                     try row.insert(db)
                 }
             }
@@ -199,9 +203,9 @@ public final class HistoryStore: Sendable {
 
     // MARK: - Reading
 
-    /// Events since `since` (epoch seconds), of one port if given: the newest `limit` of them,
-    /// oldest first.
-    public func events(since: Double, port: UInt16?, limit: Int) throws -> [MonitorEvent] {
+    /// Events since `since` (epoch seconds), of one port and one network namespace if given:
+    /// the newest `limit` of them, oldest first.
+    public func events(since: Double, port: UInt16?, netns: NamespaceFilter? = nil, limit: Int) throws -> [MonitorEvent] {
         try read { db in
             var sql = "SELECT * FROM event WHERE t >= ?"
             var arguments: StatementArguments = [Int64((since * 1000).rounded(.down))]
@@ -209,6 +213,7 @@ public final class HistoryStore: Sendable {
                 sql += " AND key IS NOT NULL AND (key & 65535) = ?"
                 arguments += [Int64(port)]
             }
+            Self.filter(netns, sql: &sql, arguments: &arguments)
             sql = "SELECT * FROM (\(sql) ORDER BY t DESC, id DESC LIMIT ?) ORDER BY t, id"
             arguments += [max(0, limit)]
             return try EventRow.fetchAll(db, sql: sql, arguments: arguments).compactMap(\.event)
@@ -217,7 +222,8 @@ public final class HistoryStore: Sendable {
 
     /// Events stored after the one with id `afterID` (0: from the start) and not older than
     /// `since`, oldest first, at most `limit`: what `events --follow` polls for.
-    public func events(afterID: Int64, since: Double, port: UInt16?, limit: Int) throws -> [StoredEvent] {
+    public func events(afterID: Int64, since: Double, port: UInt16?, netns: NamespaceFilter? = nil,
+                       limit: Int) throws -> [StoredEvent] {
         try read { db in
             var sql = "SELECT * FROM event WHERE id > ? AND t >= ?"
             var arguments: StatementArguments = [afterID, Int64((since * 1000).rounded(.down))]
@@ -225,6 +231,7 @@ public final class HistoryStore: Sendable {
                 sql += " AND key IS NOT NULL AND (key & 65535) = ?"
                 arguments += [Int64(port)]
             }
+            Self.filter(netns, sql: &sql, arguments: &arguments)
             sql += " ORDER BY id LIMIT ?"
             arguments += [max(0, limit)]
             return try EventRow.fetchAll(db, sql: sql, arguments: arguments).compactMap { row in
@@ -233,12 +240,28 @@ public final class HistoryStore: Sendable {
         }
     }
 
+    /// Keeps the events of one namespace: an event is another namespace's when its details name
+    /// it (`netns`), as every event about another namespace's port or the namespace itself does.
+    private static func filter(_ netns: NamespaceFilter?, sql: inout String, arguments: inout StatementArguments) {
+        guard let netns else { return }
+        let label = "(CASE WHEN json_valid(details) THEN json_extract(details, '$.netns') END)"
+        if let name = netns.label {
+            sql += " AND \(label) = ?"
+            arguments += [name]
+        } else {
+            sql += " AND \(label) IS NULL"
+        }
+    }
+
     /// Alert state changes whose state began at or after `since`, newest `limit`, oldest first.
     public func alerts(since: Double, limit: Int) throws -> [Alert] {
         try read { db in
-            try AlertRow.fetchAll(db, sql: """
+            let labels = try NamespaceKeys.labels(db)
+            return try AlertRow.fetchAll(db, sql: """
                 SELECT * FROM (SELECT * FROM alert WHERE t >= ? ORDER BY t DESC, id DESC LIMIT ?) ORDER BY t, id
-                """, arguments: [Int64((since * 1000).rounded(.down)), max(0, limit)]).compactMap(\.alert)
+                """, arguments: [Int64((since * 1000).rounded(.down)), max(0, limit)]).compactMap { row in
+                    row.alert(labels: labels)
+                }
         }
     }
 

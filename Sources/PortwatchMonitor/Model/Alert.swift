@@ -8,7 +8,8 @@ public enum AlertState: String, Sendable, Hashable, Codable {
 /// One alert of one rule on one port: the body of webhooks and exec stdin, and `/api/v1/alerts`.
 ///
 /// JSON: `{"rule", "state", "severity", "protocol", "port", "metric", "value", "threshold",
-/// "since", "message", "instance"}`.
+/// "since", "message", "instance"}`, with `"netns"` after `port` for a port of another network
+/// namespace: the same rule on the same port fires once per namespace.
 public struct Alert: Sendable, Hashable, Codable {
     public var rule: String
     public var state: AlertState
@@ -26,10 +27,13 @@ public struct Alert: Sendable, Hashable, Codable {
     public var instance: String
     /// For alerts of probe rules: the probed target (`host:port`); nil for port alerts.
     public var target: String?
+    /// The network namespace (`NetworkNamespace.daemonLabel`) of an alert about a port of another
+    /// namespace; nil for the daemon's own. Part of the alert's identity, as rule, port and target are.
+    public var namespace: String?
 
     public init(rule: String, state: AlertState, severity: String, proto: TransportProtocol?, port: UInt16?,
                 metric: String, value: Double, threshold: Double?, since: Double, message: String, instance: String,
-                target: String? = nil) {
+                target: String? = nil, namespace: String? = nil) {
         self.rule = rule
         self.state = state
         self.severity = severity
@@ -42,5 +46,6 @@ public struct Alert: Sendable, Hashable, Codable {
         self.message = message
         self.instance = instance
         self.target = target
+        self.namespace = namespace
     }
 }

@@ -73,6 +73,12 @@ public struct PortExpectation: Sendable, Hashable {
     public var expect: ExpectedState? = nil
     /// An alert-worthy ceiling on the row's total connections.
     public var maxConnections: Int? = nil
+    /// The network namespace (`NetworkNamespace.daemonLabel`) whose port this is (`netns:`);
+    /// nil for the daemon's own.
+    public var namespace: String? = nil
+
+    /// The port as the daemon keys it.
+    public var key: MonitoredPort { MonitoredPort(proto: proto, port: port, namespace: namespace) }
 
     public init(proto: TransportProtocol = .tcp, port: UInt16, name: String? = nil, expect: ExpectedState? = nil,
                 maxConnections: Int? = nil) {

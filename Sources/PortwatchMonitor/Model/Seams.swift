@@ -60,6 +60,8 @@ public protocol MonitorDataSource: Sendable {
     func history(_ port: MonitoredPort, since: Double, step: Double?) async throws -> HistorySeries
     /// Events since `since`, optionally of one port, oldest first, at most `limit`.
     func events(since: Double, port: UInt16?, limit: Int) async throws -> [MonitorEvent]
+    /// Events as above, of one network namespace when `netns` is given.
+    func events(since: Double, port: UInt16?, netns: NamespaceFilter?, limit: Int) async throws -> [MonitorEvent]
     /// Alerts pending or firing now.
     func alerts() async -> [Alert]
     /// A stream of samples and events from now on; ends when the subscriber stops iterating.
@@ -69,4 +71,13 @@ public protocol MonitorDataSource: Sendable {
     /// Stored results of a configured probe target since `since` (epoch seconds); nil when no
     /// configured probe has that target.
     func probeHistory(_ target: String, since: Double) async throws -> ProbeHistory?
+}
+
+extension MonitorDataSource {
+    /// Sources that cannot filter by namespace themselves: filtered after reading (router tests).
+    public func events(since: Double, port: UInt16?, netns: NamespaceFilter?, limit: Int) async throws -> [MonitorEvent] {
+        let all = try await events(since: since, port: port, limit: netns == nil ? limit : Int.max)
+        guard let netns else { return all }
+        return Array(all.filter { netns.matches($0.namespace) }.suffix(max(0, limit)))
+    }
 }

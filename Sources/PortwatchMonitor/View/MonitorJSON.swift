@@ -69,7 +69,8 @@ extension MonitorEvent {
 }
 
 extension Alert {
-    /// The alert document (webhook body, exec stdin, `/api/v1/alerts` entries).
+    /// The alert document (webhook body, exec stdin, `/api/v1/alerts` entries); `"netns"` follows
+    /// `port` for an alert about another network namespace (absent for the daemon's own).
     public var json: JSONValue {
         var pairs: [(String, JSONValue)] = [
             ("rule", .string(rule)), ("state", .string(state.rawValue)), ("severity", .string(severity)),
@@ -78,6 +79,7 @@ extension Alert {
             ("since", .string(rfc3339(since))), ("message", .string(message)), ("instance", .string(instance)),
         ]
         if let target { pairs.append(("target", .string(target))) }
+        if let namespace { pairs.insert(("netns", .string(namespace)), at: 5) }
         return .object(pairs)
     }
 }
