@@ -185,7 +185,10 @@ final class LiveDaemon: @unchecked Sendable {
         #expect(daemon.get("/api/v1/ports", token: "wrong")?.status == 401)
         #expect(daemon.get("/metrics")?.status == 401)
         #expect(daemon.get("/api/v1/ports", token: token)?.status == 200)
-        #expect(daemon.get("/healthz")?.status == 200)
+        // Answered without the token: 200, or 503 "stale" when a loaded machine delayed the
+        // 200 ms samples past three intervals (freshness has its own tests); never 401.
+        let health = daemon.get("/healthz")
+        #expect(health?.status == 200 || health?.status == 503, "\(String(describing: health?.status))")
         #expect(!daemon.log.text.contains(token), "the token was logged")
     }
 
