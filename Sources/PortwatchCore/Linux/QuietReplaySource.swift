@@ -15,12 +15,16 @@ import Glibc
 /// resets, retransmits, keepalives, SYNs creating half-open sockets), a socket hashed or
 /// unhashed (`inuse`: connect, close, listen), a TIME_WAIT socket expiring (`tw`), a socket
 /// created (`sockets: used`, before a bind leaves it bound-only), a connection accepted (a
-/// listener's accept queue shorter than at the walk). Listeners are always dumped
-/// fresh (their accept queue drains with no segment) from the cheap listening table, UDP is
-/// always dumped fresh. The fingerprint is read *before* each dump, so a change during a walk
-/// shows as a change at the next sample. Two things still slip past it and are bounded by
-/// `maxAge` (a full walk at least that often): a half-open socket expiring after its last
-/// SYN-ACK retry, and a socket created before the last walk and bound after it.
+/// listener's accept queue shorter than at the walk). Listeners (their accept queue drains with
+/// no segment) are then dumped fresh from the cheap listening table, and UDP fresh too. Only
+/// when the whole namespace is quiet (`activity`: no packet or drop on any interface, no socket
+/// made, hashed or bound) and the last listing held no queued connection or datagram are the
+/// listeners and UDP sockets reused as well. The fingerprints are read *before* each dump, so a
+/// change during a walk shows as a change at the next sample. What still slips past them is
+/// bounded by `maxAge` (everything read again at least that often): a half-open socket expiring
+/// after its last SYN-ACK retry, a socket created before the last walk and bound (TCP) or
+/// connected (UDP) after it, a retransmission dropped by an output firewall rule (counted late,
+/// never lost: the counters are cumulative).
 // @unchecked Sendable: a sampler (the only user) drives it from one task at a time; `fingerprint`
 // is set and the dump read on that task.
 public final class QuietReplaySource: SocketSource, @unchecked Sendable {
