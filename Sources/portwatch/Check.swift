@@ -252,16 +252,16 @@ struct Check: ParsableCommand {
         var lastReport: WindowReport?
         // Each namespace's window, for its own system counters.
         var windows = NamespaceWindows([])
-        for target in targets.list {
-            let (snapshot, report) = try snapshotOrWindow(options, window: window.sample, capture: capture.capture,
-                                                          readiness: readiness, in: target)
-            lastReport = report
-            windows.parts.append((target.0, report))
-            for check in localChecks(ports: pairs, snapshot: snapshot, window: report) {
-                checks.append((target.0, check, CheckOutcome(expected: expected, matched: check.meets(expected)),
-                               report.map { PortWindow($0, key: PortKey.local(check.proto, check.port)) }))
+        let (parts, viewNotes) = try namespaceParts(targets, options: options)
+        for note in viewNotes where !notes.contains(note) { notes.append(note) }
+        for part in parts {
+            lastReport = part.report
+            windows.parts.append((part.namespace, part.report))
+            for check in localChecks(ports: pairs, snapshot: part.snapshot, window: part.report) {
+                checks.append((part.namespace, check, CheckOutcome(expected: expected, matched: check.meets(expected)),
+                               part.report.map { PortWindow($0, key: PortKey.local(check.proto, check.port)) }))
             }
-            for note in snapshot.notes where !notes.contains(note) { notes.append(note) }
+            for note in part.snapshot.notes where !notes.contains(note) { notes.append(note) }
         }
         let allMatched = !checks.isEmpty && checks.allSatisfy(\.2.matched)
         if output.json {
@@ -308,6 +308,35 @@ struct Check: ParsableCommand {
             for note in notes { printError("note: \(note)") }
         }
         if !allMatched { throw AnswerNo() }
+    }
+
+    /// Each namespace's snapshot and, with `--sample`, its window. The namespaces share one
+    /// window (every baseline, one wait, every sample), so the check takes the window once,
+    /// not once per namespace; each namespace's window is still its own (its own sampler,
+    /// destroy events and counters). Each part's notes carry what its window noted; `notes` are
+    /// the view's own (namespaces not read, owners not seen).
+    private func namespaceParts(_ targets: NamespaceTargets,
+                                options: SnapshotOptions) throws -> (parts: [NamespacePart], notes: [String]) {
+        guard let seconds = window.sample else {
+            let parts = try targets.list.map { target in
+                let (snapshot, _) = try snapshotOrWindow(options, window: nil, capture: false, in: target)
+                return NamespacePart(namespace: target.0, snapshot: snapshot)
+            }
+            return (parts, [])
+        }
+        let sampler = try NamespaceSampler(options: options, selection: namespaces.selection, capture: capture.capture)
+        let baseline = try sampler.start()
+        try readiness.baselineTaken()
+        sleepSeconds(seconds)
+        let sampled = try sampler.sample()
+        // A namespace that appeared during the window has no baseline: it was not there to be asked about.
+        let measured = Set(baseline.parts.map(\.namespace.inode))
+        var parts = sampled.parts.filter { $0.report != nil && measured.contains($0.namespace.inode) }
+        if parts.isEmpty, case .one = namespaces.selection {
+            throw PortwatchError.system((baseline.notes + sampled.notes).first ?? "the network namespace could not be read")
+        }
+        for i in parts.indices { parts[i].snapshot.notes += parts[i].report?.notes ?? [] }
+        return (parts, baseline.notes + sampled.notes)
     }
 
     private func paint(_ v: Verdict, _ term: Terminal) -> String {

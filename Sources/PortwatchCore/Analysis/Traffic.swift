@@ -63,6 +63,10 @@ public struct WindowReport: Sendable {
     /// Outgoing connects that failed in a blocking connect(): the kernel disconnects such a
     /// socket (erasing its destination port) before it closes, so no port row can take them.
     public var connectFailuresWithoutPort = 0
+    /// Wall-clock times (seconds since the epoch) of the window's baseline and of its sample;
+    /// 0 when unknown. Windows of views over several namespaces overlap: they are sampled together.
+    public var startedAt: Double = 0
+    public var endedAt: Double = 0
 
     public func activity(_ key: PortKey) -> PortActivity { ports[key] ?? PortActivity() }
 }
@@ -90,6 +94,8 @@ public struct TrafficTracker: Sendable {
     private var seen: [UInt64: Seen] = [:]
     private var generation: UInt32 = 0
     private var lastTime: Double = 0
+    /// Wall-clock time of the last snapshot folded in: where the next window starts.
+    private var lastTakenAt: Double = 0
     private var lastSystem = SystemCounters()
     private var started = false
     /// Samples a vanished socket waits for its destroy event before it is given up.
@@ -109,6 +115,7 @@ public struct TrafficTracker: Sendable {
                                   connection: !s.isListening && !s.isBoundOnly, generation: generation)
         }
         lastTime = Self.time(of: snapshot)
+        lastTakenAt = snapshot.takenAt
         lastSystem = system
         started = true
     }
@@ -234,7 +241,10 @@ public struct TrafficTracker: Sendable {
                                   system: system.errorDeltas(since: lastSystem), eventOverflows: overflows,
                                   closedConnectionsCounted: destroyed != nil, notes: notes)
         report.connectFailuresWithoutPort = unattributed
+        report.startedAt = lastTakenAt
+        report.endedAt = snapshot.takenAt
         lastTime = now
+        lastTakenAt = snapshot.takenAt
         lastSystem = system
         return report
     }

@@ -86,6 +86,9 @@ public struct PortWindow: Sendable {
     public var activity: PortActivity
     public var seconds: Double
     public var captured: Bool
+    /// When the window started and ended (wall clock, seconds since the epoch; 0 when unknown).
+    public var startedAt: Double = 0
+    public var endedAt: Double = 0
 
     /// A window's activity on one port, its length, and whether packets were captured.
     public init(activity: PortActivity, seconds: Double, captured: Bool) {
@@ -97,6 +100,8 @@ public struct PortWindow: Sendable {
     /// The window of one port in a report.
     public init(_ report: WindowReport, key: PortKey) {
         self.init(activity: report.activity(key), seconds: report.seconds, captured: report.captured)
+        startedAt = report.startedAt
+        endedAt = report.endedAt
     }
 
     /// The window of a row merged with `report` (the row carries its activity).
@@ -186,11 +191,17 @@ extension JSONWriter {
         endObject()
     }
 
-    /// `"window": {…}, "rates": {…}` of `--sample` output (`resets_*` only when packets were captured).
-    public mutating func windowMembers(_ w: PortWindow) {
+    /// `"window": {…}, "rates": {…}` of `--sample` output (`resets_*` only when packets were captured);
+    /// with `times`, the window's `started_at` and `ended_at` (a check's window, which over
+    /// several namespaces shows they were sampled together).
+    public mutating func windowMembers(_ w: PortWindow, times: Bool = false) {
         let a = w.activity
         object("window") { j in
             j.field("seconds", double: w.seconds)
+            if times && w.endedAt > 0 {
+                j.field("started_at", double: w.startedAt)
+                j.field("ended_at", double: w.endedAt)
+            }
             j.inOut("bytes", received: a.traffic.bytesReceived, sent: a.traffic.bytesSent)
             j.inOut("packets", received: a.traffic.packetsReceived, sent: a.traffic.packetsSent)
             j.field("connections_opened", a.opened)
@@ -352,7 +363,7 @@ extension JSONWriter {
         key("errors")
         if let s { portErrors(s) } else { null() }
         processes("processes", s?.processes ?? [])
-        if let window { windowMembers(window) }
+        if let window { windowMembers(window, times: true) }
     }
 
     /// One remote `check --json` result: the verdict, the address that decided it, and every
