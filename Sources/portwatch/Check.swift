@@ -332,8 +332,11 @@ struct Check: ParsableCommand {
         // A namespace that appeared during the window has no baseline: it was not there to be asked about.
         let measured = Set(baseline.parts.map(\.namespace.inode))
         var parts = sampled.parts.filter { $0.report != nil && measured.contains($0.namespace.inode) }
-        if parts.isEmpty, case .one = namespaces.selection {
-            throw PortwatchError.system((baseline.notes + sampled.notes).first ?? "the network namespace could not be read")
+        // Namespaces that were entered but could not be sampled at all (a capture without
+        // CAP_NET_RAW): the question could not be answered, as when each was sampled in turn.
+        if parts.isEmpty && !targets.list.isEmpty {
+            let why = (baseline.notes + sampled.notes).first { !targets.notes.contains($0) }
+            throw PortwatchError.system(why ?? "the network namespaces could not be sampled")
         }
         for i in parts.indices { parts[i].snapshot.notes += parts[i].report?.notes ?? [] }
         return (parts, baseline.notes + sampled.notes)
