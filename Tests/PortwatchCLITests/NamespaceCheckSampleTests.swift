@@ -116,4 +116,17 @@ struct NamespaceCheckSampleTests {
         #expect(text.status == 0, "\(text)")
         #expect(text.stdout.contains("\(lab.names[1]) tcp/8080: free"), "\(text)")
     }
+
+    @Test func captureWithoutNetRawIsStillExitTwo() throws {
+        guard let setpriv = TestEnv.which("setpriv") else { return }
+        let lab = try CheckSampleLab()
+        defer { lab.destroy() }
+        // Root, minus CAP_NET_RAW: every namespace is entered, none can capture.
+        let r = runTool(setpriv, ["--inh-caps=-net_raw", "--bounding-set=-net_raw", TestEnv.portwatchPath,
+                                  "check", "8080", "--sample", "200ms", "--capture", "--all-namespaces", "--json"], timeout: 60)
+        #expect(r.status == 2, "\(r)")
+        #expect(r.stderr.hasPrefix("portwatch: ") && r.stderr.split(separator: "\n").count == 1, "\(r)")
+        #expect(r.stderr.contains("CAP_NET_RAW"), "\(r)")
+        #expect(r.stdout.isEmpty, "\(r)")
+    }
 }
