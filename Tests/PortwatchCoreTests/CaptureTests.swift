@@ -470,13 +470,34 @@ private enum Loop {
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
-    /// Polls the capture until `done` holds (or 3 s pass), then waits a little more so late
-    /// duplicates would show, and returns the last snapshot.
-    static func settle(_ capture: PacketCapture, until done: (CaptureCounters) -> Bool) -> CaptureCounters {
+    /// Polls the capture until `done` holds (or 3 s pass), then sends one sentinel datagram over
+    /// `ip` to a socket of its own and polls (at most 3 s) until the capture has counted it, and
+    /// returns that snapshot. No grace period is needed for late duplicates: the capture counts a
+    /// loopback packet by its PACKET_OUTGOING copy, which the kernel writes into the capture's one
+    /// ring during the send itself, and one thread reads that ring in order, so everything sent
+    /// before the sentinel is counted once the sentinel is. The socket receiving the sentinel
+    /// first means its PACKET_HOST copy (the one a broken dedupe would count twice) has passed
+    /// the tap too, and with it the receive path's backlog in front of it on that CPU.
+    static func settle(_ capture: PacketCapture, over ip: String = "127.0.0.1",
+                       until done: (CaptureCounters) -> Bool) throws -> CaptureCounters {
         let deadline = now() + 3
         while now() < deadline, !done(capture.snapshot()) { sleep(milliseconds: 20) }
-        sleep(milliseconds: 150)
-        return capture.snapshot()
+        let type = Int32(SOCK_DGRAM.rawValue)
+        let sentinel = try bound(ip, type)
+        defer { close(sentinel.fd) }
+        let sender = try bound(ip, type)
+        defer { close(sender.fd) }
+        try #require(send(sender.fd, to: ip, sentinel.port, bytes: 1))
+        var pfd = pollfd(fd: sentinel.fd, events: Int16(POLLIN), revents: 0)
+        try #require(poll(&pfd, 1, 3000) == 1, "the sentinel never reached its socket")
+        let counted = now() + 3
+        var totals = capture.snapshot()
+        while totals.udp[sentinel.port] == nil, now() < counted {
+            sleep(milliseconds: 20)
+            totals = capture.snapshot()
+        }
+        try #require(totals.udp[sentinel.port]?.packetsReceived == 1, "the capture never counted the sentinel")
+        return totals
     }
 }
 
@@ -494,7 +515,7 @@ private enum Loop {
             defer { close(sender.fd) }
             let (count, size) = (200, 300)
             for _ in 0..<count { try #require(Loop.send(sender.fd, to: ip, receiver.port, bytes: size)) }
-            let totals = Loop.settle(capture) { ($0.udp[receiver.port]?.packetsReceived ?? 0) >= UInt64(count) }
+            let totals = try Loop.settle(capture, over: ip) { ($0.udp[receiver.port]?.packetsReceived ?? 0) >= UInt64(count) }
             let received = try #require(totals.udp[receiver.port], "nothing counted for \(ip)")
             #expect(received.packetsReceived == UInt64(count), "\(ip): each datagram once, not twice")
             let expectedBytes = Double(count * size)
@@ -533,7 +554,7 @@ private enum Loop {
             syns += found?.syns[tcpPort]?.total ?? 0
             events += found?.events ?? []
         }
-        let counted = Loop.settle(capture) { c in ports.allSatisfy { (c.udp[$0]?.packetsReceived ?? 0) > 0 } }
+        let counted = try Loop.settle(capture) { c in ports.allSatisfy { (c.udp[$0]?.packetsReceived ?? 0) > 0 } }
         #expect(ports.allSatisfy { (counted.udp[$0]?.packetsReceived ?? 0) == 1 }, "the capture saw every datagram")
         #expect(syns >= 1)
         events += capture.drainFindings(now: Double(time(nil)))?.events ?? []
@@ -551,7 +572,7 @@ private enum Loop {
             let port = try Loop.closedPort(ip, Int32(SOCK_DGRAM.rawValue))
             try #require(Loop.send(sender.fd, to: ip, port, bytes: 12))
             let key = ClosedPortKey(proto: .udp, port: port, source: addr(ip))
-            let totals = Loop.settle(capture) { $0.closedPortHits[key] != nil }
+            let totals = try Loop.settle(capture, over: ip) { $0.closedPortHits[key] != nil }
             #expect(totals.closedPortHits[key] == 1, "\(ip): \(totals.closedPortHits)")
             #expect(totals.closedPortHits.keys.filter { $0.port == port }.count == 1)
             // The datagram itself still counts as traffic to that port.
@@ -575,7 +596,7 @@ private enum Loop {
             let rc = Loop.withAddress(ip, holder.port) { connect(client, $0, $1) }
             #expect(rc == -1 && errno == ECONNREFUSED)
             let key = ClosedPortKey(proto: .tcp, port: holder.port, source: addr(ip))
-            let totals = Loop.settle(capture) { $0.closedPortHits[key] != nil }
+            let totals = try Loop.settle(capture, over: ip) { $0.closedPortHits[key] != nil }
             #expect(totals.closedPortHits[key] == 1, "\(ip): \(totals.closedPortHits)")
         }
     }
