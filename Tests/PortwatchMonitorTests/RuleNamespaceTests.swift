@@ -41,6 +41,28 @@ private func row(_ port: UInt16, namespace: String?, established: Int) -> PortSa
         #expect(engine.activeAlerts.filter { $0.rule == "web-crowded" }.map(\.namespace) == ["web"])
     }
 
+    /// A reload that narrows a rule's `netns:` resolves the alerts of the namespaces it dropped at
+    /// once (dated at the last sample) and keeps the others firing.
+    @Test func narrowingNetnsOnReloadResolvesTheDroppedNamespacesAlerts() throws {
+        let yaml = { (netns: String) in
+            "interval: 5s\nnamespaces: [web, db]\nrules:\n"
+                + "  - {name: crowded, ports: \"8080\", metric: connections.established, above: 0\(netns)}\n"
+        }
+        var engine = RuleEngine(config: try ConfigLoader.parse(yaml(""), file: "x.yml"), instance: "h",
+                                everListened: [], firstStart: true)
+        let now = 1_800_000_000.0
+        let first = engine.evaluate([nil, "web", "db"].map { row(8080, namespace: $0, established: 2) }, at: now)
+        #expect(first.notifications.count == 3)
+        let reloaded = engine.reload(try ConfigLoader.parse(yaml(", netns: web"), file: "x.yml"))
+        #expect(reloaded.notifications.map(\.state) == [.resolved, .resolved])
+        #expect(Set(reloaded.notifications.map(\.namespace)) == [nil, "db"])
+        #expect(reloaded.notifications.allSatisfy { $0.since == now })
+        #expect(engine.activeAlerts.map(\.namespace) == ["web"])
+        // The next sample judges web alone: nothing new fires for the host or db.
+        let next = engine.evaluate([nil, "web", "db"].map { row(8080, namespace: $0, established: 2) }, at: now + 5)
+        #expect(next.notifications.isEmpty, "\(next.notifications)")
+    }
+
     @Test func aSingleLabelAndInodeLabelsAreRead() throws {
         let config = try ConfigLoader.parse("""
             namespaces: all
