@@ -119,7 +119,15 @@ public struct RuleEngine: Sendable {
         for index in rules.indices {
             guard let old = oldRules[rules[index].config.name], old.config.metric == rules[index].config.metric,
                   (old.config.anomaly == nil) == (rules[index].config.anomaly == nil) else { continue }
-            rules[index].tracks = old.tracks
+            // A namespace the rule no longer names is not a row gone quiet: its alert resolves now.
+            for port in old.tracks.keys.sorted() {
+                guard let track = old.tracks[port] else { continue }
+                if rules[index].config.namespaces?.contains(port.namespace) ?? true {
+                    rules[index].tracks[port] = track
+                } else if let resolved = AlertTrack.close(track, now: now) {
+                    record(resolved, into: &outcome, at: now)
+                }
+            }
             let targets = Set(newConfig.probes.map(\.target.text))
             for (target, track) in old.probeTracks {
                 if targets.contains(target) && rules[index].matches(probe: target) {

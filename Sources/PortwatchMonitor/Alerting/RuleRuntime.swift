@@ -22,6 +22,7 @@ struct RuleRuntime: Sendable {
 
     func matches(_ port: MonitoredPort) -> Bool {
         if filterInvalid || config.metric.isProbeMetric { return false }
+        if let namespaces = config.namespaces, !namespaces.contains(port.namespace) { return false }
         return filter?.contains(port: port.port, proto: port.proto) ?? true
     }
 

@@ -84,23 +84,28 @@ extension ConfigReader {
                   let value = mapping.first(where: { $0.key.string == "netns" })?.value,
                   let text = value.string, !text.hasPrefix("pid:"),
                   let label = (try? HistoryNamespace.parse(text, option: "netns")) ?? nil else { continue }
-            switch watched {
-            case .all: continue
-            case .list(let names) where names.contains(label): continue
-            case .list(let names):
-                report(at: value.mark, "ports[\(index)].netns",
-                       "'\(label)' is not among namespaces: [\(names.joined(separator: ", "))], so the daemon does not watch it")
-            default:
-                report(at: value.mark, "ports[\(index)].netns",
-                       "the daemon watches no other network namespace: add namespaces: all or a list naming '\(label)'")
-            }
+            checkWatched(label, at: value.mark, "ports[\(index)].netns", watched: watched)
+        }
+    }
+
+    /// Reports a namespace `label` (not the host) that `namespaces:` does not watch.
+    mutating func checkWatched(_ label: String, at mark: Mark?, _ path: String, watched: NamespaceSelection?) {
+        switch watched {
+        case .all: return
+        case .list(let names) where names.contains(label): return
+        case .list(let names):
+            report(at: mark, path,
+                   "'\(label)' is not among namespaces: [\(names.joined(separator: ", "))], so the daemon does not watch it")
+        default:
+            report(at: mark, path,
+                   "the daemon watches no other network namespace: add namespaces: all or a list naming '\(label)'")
         }
     }
 
     /// `netns:` of a port: `host` (nil, the daemon's own), a name from /run/netns or `net:[INODE]`,
     /// as the daemon labels namespaces; not `pid:PID`, which names a namespace only while that
     /// process lives. Returns nil wrapped in an optional for `host`; nil when invalid.
-    private mutating func namespace(_ node: Node, _ path: String) -> String?? {
+    mutating func namespace(_ node: Node, _ path: String) -> String?? {
         let expected = "host, a name from /run/netns or net:[INODE]"
         guard let text = text(node, path, expected: expected) else { return nil }
         guard !text.hasPrefix("pid:") else {

@@ -4,7 +4,7 @@ import Yams
 // `rules:` — thresholds and anomaly models on the rule metrics.
 
 extension ConfigReader {
-    static let ruleKeys = ["name", "ports", "probe", "metric", "above", "below", "anomaly", "for", "keep_firing_for", "severity"]
+    static let ruleKeys = ["name", "ports", "probe", "metric", "above", "below", "anomaly", "for", "keep_firing_for", "severity", "netns"]
     static let anomalyKeys = ["sigma", "warmup"]
     /// The longest `for:` or `keep_firing_for:`: beyond a day an alert says nothing timely.
     static let longestHold: Duration = .seconds(86_400)
@@ -48,6 +48,7 @@ extension ConfigReader {
                 duration($0, entry.path("keep_firing_for"), maximum: Self.longestHold)
             }
             let severity = entry["severity"].flatMap { string($0, entry.path("severity")) }
+            let namespaces = entry["netns"].flatMap { ruleNamespaces($0, entry.path("netns")) }
 
             let probe = entry["probe"].flatMap { ruleProbe($0, entry.path("probe"), probes: probes) }
             var kindRight = true
@@ -69,11 +70,12 @@ extension ConfigReader {
             let conditionRead = conditions.count == 1 && (above != nil || below != nil || anomaly != nil)
             let everyValueRead = (entry["ports"] == nil || ports != nil) && (entry["for"] == nil || hold != nil)
                 && (entry["keep_firing_for"] == nil || keep != nil) && (entry["severity"] == nil || severity != nil)
+                && (entry["netns"] == nil || namespaces != nil)
             guard let name, let metric, conditionRead, everyValueRead, kindRight,
                   entry["probe"] == nil || probe != nil else { continue }
             rules.append(RuleConfig(name: name, ports: ports, metric: metric, above: above, below: below,
                                     anomaly: anomaly, forDuration: hold ?? .zero, keepFiringFor: keep,
-                                    severity: severity ?? "warning", probe: probe))
+                                    severity: severity ?? "warning", probe: probe, namespaces: namespaces))
         }
         return rules
     }
@@ -100,6 +102,10 @@ extension ConfigReader {
                 report(at: mark, entry.path, "'ports' does not apply to \(metric) (a probe metric): name a target with probe:")
                 fits = false
             }
+            if let mark = entry.keyMark("netns") {
+                report(at: mark, entry.path, "'netns' does not apply to \(metric) (a probe metric): probes run in the daemon's own namespace")
+                fits = false
+            }
             if let mark = entry.keyMark("anomaly") {
                 report(at: mark, entry.path, "anomaly models are for port metrics; use above or below with \(metric)")
                 fits = false
@@ -122,6 +128,53 @@ extension ConfigReader {
         report(at: node.mark, path, "unknown metric '\(text)'\(hint); valid metrics: "
                + RuleMetric.names.joined(separator: ", "))
         return nil
+    }
+
+    /// A rule's `netns:`: one namespace or a list, each as a port's `netns:` takes it (`host`, a
+    /// name from /run/netns, `net:[INODE]`); nil when any is invalid.
+    private mutating func ruleNamespaces(_ node: Node, _ path: String) -> [String?]? {
+        let items: [Node]
+        if case .sequence(let sequence) = node {
+            guard !sequence.isEmpty else {
+                report(at: node.mark, path, "empty list; leave netns out to judge every namespace")
+                return nil
+            }
+            items = Array(sequence)
+        } else {
+            items = [node]
+        }
+        var labels: [String?] = []
+        var valid = true
+        for item in items {
+            guard let label = namespace(item, path) else {
+                valid = false
+                continue
+            }
+            if labels.contains(label) {
+                report(at: item.mark, path, "'\(label ?? "host")' is listed twice")
+                valid = false
+            } else {
+                labels.append(label)
+            }
+        }
+        return valid ? labels : nil
+    }
+
+    /// A rule's `netns:` must name namespaces the daemon watches (`namespaces:`), or the rule
+    /// could never judge a row there: checked once `namespaces:` is read.
+    mutating func checkRuleNamespaces(_ node: Node, watched: NamespaceSelection?) {
+        guard case .sequence(let rules) = node else { return }
+        for (index, rule) in rules.enumerated() {
+            guard case .mapping(let mapping) = rule,
+                  let value = mapping.first(where: { $0.key.string == "netns" })?.value else { continue }
+            let items: [Node]
+            if case .sequence(let sequence) = value { items = Array(sequence) } else { items = [value] }
+            for item in items {
+                guard let text = item.string, !text.hasPrefix("pid:"),
+                      let label = (try? HistoryNamespace.parse(text, option: "netns")) ?? nil else { continue }
+                checkWatched(label, at: item.mark, "rules[\(index)].netns", watched: watched)
+            }
+        }
     }
 
     /// A port list as `config` and the CLI take it (`"443"`, `"8000-8100"`, `"53/udp"`), an unquoted

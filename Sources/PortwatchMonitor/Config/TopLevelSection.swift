@@ -62,6 +62,7 @@ extension ConfigReader {
         if let node = top["instance"], let value = string(node, "instance") { config.instance = value }
         if let node = top["namespaces"] { config.namespaces = readNamespaces(node) }
         if let node = top["ports"] { checkPortNamespaces(node, watched: config.namespaces) }
+        if let node = top["rules"] { checkRuleNamespaces(node, watched: config.namespaces) }
 
         // Checked once `listen` is known; a token_file that was written but is bad has been reported.
         if !tokenFileWritten, let problem = config.missingTokenProblem {

@@ -241,11 +241,15 @@ public struct RuleConfig: Sendable, Hashable {
     /// How long the condition must stay false before the alert resolves (default: three intervals).
     public var keepFiringFor: Duration? = nil
     public var severity: String = "warning"
+    /// The network namespaces (labels) whose rows it judges, nil in the list standing for the
+    /// daemon's own (`host`); nil: every watched namespace.
+    public var namespaces: [String?]? = nil
 
     public init(name: String, ports: String? = nil, metric: RuleMetric, above: Double? = nil, below: Double? = nil,
                 anomaly: AnomalyConfig? = nil, forDuration: Duration = .zero, keepFiringFor: Duration? = nil,
-                severity: String = "warning", probe: String? = nil) {
+                severity: String = "warning", probe: String? = nil, namespaces: [String?]? = nil) {
         self.name = name
+        self.namespaces = namespaces
         self.ports = ports
         self.probe = probe
         self.metric = metric
