@@ -36,7 +36,8 @@ public final class Sampler {
     ///
     /// With `reuseQuietDumps` (the daemon), a sample whose TCP counters did not move since the
     /// last walk reuses that walk's non-listening TCP sockets instead of walking the kernel's
-    /// tables again (see `QuietReplaySource`); listeners and UDP are always read fresh.
+    /// tables again; listeners and UDP are read fresh unless nothing at all moved in the
+    /// namespace and no queue held anything (see `QuietReplaySource`).
     public init(options: SnapshotOptions, source: (any SocketSource)? = nil,
                 closedConnections: Bool = true, capture: Bool = false,
                 detectors: DetectorSettings? = nil,
