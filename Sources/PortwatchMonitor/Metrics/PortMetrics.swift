@@ -247,28 +247,7 @@ public final class PortMetrics: Sendable {
         for key in selection.ports {
             var series = st.ports[key] ?? makeSeries(key)
             let row = rows[key]
-            setListening(&series, key: key, addresses: row?.listening == true ? row!.addresses : [])
-            let counts = row?.connections ?? ConnectionCounts()
-            let values = [counts.established, counts.synRecv, counts.synSent, counts.timeWait, counts.closeWait,
-                          counts.finWait, counts.other]
-            for (gauge, value) in zip(series.connections, values) { gauge.set(Double(value)) }
-            if let queue = row?.acceptQueue {
-                series.acceptQueue?.set(Double(queue.current))
-                series.acceptQueueMax?.set(Double(queue.max ?? 0))
-            } else {
-                series.acceptQueue?.set(0.0)
-                series.acceptQueueMax?.set(0.0)
-            }
-            if let report = latest.report {
-                let a = report.activity(PortKey(role: .local, proto: key.proto, port: key.port))
-                series.receivedBytes.increment(by: Int64(clamping: a.traffic.bytesReceived))
-                series.sentBytes.increment(by: Int64(clamping: a.traffic.bytesSent))
-                series.receivedPackets.increment(by: Int64(clamping: a.traffic.packetsReceived))
-                series.sentPackets.increment(by: Int64(clamping: a.traffic.packetsSent))
-                series.retransmits.increment(by: Int64(clamping: a.traffic.retransmits))
-                series.drops.increment(by: Int64(clamping: a.traffic.drops &+ a.listenDrops))
-                series.connectionsOpened.increment(by: Int64(a.opened))
-            }
+            update(&series, key: key, row: row, report: latest.report)
             st.ports[key] = series
         }
         // Other network namespaces (`namespaces:`): the same series with a `netns` label, within
@@ -290,23 +269,7 @@ public final class PortMetrics: Sendable {
                 namespaced.insert(key)
                 var series = st.ports[key] ?? makeSeries(key)
                 let row = partRows[key]
-                setListening(&series, key: key, addresses: row?.listening == true ? row!.addresses : [])
-                let counts = row?.connections ?? ConnectionCounts()
-                let values = [counts.established, counts.synRecv, counts.synSent, counts.timeWait, counts.closeWait,
-                              counts.finWait, counts.other]
-                for (gauge, value) in zip(series.connections, values) { gauge.set(Double(value)) }
-                series.acceptQueue?.set(Double(row?.acceptQueue?.current ?? 0))
-                series.acceptQueueMax?.set(Double(row?.acceptQueue?.max ?? 0))
-                if let report = part.report {
-                    let a = report.activity(PortKey(role: .local, proto: key.proto, port: key.port))
-                    series.receivedBytes.increment(by: Int64(clamping: a.traffic.bytesReceived))
-                    series.sentBytes.increment(by: Int64(clamping: a.traffic.bytesSent))
-                    series.receivedPackets.increment(by: Int64(clamping: a.traffic.packetsReceived))
-                    series.sentPackets.increment(by: Int64(clamping: a.traffic.packetsSent))
-                    series.retransmits.increment(by: Int64(clamping: a.traffic.retransmits))
-                    series.drops.increment(by: Int64(clamping: a.traffic.drops &+ a.listenDrops))
-                    series.connectionsOpened.increment(by: Int64(a.opened))
-                }
+                update(&series, key: key, row: row, report: part.report)
                 st.ports[key] = series
             }
         }
@@ -348,6 +311,27 @@ public final class PortMetrics: Sendable {
                 descriptor: Self.metric("portwatch_port_accept_queue_max", "Accept queue limit of the port's listeners (the listen() backlog)."), labels: l)
         }
         return series
+    }
+
+    /// Sets a port's gauges from its row (nil: the port has no row now) and adds the window's
+    /// growth to its counters; the same for the daemon's own namespace and every other.
+    private func update(_ series: inout PortSeries, key: MonitoredPort, row: PortSummary?, report: WindowReport?) {
+        setListening(&series, key: key, addresses: row?.listening == true ? row!.addresses : [])
+        let counts = row?.connections ?? ConnectionCounts()
+        let values = [counts.established, counts.synRecv, counts.synSent, counts.timeWait, counts.closeWait,
+                      counts.finWait, counts.other]
+        for (gauge, value) in zip(series.connections, values) { gauge.set(Double(value)) }
+        series.acceptQueue?.set(Double(row?.acceptQueue?.current ?? 0))
+        series.acceptQueueMax?.set(Double(row?.acceptQueue?.max ?? 0))
+        guard let report else { return }
+        let a = report.activity(PortKey(role: .local, proto: key.proto, port: key.port))
+        series.receivedBytes.increment(by: Int64(clamping: a.traffic.bytesReceived))
+        series.sentBytes.increment(by: Int64(clamping: a.traffic.bytesSent))
+        series.receivedPackets.increment(by: Int64(clamping: a.traffic.packetsReceived))
+        series.sentPackets.increment(by: Int64(clamping: a.traffic.packetsSent))
+        series.retransmits.increment(by: Int64(clamping: a.traffic.retransmits))
+        series.drops.increment(by: Int64(clamping: a.traffic.drops &+ a.listenDrops))
+        series.connectionsOpened.increment(by: Int64(a.opened))
     }
 
     /// One series per listening address (value 1); a port that does not listen keeps one series
