@@ -121,12 +121,19 @@ private let web = PortKey(role: .local, proto: .tcp, port: 8080)
 
     @Test func systemCountersAreDeltas() {
         let text = "Tcp: RtoAlgorithm AttemptFails EstabResets\nTcp: 1 10 4\nUdp: InDatagrams NoPorts\nUdp: 5 2\n"
-        let before = SystemCounters(values: SystemCounters.parsePairedLines(text))
-        let after = SystemCounters(values: SystemCounters.parsePairedLines("Tcp: RtoAlgorithm AttemptFails EstabResets\nTcp: 1 13 4\nUdp: InDatagrams NoPorts\nUdp: 9 7\n"))
+        func counters(_ text: String) -> SystemCounters {
+            var values: [String: Int64] = [:]
+            SystemCounters.parseWantedPairs(Array(text.utf8), into: &values)
+            return SystemCounters(values: values)
+        }
+        let before = counters(text)
+        let after = counters("Tcp: RtoAlgorithm AttemptFails EstabResets\nTcp: 1 13 4\nUdp: InDatagrams NoPorts\nUdp: 9 7\n")
         let deltas = Dictionary(uniqueKeysWithValues: after.errorDeltas(since: before))
         #expect(deltas["attempt_fails"] == 3)
         #expect(deltas["estab_resets"] == 0)
         #expect(deltas["udp_no_ports"] == 5)
-        #expect(SystemCounters.parseSnmp6("Udp6NoPorts   \t 12\nIp6InReceives 3\n")["Udp6.NoPorts"] == 12)
+        var snmp6: [String: Int64] = [:]
+        SystemCounters.parseWantedSnmp6(Array("Udp6NoPorts   \t 12\nIp6InReceives 3\n".utf8), into: &snmp6)
+        #expect(snmp6["Udp6.NoPorts"] == 12)
     }
 }

@@ -33,42 +33,6 @@ public struct SystemCounters: Sendable, Hashable {
         return out
     }
 
-    /// `Tcp: A B C` / `Tcp: 1 2 3` header-and-values line pairs (snmp, netstat).
-    public static func parsePairedLines(_ text: String) -> [String: Int64] {
-        var out: [String: Int64] = [:]
-        let lines = text.split(separator: "\n")
-        var i = 0
-        while i + 1 < lines.count {
-            let names = lines[i].split(separator: " ")
-            let values = lines[i + 1].split(separator: " ")
-            guard let group = names.first, group.hasSuffix(":"), values.first == group, names.count == values.count else {
-                i += 1
-                continue
-            }
-            let prefix = group.dropLast()
-            for (name, value) in zip(names.dropFirst(), values.dropFirst()) {
-                if let v = Int64(value) { out["\(prefix).\(name)"] = v }
-            }
-            i += 2
-        }
-        return out
-    }
-
-    /// `Udp6InDatagrams   123` lines (snmp6): stored as `Udp6.InDatagrams`.
-    public static func parseSnmp6(_ text: String) -> [String: Int64] {
-        var out: [String: Int64] = [:]
-        for line in text.split(separator: "\n") {
-            let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-            guard parts.count == 2, let v = Int64(parts[1]) else { continue }
-            let name = parts[0]
-            for group in ["Ip6", "Icmp6", "Udp6", "UdpLite6"] where name.hasPrefix(group) {
-                out["\(group).\(name.dropFirst(group.count))"] = v
-                break
-            }
-        }
-        return out
-    }
-
     public subscript(_ key: String) -> Int64 { values[key] ?? 0 }
 
     /// The counters a sample uses (`errorDeltas` and `tcpQuietFingerprint`), by group and name.
@@ -83,7 +47,8 @@ public struct SystemCounters: Sendable, Hashable {
         "Udp6": ["NoPorts", "RcvbufErrors", "InErrors", "SndbufErrors"],
     ]
 
-    /// `parsePairedLines` for the wanted counters only, straight from the file's bytes.
+    /// The wanted counters of `Tcp: A B C` / `Tcp: 1 2 3` header-and-values line pairs (snmp,
+    /// netstat), straight from the file's bytes.
     static func parseWantedPairs(_ bytes: [UInt8], into out: inout [String: Int64]) {
         bytes.withUnsafeBufferPointer { buf in
             var lines: [Range<Int>] = []
@@ -129,7 +94,7 @@ public struct SystemCounters: Sendable, Hashable {
         }
     }
 
-    /// `parseSnmp6` for the wanted counters only.
+    /// The wanted counters of `Udp6NoPorts   3` lines (snmp6), stored as `Udp6.NoPorts`.
     static func parseWantedSnmp6(_ bytes: [UInt8], into out: inout [String: Int64]) {
         guard let names = wanted["Udp6"] else { return }
         bytes.withUnsafeBufferPointer { buf in
