@@ -152,23 +152,18 @@ enum Net {
 
     /// A TCP socket bound to `address`:`port` that neither listens nor connects.
     static func tcpBound(_ address: String, port: UInt16) throws -> TestSocket {
-        let family = address.contains(":") ? AF_INET6 : AF_INET
-        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        if fd < 0 { throw SupportError.errno("socket") }
-        if family == AF_INET6 { setIntOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
-        do {
-            try bindSocket(fd, address, port)
-        } catch {
-            Glibc.close(fd)
-            throw error
-        }
-        return TestSocket(fd: fd)
+        try bound(address, port: port, type: Int32(SOCK_STREAM.rawValue))
     }
 
     /// A bound, unconnected UDP socket held by this process.
     static func udpSocket(_ address: String = "127.0.0.1", port: UInt16 = 0) throws -> TestSocket {
+        try bound(address, port: port, type: Int32(SOCK_DGRAM.rawValue))
+    }
+
+    /// A socket of `type` bound to `address`:`port` (IPv6 sockets v6only).
+    private static func bound(_ address: String, port: UInt16, type: Int32) throws -> TestSocket {
         let family = address.contains(":") ? AF_INET6 : AF_INET
-        let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(family, type | Int32(SOCK_CLOEXEC.rawValue), 0)
         if fd < 0 { throw SupportError.errno("socket") }
         if family == AF_INET6 { setIntOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
         do {
