@@ -270,9 +270,12 @@ public struct PortsDocument {
     /// `{"ports": [PORT, …], "source", "taken_at", ["window_seconds", "system_errors",
     /// "connect_failures_without_port", …], "notes"}`; `rows` are `portRows` of the snapshot
     /// merged with the report. `moreRows` appends rows written elsewhere to the list (the
-    /// daemon's other namespaces, each with its own window and namespace members).
+    /// daemon's other namespaces, each with its own window and namespace members);
+    /// `windowMembers` adds members after the window's, only when there is a window (the
+    /// daemon's `system_errors_by_namespace`).
     public func write(_ rows: [PortRow], services: ServiceDatabase, to w: inout JSONWriter,
-                      moreRows: (inout JSONWriter) -> Void = { _ in }) {
+                      moreRows: (inout JSONWriter) -> Void = { _ in },
+                      windowMembers: (inout JSONWriter) -> Void = { _ in }) {
         w.beginObject()
         w.array("ports") { w in
             for row in rows {
@@ -288,6 +291,7 @@ public struct PortsDocument {
             w.systemErrors(report)
             w.field("connect_failures_without_port", report.connectFailuresWithoutPort)
             if report.captured { w.captureMembers(report) }
+            windowMembers(&w)
         }
         w.notes(snapshot.notes)
         w.endObject()

@@ -84,6 +84,15 @@ extension JSONWriter {
             object("system_errors") { _ in }
         }
         guard windows.overNamespaces else { return }
+        systemErrorsByNamespace(windows)
+    }
+
+    /// `"system_errors_by_namespace"`: one entry per part with a window, in the view's order,
+    /// `{"namespace", "window_seconds", "system_errors", "connect_failures_without_port"}`
+    /// (`namespace` left out for a part without one). `members` adds more to each entry before
+    /// it closes (the daemon's `netns` label).
+    public mutating func systemErrorsByNamespace(_ windows: NamespaceWindows,
+                                                 members: ((NetworkNamespace?, inout JSONWriter) -> Void)? = nil) {
         array("system_errors_by_namespace") { w in
             for part in windows.parts {
                 guard let report = part.report else { continue }
@@ -92,6 +101,7 @@ extension JSONWriter {
                 w.field("window_seconds", double: report.seconds)
                 w.systemErrors(report)
                 w.field("connect_failures_without_port", report.connectFailuresWithoutPort)
+                members?(part.namespace, &w)
                 w.endObject()
             }
         }

@@ -153,8 +153,10 @@ final class SamplerEngine: @unchecked Sendable {
 
     /// Samples the other namespaces the settings name (each with its own socket and destroy
     /// events) and adds their rows, tagged with the namespace, and the namespaces that came or
-    /// went. The daemon's own namespace stays with the main sampler.
+    /// went. The daemon's own namespace stays with the main sampler; the sample names it.
     private func addNamespaces(_ settings: SamplingSettings, to latest: inout LatestSample) {
+        // Looked up every sample: `ip netns attach` can name it while the daemon runs.
+        latest.ownNamespace = NamespaceDirectory.own()
         guard let selection = settings.namespaces else {
             namespaceSampler = nil
             knownNamespaces = nil

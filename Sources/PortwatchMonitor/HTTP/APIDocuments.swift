@@ -19,34 +19,54 @@ enum APIDocuments {
         return w.bytes
     }
 
-    /// `{"ports": [PORT, ...], "source", "taken_at", "window_seconds", "system_errors", "notes"}`.
+    /// `{"ports": [PORT, ...], "source", "taken_at", "window_seconds", "system_errors",
+    /// "connect_failures_without_port", "system_errors_by_namespace", "notes"}`.
     ///
     /// Without `netns`: the daemon's own rows as they always were, then each other sampled
     /// namespace's rows, each with `"netns"` (its label), `"namespace"` and, where known,
     /// `"container"`. With `netns`: only that namespace's rows, in a document over its own
     /// snapshot and window (its system counters, its notes); a namespace not sampled is a 404.
+    /// `system_errors` is the document's own namespace's; `system_errors_by_namespace` (see
+    /// `systemErrorsByNamespace`) lists every namespace the document covers.
     static func ports(_ latest: LatestSample, services: ServiceDatabase,
                       netns: NamespaceFilter? = nil) throws(APIError) -> [UInt8] {
         var w = JSONWriter()
+        let own: (namespace: NetworkNamespace?, report: WindowReport?) = (latest.ownNamespace, latest.report)
         switch netns {
         case nil:
+            let windows = NamespaceWindows([own] + latest.namespaceParts.map { ($0.namespace, $0.report) })
             PortsDocument(snapshot: latest.snapshot, report: latest.report)
                 .write(rows(latest), services: services, to: &w, moreRows: { w in
                     for part in latest.namespaceParts {
                         for row in rows(part) { namespaceRow(row, of: part, services: services, to: &w) }
                     }
-                })
+                }, windowMembers: { w in systemErrorsByNamespace(windows, to: &w) })
         case .host:
-            PortsDocument(snapshot: latest.snapshot, report: latest.report).write(rows(latest), services: services, to: &w)
+            PortsDocument(snapshot: latest.snapshot, report: latest.report)
+                .write(rows(latest), services: services, to: &w,
+                       windowMembers: { w in systemErrorsByNamespace(NamespaceWindows([own]), to: &w) })
         case .label(let label):
             let part = try self.part(label, in: latest)
             PortsDocument(snapshot: part.snapshot, report: part.report)
                 .write([], services: services, to: &w, moreRows: { w in
                     for row in rows(part) { namespaceRow(row, of: part, services: services, to: &w) }
+                }, windowMembers: { w in
+                    systemErrorsByNamespace(NamespaceWindows([(part.namespace, part.report)]), to: &w)
                 })
         }
         w.newline()
         return w.bytes
+    }
+
+    /// `"system_errors_by_namespace"`: core's entries (as in `ports --sample --all-namespaces
+    /// --json`), each also with `"netns"`, the label rows and `?netns=` use (`host` for the
+    /// daemon's own, even where it has a /run/netns name). Present whenever the document has a
+    /// window, also without `namespaces:` (then the daemon's own entry alone), so a client reads
+    /// one shape however the daemon is configured.
+    private static func systemErrorsByNamespace(_ windows: NamespaceWindows, to w: inout JSONWriter) {
+        w.systemErrorsByNamespace(windows) { ns, w in
+            w.field("netns", ns.map { $0.isOwn ? "host" : $0.daemonLabel } ?? "host")
+        }
     }
 
     /// The local rows of another namespace, as `rows(_:)` makes the daemon's own.

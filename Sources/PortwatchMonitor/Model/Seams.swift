@@ -33,6 +33,9 @@ public struct LatestSample: Sendable {
     public var namespaceParts: [NamespacePart] = []
     /// Namespaces that appeared or vanished since the previous sample.
     public var namespaceEvents: [MonitorEvent] = []
+    /// The daemon's own network namespace, which its `system_errors_by_namespace` entry names;
+    /// nil where it is not known (samples made up in tests).
+    public var ownNamespace: NetworkNamespace? = nil
 
     public init(snapshot: PortSnapshot, report: WindowReport?, samples: [PortSample]) {
         self.snapshot = snapshot
