@@ -14,17 +14,22 @@ final class LiveDaemon: @unchecked Sendable {
     let http: UInt16
     let directory: String
     let database: String
+    /// The network namespace (`/run/netns/NAME`) the daemon runs in; nil: the test's own.
+    let netns: String?
     var token: String?
 
     /// Starts `portwatch daemon` on a free loopback port (unless `listen` is given) and a
-    /// database under `directory`, and waits for its readiness line.
-    init(_ arguments: [String], directory: String, listen: String? = nil, http: UInt16? = nil, waitReady: Bool = true) throws {
+    /// database under `directory`, and waits for its readiness line. With `netns` it runs inside
+    /// that namespace (`ip netns exec`), and `get` reaches it over that namespace's loopback.
+    init(_ arguments: [String], directory: String, listen: String? = nil, http: UInt16? = nil, waitReady: Bool = true,
+         netns: String? = nil) throws {
         let port = try http ?? Net.freePorts(1)[0]
         self.http = port
         self.directory = directory
         self.database = directory + "/history.sqlite"
+        self.netns = netns
         run = try startPortwatch(["daemon", "--listen", listen ?? "127.0.0.1:\(port)", "--db", database] + arguments,
-                                 environment: ["PORTWATCH_LOG_LEVEL": "debug"])
+                                 environment: ["PORTWATCH_LOG_LEVEL": "debug"], netns: netns)
         log = StderrLines(run.child)
         if waitReady {
             let ready = log.waitFor(timeout: 90) { $0.hasPrefix("portwatch: daemon ready: ") }
@@ -39,7 +44,7 @@ final class LiveDaemon: @unchecked Sendable {
         _ = log.drain()
         var headers: [String: String] = [:]
         if let token = token ?? self.token { headers["Authorization"] = "Bearer \(token)" }
-        return LoopbackHTTP.request(port: http, path, headers: headers)
+        return LoopbackHTTP.request(port: http, path, headers: headers, netns: netns)
     }
 
     /// Waits (reading the log meanwhile) until `body` returns a value; the wait is counted in

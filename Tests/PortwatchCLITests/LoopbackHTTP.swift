@@ -19,10 +19,12 @@ enum LoopbackHTTP {
         var description: String { "HTTP \(status): \(body.prefix(2000))" }
     }
 
-    /// `GET path` (or `method` with `body`) on 127.0.0.1:`port`; nil when nothing answered within `timeout`.
+    /// `GET path` (or `method` with `body`) on 127.0.0.1:`port` (of the network namespace
+    /// `/run/netns/NETNS` when given); nil when nothing answered within `timeout`.
     static func request(port: UInt16, _ path: String, method: String = "GET", headers: [String: String] = [:],
-                        body: String = "", timeout: Double = 10) -> Response? {
-        guard let socket = try? Net.connect("127.0.0.1", port: port) else { return nil }
+                        body: String = "", timeout: Double = 10, netns: String? = nil) -> Response? {
+        let connected = netns.map { ns in try? Net.connect(port: port, inside: ns) } ?? (try? Net.connect("127.0.0.1", port: port))
+        guard let socket = connected else { return nil }
         defer { socket.close() }
         var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n"
         for (k, v) in headers { head += "\(k): \(v)\r\n" }
