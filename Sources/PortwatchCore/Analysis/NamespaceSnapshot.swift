@@ -169,13 +169,10 @@ public final class NamespaceSampler {
         guard case .list(let names) = selection, names.allSatisfy({ !$0.contains("/") && !$0.hasPrefix("pid:") }) else {
             return try NamespaceDirectory.select(selection)
         }
-        var st = stat()
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         let now = Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-        let directory = stat("/run/netns", &st) == 0
-            ? [Int(st.st_ino), Int(st.st_mtim.tv_sec), Int(st.st_mtim.tv_nsec), Int(st.st_ctim.tv_sec), Int(st.st_ctim.tv_nsec)]
-            : []
+        let directory = NamespaceDirectory.namesState()
         if let listed, !directory.isEmpty, listed.directory == directory, now - listed.at < 5 { return listed.found }
         let found = try NamespaceDirectory.select(selection)
         listed = directory.isEmpty ? nil : (directory, now, found)

@@ -64,6 +64,15 @@ public enum NamespaceDirectory {
         return NetworkNamespace(inode: inode, device: device, name: name, path: "\(procRoot)/self/ns/net", isOwn: true)
     }
 
+    /// What changes when a name under `runDir` is added, removed or attached (`ip netns add`,
+    /// `delete`, `attach`): its inode, mtime and ctime; empty when it cannot be read. Lets a
+    /// caller resolve names again only when this changed.
+    public static func namesState(runDir: String = "/run/netns") -> [Int] {
+        var st = stat()
+        guard stat(runDir, &st) == 0 else { return [] }
+        return [Int(st.st_ino), Int(st.st_mtim.tv_sec), Int(st.st_mtim.tv_nsec), Int(st.st_ctim.tv_sec), Int(st.st_ctim.tv_nsec)]
+    }
+
     /// The namespaces named under `runDir`, by name.
     public static func named(runDir: String = "/run/netns") -> [NetworkNamespace] {
         guard let dir = opendir(runDir) else { return [] }

@@ -111,6 +111,8 @@ final class SamplerEngine: @unchecked Sendable {
                                    sampler: NamespaceSampler)?
     /// Namespaces sampled at the previous sample (nil before the first), for their events.
     private var knownNamespaces: [UInt64: NetworkNamespace]?
+    /// The daemon's own namespace, and the /run/netns state its name was resolved from.
+    private var own: (directory: [Int], namespace: NetworkNamespace?)?
 
     init(source: any SocketSource, logger: Logger) {
         self.source = source
@@ -151,12 +153,22 @@ final class SamplerEngine: @unchecked Sendable {
         }
     }
 
+    /// The daemon's own namespace. Its name is resolved again only when /run/netns changed
+    /// (`ip netns attach` can name it while the daemon runs): resolving it lists and stats every
+    /// named namespace, at every sample otherwise.
+    private func ownNamespace() -> NetworkNamespace? {
+        let directory = NamespaceDirectory.namesState()
+        if let own, !directory.isEmpty, own.directory == directory { return own.namespace }
+        let namespace = NamespaceDirectory.own()
+        own = (directory, namespace)
+        return namespace
+    }
+
     /// Samples the other namespaces the settings name (each with its own socket and destroy
     /// events) and adds their rows, tagged with the namespace, and the namespaces that came or
     /// went. The daemon's own namespace stays with the main sampler; the sample names it.
     private func addNamespaces(_ settings: SamplingSettings, to latest: inout LatestSample) {
-        // Looked up every sample: `ip netns attach` can name it while the daemon runs.
-        latest.ownNamespace = NamespaceDirectory.own()
+        latest.ownNamespace = ownNamespace()
         guard let selection = settings.namespaces else {
             namespaceSampler = nil
             knownNamespaces = nil
