@@ -66,7 +66,7 @@ struct CaptureLoad: Hashable {
 }
 
 /// Named namespaces, each with a traffic child on the same three ports.
-final class CaptureLab: @unchecked Sendable {
+final class CaptureLab: NamespaceLab, @unchecked Sendable {
     // @unchecked: `members` is written only by `init`; the lab locks its own state.
     struct Member {
         var name: String
@@ -78,25 +78,24 @@ final class CaptureLab: @unchecked Sendable {
         var source: String
     }
 
-    private let lab: NamespaceLab
     let udpPort: UInt16
     let tcpPort: UInt16
     let closedPort: UInt16
     private(set) var members: [Member] = []
 
-    /// Builds the lab; a failure midway deletes what was made (the lab's `deinit`).
+    /// Builds the lab; a failure midway deletes what was made (`deinit`).
     init(count: Int) throws {
         let k = NamespaceLab.nextSerial()
-        lab = try NamespaceLab(names: (1...count).map { "pwcap-\(getpid())-\(k)-\($0)" })
         // Low ports nothing else in the tests uses, so the host namespace has nothing on them
         // (what the host's capture sees there must stay 0).
         let base = UInt16(600 + (Int(getpid()) * 3 + k * 3) % 300)
         (udpPort, tcpPort, closedPort) = (base, base + 1, base + 2)
-        for (i, ns) in zip(1..., lab.namespaces) {
+        try super.init(names: (1...count).map { "pwcap-\(getpid())-\(k)-\($0)" })
+        for (i, ns) in zip(1..., namespaces) {
             // Different amounts per namespace: a count landing in the wrong one shows.
             let load = CaptureLoad(datagrams: 10 * i + 3, size: 100 + 11 * i, refused: i + 1, unreachable: i, aborts: i)
             let source = "127.77.\(Int(base) % 250).\(i)"
-            let (child, _) = try lab.startPython(trafficScript, [udpPort, tcpPort, closedPort].map { String($0) }
+            let (child, _) = try startPython(trafficScript, [udpPort, tcpPort, closedPort].map { String($0) }
                 + [load.datagrams, load.size, load.refused, load.unreachable, load.aborts].map { String($0) } + [source],
                 in: .named(ns.name))
             members.append(Member(name: ns.name, inode: ns.inode, child: child, load: load, source: source))
@@ -107,9 +106,6 @@ final class CaptureLab: @unchecked Sendable {
     func traffic() throws {
         try tell(members.map(\.child), "go", awaiting: "done", timeout: 30)
     }
-
-    /// Kills the children and deletes the namespaces. Idempotent.
-    func destroy() { lab.destroy() }
 }
 
 /// What capture counted in one namespace (summed over refreshes).

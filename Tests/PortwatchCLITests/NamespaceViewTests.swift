@@ -22,20 +22,20 @@ struct FleetMember {
 
 /// Three named namespaces and one unnamed, each with a holder on port 8080: namespace i holds
 /// i connections of 1000i+7 bytes and closes one; the unnamed one 4 of 5003 and closes two.
-final class NamespaceFleet: @unchecked Sendable {
+final class NamespaceFleet: NamespaceLab, @unchecked Sendable {
     // @unchecked: `members` is written only by `init`; the lab locks its own state.
     static let port: UInt16 = 8080
-    private let lab: NamespaceLab
     private(set) var members: [FleetMember] = []
 
-    /// Builds the fleet; a failure midway deletes what was made (the lab's `deinit`).
+    /// Builds the fleet; a failure midway deletes what was made (`deinit`).
     init() throws {
-        lab = try NamespaceLab(prefix: "pwv", count: 3)
-        for (i, name) in zip(1..., lab.names) {
-            let holder = try lab.startHolder(port: Self.port, connections: i, bytes: 1000 * i + 7, closing: 1, in: .named(name))
+        let k = NamespaceLab.nextSerial()
+        try super.init(names: (1...3).map { "pwv-\(getpid())-\(k)-ns\($0)" })
+        for (i, name) in zip(1..., names) {
+            let holder = try startHolder(port: Self.port, connections: i, bytes: 1000 * i + 7, closing: 1, in: .named(name))
             members.append(FleetMember(name: name, holder: holder, connections: i, bytesPerConnection: 1000 * i + 7))
         }
-        let holder = try lab.startHolder(port: Self.port, connections: 4, bytes: 5003, closing: 2, in: .unnamed)
+        let holder = try startHolder(port: Self.port, connections: 4, bytes: 5003, closing: 2, in: .unnamed)
         members.append(FleetMember(name: nil, holder: holder, connections: 4, bytesPerConnection: 5003))
     }
 
@@ -46,9 +46,6 @@ final class NamespaceFleet: @unchecked Sendable {
 
     var named: [FleetMember] { members.filter { $0.name != nil } }
     var unnamed: FleetMember { members.first { $0.name == nil }! }
-
-    /// Kills the holders and deletes the namespaces. Idempotent.
-    func destroy() { lab.destroy() }
 }
 
 /// Runs `body` with a fresh fleet, always destroyed afterwards.

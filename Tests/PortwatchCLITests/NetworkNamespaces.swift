@@ -31,12 +31,6 @@ class NamespaceLab: @unchecked Sendable {
     /// A number no other lab of this process has (for unique names, addresses and ports).
     static func nextSerial() -> Int { counter.next() }
 
-    /// `count` namespaces named PREFIX-PID-K-1 … PREFIX-PID-K-count (K unique in this process).
-    convenience init(prefix: String, count: Int) throws {
-        let tag = "\(prefix)-\(getpid())-\(NamespaceLab.nextSerial())"
-        try self.init(names: (1...count).map { "\(tag)-\($0)" })
-    }
-
     /// Namespaces with exactly these names (unique ones: with the pid); throws after cleaning up.
     init(names: [String]) throws {
         guard let ip = TestEnv.ip else { throw SupportError("ip not found") }
