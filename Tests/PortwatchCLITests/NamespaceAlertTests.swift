@@ -13,23 +13,16 @@ import Glibc
        .enabled(if: TestEnv.canCreateNamespaces, "needs root, ip and python3 to build network namespaces"))
 struct NamespaceAlertTests {
     @Test func oneRuleOnOnePortFiresAndResolvesOncePerNamespace() throws {
-        guard let ip = TestEnv.ip else { return }
         let dir = try makeTemporaryDirectory("netns-alerts")
         defer { removeTree(dir) }
-        let names = ["pwa-\(getpid())-web", "pwa-\(getpid())-db"]
-        for ns in names {
-            try #require(runTool(ip, ["netns", "add", ns]).status == 0)
-            _ = runTool(ip, ["-n", ns, "link", "set", "lo", "up"])
-        }
-        defer { for ns in names { _ = runTool(ip, ["netns", "delete", ns]) } }
-        let (web, db) = (names[0], names[1])
+        let lab = try NamespaceLab(names: ["pwa-\(getpid())-web", "pwa-\(getpid())-db"])
+        defer { lab.destroy() }
+        let (web, db) = (lab.names[0], lab.names[1])
         let port = try Net.freePorts(1)[0]
         let host = try PythonServer.start(["tcp:127.0.0.1:\(port)"])
         defer { host.stop() }
-        let inWeb = try PythonServer.start(["tcp:127.0.0.1:\(port)"], netns: web)
-        defer { inWeb.stop() }
-        let inDB = try PythonServer.start(["tcp:127.0.0.1:\(port)"], netns: db)
-        defer { inDB.stop() }
+        let inWeb = try lab.startServer(["tcp:127.0.0.1:\(port)"], in: web)
+        let inDB = try lab.startServer(["tcp:127.0.0.1:\(port)"], in: db)
 
         let receiver = try WebhookReceiver()
         defer { receiver.stop() }

@@ -66,7 +66,8 @@ struct CaptureLoad: Hashable {
 }
 
 /// Named namespaces, each with a traffic child on the same three ports.
-final class CaptureLab: @unchecked Sendable {
+final class CaptureLab: NamespaceLab, @unchecked Sendable {
+    // @unchecked: `members` is written only by `init`; the lab locks its own state.
     struct Member {
         var name: String
         var inode: UInt64
@@ -77,72 +78,34 @@ final class CaptureLab: @unchecked Sendable {
         var source: String
     }
 
-    private static let counter = Counter()
     let udpPort: UInt16
     let tcpPort: UInt16
     let closedPort: UInt16
     private(set) var members: [Member] = []
-    private var names: [String] = []
 
+    /// Builds the lab; a failure midway deletes what was made (`deinit`).
     init(count: Int) throws {
-        guard let ip = TestEnv.ip, let python = TestEnv.python3 else { throw SupportError("ip or python3 missing") }
-        let k = CaptureLab.counter.next()
+        let k = NamespaceLab.nextSerial()
         // Low ports nothing else in the tests uses, so the host namespace has nothing on them
         // (what the host's capture sees there must stay 0).
         let base = UInt16(600 + (Int(getpid()) * 3 + k * 3) % 300)
         (udpPort, tcpPort, closedPort) = (base, base + 1, base + 2)
-        do {
-            for i in 1...count {
-                let name = "pwcap-\(getpid())-\(k)-\(i)"
-                let made = runTool(ip, ["netns", "add", name])
-                if made.status != 0 { throw SupportError("ip netns add \(name): \(made.stderr)") }
-                names.append(name)
-                _ = runTool(ip, ["-n", name, "link", "set", "lo", "up"])
-                var st = stat()
-                guard stat("/run/netns/\(name)", &st) == 0 else { throw SupportError("no /run/netns/\(name)") }
-                // Different amounts per namespace: a count landing in the wrong one shows.
-                let load = CaptureLoad(datagrams: 10 * i + 3, size: 100 + 11 * i, refused: i + 1, unreachable: i, aborts: i)
-                let source = "127.77.\(Int(base) % 250).\(i)"
-                let child = try Child.spawn(ip, ["netns", "exec", name, python, "-u", "-c", trafficScript]
-                    + [udpPort, tcpPort, closedPort].map { String($0) }
-                    + [load.datagrams, load.size, load.refused, load.unreachable, load.aborts].map { String($0) } + [source],
-                    stdin: .pipe)
-                guard let line = child.readLine(timeout: 20), Int32(line) != nil else {
-                    let err = child.drainStderr()
-                    child.kill()
-                    throw SupportError("traffic child in \(name) did not start: \(err)")
-                }
-                members.append(Member(name: name, inode: UInt64(st.st_ino), child: child, load: load, source: source))
-            }
-        } catch {
-            destroy()
-            throw error
+        try super.init(names: (1...count).map { "pwcap-\(getpid())-\(k)-\($0)" })
+        for (i, ns) in zip(1..., namespaces) {
+            // Different amounts per namespace: a count landing in the wrong one shows.
+            let load = CaptureLoad(datagrams: 10 * i + 3, size: 100 + 11 * i, refused: i + 1, unreachable: i, aborts: i)
+            let source = "127.77.\(Int(base) % 250).\(i)"
+            let (child, _) = try startPython(trafficScript, [udpPort, tcpPort, closedPort].map { String($0) }
+                + [load.datagrams, load.size, load.refused, load.unreachable, load.aborts].map { String($0) } + [source],
+                in: .named(ns.name))
+            members.append(Member(name: ns.name, inode: ns.inode, child: child, load: load, source: source))
         }
     }
 
     /// Makes every namespace's traffic once and waits until each child has finished it.
     func traffic() throws {
-        for m in members {
-            guard "go\n".withCString({ write(m.child.stdinFD, $0, 3) }) == 3 else { throw SupportError("child stdin closed") }
-        }
-        for m in members {
-            guard m.child.readLine(timeout: 30) == "done" else {
-                throw SupportError("traffic in \(m.name) did not finish: \(m.child.drainStderr())")
-            }
-        }
+        try tell(members.map(\.child), "go", awaiting: "done", timeout: 30)
     }
-
-    /// Kills the children and deletes the namespaces. Idempotent.
-    func destroy() {
-        for m in members { m.child.kill() }
-        members = []
-        if let ip = TestEnv.ip {
-            for name in names where access("/run/netns/\(name)", F_OK) == 0 { _ = runTool(ip, ["netns", "delete", name]) }
-        }
-        names = []
-    }
-
-    deinit { destroy() }
 }
 
 /// What capture counted in one namespace (summed over refreshes).

@@ -10,28 +10,13 @@ import Glibc
 
 /// Four named namespaces with `lo` up: listeners on 8080 in the first and third, on 8081 in
 /// the third only.
-private final class CheckSampleLab: @unchecked Sendable {
-    private static let counter = Counter()
-    private(set) var names: [String] = []
-    private var servers: [PythonServer] = []
-
+private final class CheckSampleLab: NamespaceLab, @unchecked Sendable {
+    // @unchecked: no state of its own; the lab locks its state.
     init() throws {
-        guard let ip = TestEnv.ip else { throw SupportError("ip not found") }
-        let k = Self.counter.next()
-        do {
-            for i in 1...4 {
-                let name = "pwcs-\(getpid())-\(k)-ns\(i)"
-                let created = runTool(ip, ["netns", "add", name])
-                if created.status != 0 { throw SupportError("ip netns add \(name): \(created.stderr)") }
-                names.append(name)
-                _ = runTool(ip, ["-n", name, "link", "set", "lo", "up"])
-            }
-            servers.append(try PythonServer.start(["tcp-hold:127.0.0.1:8080"], netns: names[0]))
-            servers.append(try PythonServer.start(["tcp-hold:127.0.0.1:8080", "tcp-hold:127.0.0.1:8081"], netns: names[2]))
-        } catch {
-            destroy()
-            throw error
-        }
+        let k = NamespaceLab.nextSerial()
+        try super.init(names: (1...4).map { "pwcs-\(getpid())-\(k)-ns\($0)" })
+        _ = try startServer(["tcp-hold:127.0.0.1:8080"], in: names[0])
+        _ = try startServer(["tcp-hold:127.0.0.1:8080", "tcp-hold:127.0.0.1:8081"], in: names[2])
     }
 
     /// The verdict each namespace's port must get: what a user sees without `--sample`.
@@ -40,17 +25,6 @@ private final class CheckSampleLab: @unchecked Sendable {
         if name == names[2] { return "listening" }
         return "free"
     }
-
-    func destroy() {
-        for s in servers { s.stop() }
-        servers = []
-        if let ip = TestEnv.ip {
-            for name in names where access("/run/netns/\(name)", F_OK) == 0 { _ = runTool(ip, ["netns", "delete", name]) }
-        }
-        names = []
-    }
-
-    deinit { destroy() }
 }
 
 private extension Dictionary where Key == String, Value == Any {

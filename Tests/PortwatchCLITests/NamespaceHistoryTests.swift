@@ -20,19 +20,16 @@ private func ownerPids(_ sample: [String: Any]) -> Set<Int32> {
        .enabled(if: TestEnv.canCreateNamespaces, "needs root, ip and python3 to build network namespaces"))
 struct NamespaceHistoryTests {
     @Test func aNamespacesSamplesAreItsOwnHistoryInTheAPIAndTheCLI() throws {
-        guard let ip = TestEnv.ip else { return }
         let dir = try makeTemporaryDirectory("netns-history")
         defer { removeTree(dir) }
-        let ns = "pwh-\(getpid())-a"
-        try #require(runTool(ip, ["netns", "add", ns]).status == 0)
-        defer { _ = runTool(ip, ["netns", "delete", ns]) }
-        _ = runTool(ip, ["-n", ns, "link", "set", "lo", "up"])
+        let lab = try NamespaceLab(names: ["pwh-\(getpid())-a"])
+        defer { lab.destroy() }
+        let ns = lab.names[0]
         // The same port number on the host and inside the namespace.
         let port = try Net.freePorts(1)[0]
         let host = try PythonServer.start(["tcp:127.0.0.1:\(port)"])
         defer { host.stop() }
-        let inside = try PythonServer.start(["tcp:127.0.0.1:\(port)"], netns: ns)
-        defer { inside.stop() }
+        let inside = try lab.startServer(["tcp:127.0.0.1:\(port)"], in: ns)
         let (hostPid, insidePid) = (host.child.pid, inside.child.pid)
 
         let config = dir + "/portwatch.yml"
@@ -102,13 +99,12 @@ struct NamespaceHistoryTests {
     /// An unnamed namespace (`unshare -n`) is kept by its inode, `net:[INODE]`, the same label as
     /// its `/metrics` series; `history --netns pid:PID` finds it through a process inside.
     @Test func anUnnamedNamespaceIsKeptByItsInodeAndFoundByAProcessInside() throws {
-        guard let unshare = TestEnv.which("unshare"), let python = TestEnv.python3 else { return }
+        guard TestEnv.which("unshare") != nil else { return }
         let dir = try makeTemporaryDirectory("netns-history-unnamed")
         defer { removeTree(dir) }
         // Bound to the wildcard address: lo is down in a fresh namespace, so 127.0.0.1 is not there.
-        let holder = try Child.spawn(unshare, ["-n", python, "-u", "-c", PythonServer.script, "tcp:0.0.0.0:8080"], stdin: .pipe)
+        let (holder, _) = try spawnPython(PythonServer.script, ["tcp:0.0.0.0:8080"], in: .unnamed)
         defer { holder.kill() }
-        try #require(holder.readLine(timeout: 20) != nil, "holder did not start: \(holder.drainStderr())")
         var st = stat()
         try #require(stat("/proc/\(holder.pid)/ns/net", &st) == 0)
         let label = "net:[\(st.st_ino)]"

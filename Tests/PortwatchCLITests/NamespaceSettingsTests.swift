@@ -10,21 +10,6 @@ import Testing
 import Glibc
 #endif
 
-/// Listens on 127.0.0.1:PORT, connects one client to it (the kernel picks the client's port
-/// from the namespace's range), accepts, prints "PID CLIENT_PORT" and holds both ends until
-/// stdin closes.
-private let connectedPairScript = #"""
-import os, socket, sys
-port = int(sys.argv[1])
-lst = socket.socket()
-lst.bind(("127.0.0.1", port))
-lst.listen(4)
-c = socket.create_connection(("127.0.0.1", port))
-s, _ = lst.accept()
-print(os.getpid(), c.getsockname()[1], flush=True)
-sys.stdin.read()
-"""#
-
 /// The host's ephemeral range, as the kernel reports it.
 private func hostEphemeralRange() throws -> ClosedRange<Int> {
     let text = try String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)
@@ -34,50 +19,22 @@ private func hostEphemeralRange() throws -> ClosedRange<Int> {
 }
 
 /// A named namespace (optionally with its own ephemeral range) holding one connected pair.
-private final class PairNamespace: @unchecked Sendable {
-    let name: String
-    let inode: UInt64
+private final class PairNamespace: NamespaceLab, @unchecked Sendable {
+    // @unchecked: `clientPort` is written only by `init`; the lab locks its state.
     let listenPort: Int
-    let clientPort: Int
-    private let child: Child
+    /// The client's port, drawn by the kernel from the namespace's range.
+    private(set) var clientPort = 0
+    var name: String { names[0] }
+    var inode: UInt64 { namespaces[0].inode }
 
     init(_ name: String, range: ClosedRange<Int>?, listenPort: Int) throws {
-        guard let ip = TestEnv.ip, let python = TestEnv.python3 else { throw SupportError("ip or python3 missing") }
-        let made = runTool(ip, ["netns", "add", name])
-        guard made.status == 0 else { throw SupportError("ip netns add \(name): \(made.stderr)") }
-        var spawned: Child? = nil
-        do {
-            _ = runTool(ip, ["-n", name, "link", "set", "lo", "up"])
-            if let range {
-                let set = runTool(ip, ["netns", "exec", name, "sysctl", "-w",
-                                       "net.ipv4.ip_local_port_range=\(range.lowerBound) \(range.upperBound)"])
-                guard set.status == 0 else { throw SupportError("sysctl in \(name): \(set.stderr)") }
-            }
-            var st = stat()
-            guard stat("/run/netns/\(name)", &st) == 0 else { throw SupportError("no /run/netns/\(name)") }
-            let child = try Child.spawn(ip, ["netns", "exec", name, python, "-u", "-c", connectedPairScript, String(listenPort)],
-                                        stdin: .pipe)
-            spawned = child
-            guard let line = child.readLine(timeout: 20) else {
-                throw SupportError("pair in \(name) did not start: \(child.drainStderr())")
-            }
-            let fields = line.split(separator: " ").compactMap { Int($0) }
-            guard fields.count == 2 else { throw SupportError("pair in \(name) said \(line)") }
-            self.name = name
-            self.inode = UInt64(st.st_ino)
-            self.listenPort = listenPort
-            self.clientPort = fields[1]
-            self.child = child
-        } catch {
-            spawned?.kill()
-            _ = runTool(ip, ["netns", "delete", name])
-            throw error
+        self.listenPort = listenPort
+        try super.init(names: [name])
+        if let range {
+            let set = exec(name, ["sysctl", "-w", "net.ipv4.ip_local_port_range=\(range.lowerBound) \(range.upperBound)"])
+            guard set.status == 0 else { throw SupportError("sysctl in \(name): \(set.stderr)") }
         }
-    }
-
-    func destroy() {
-        child.kill()
-        if let ip = TestEnv.ip, access("/run/netns/\(name)", F_OK) == 0 { _ = runTool(ip, ["netns", "delete", name]) }
+        clientPort = try startHolder(port: UInt16(listenPort), connections: 1, in: .named(name)).clientPorts[0]
     }
 }
 

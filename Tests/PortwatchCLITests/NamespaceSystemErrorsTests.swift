@@ -55,74 +55,37 @@ for line in sys.stdin:
 """#
 
 /// Two fresh named namespaces (only loopback, up) that nothing else touches.
-final class CounterLab: @unchecked Sendable {
-    struct Member {
-        var name: String
-        var inode: UInt64
-    }
-
-    private static let counter = Counter()
+final class CounterLab: NamespaceLab, @unchecked Sendable {
+    // @unchecked: its own property is a constant; the lab locks its state.
     /// Nothing listens there in a fresh namespace.
     let closedPort = 9
-    private(set) var members: [Member] = []
+    var members: [LabNamespace] { namespaces }
 
     init() throws {
-        guard let ip = TestEnv.ip else { throw SupportError("ip missing") }
-        let k = CounterLab.counter.next()
-        do {
-            for suffix in ["a", "b"] {
-                let name = "pwse-\(getpid())-\(k)\(suffix)"
-                let made = runTool(ip, ["netns", "add", name])
-                if made.status != 0 { throw SupportError("ip netns add \(name): \(made.stderr)") }
-                var st = stat()
-                guard stat("/run/netns/\(name)", &st) == 0 else { throw SupportError("no /run/netns/\(name)") }
-                members.append(Member(name: name, inode: UInt64(st.st_ino)))
-                let up = runTool(ip, ["-n", name, "link", "set", "lo", "up"])
-                if up.status != 0 { throw SupportError("lo up in \(name): \(up.stderr)") }
-            }
-        } catch {
-            destroy()
-            throw error
-        }
+        let k = NamespaceLab.nextSerial()
+        try super.init(names: ["pwse-\(getpid())-\(k)a", "pwse-\(getpid())-\(k)b"])
     }
 
     /// Inside `member`: `connects` refused TCP connects and `datagrams` UDP datagrams to the
     /// closed port; returns when all are sent.
-    func refuse(in member: Member, connects: Int, datagrams: Int) throws {
-        guard let ip = TestEnv.ip, let python = TestEnv.python3 else { throw SupportError("ip or python3 missing") }
-        let r = runTool(ip, ["netns", "exec", member.name, python, "-c", refusalScript,
-                             String(closedPort), String(connects), String(datagrams)], timeout: 30)
+    func refuse(in member: LabNamespace, connects: Int, datagrams: Int) throws {
+        guard let python = TestEnv.python3 else { throw SupportError("python3 missing") }
+        let r = exec(member.name, [python, "-c", refusalScript, String(closedPort), String(connects), String(datagrams)],
+                     timeout: 30)
         if r.status != 0 { throw SupportError("refusals in \(member.name) failed (\(r.status)): \(r.stderr)") }
     }
 
-    /// Starts `overflowScript` inside `member` on `port`; the caller kills it.
-    func overflowingListener(in member: Member, port: Int) throws -> Child {
-        guard let ip = TestEnv.ip, let python = TestEnv.python3 else { throw SupportError("ip or python3 missing") }
-        let child = try Child.spawn(ip, ["netns", "exec", member.name, python, "-u", "-c", overflowScript, String(port)],
-                                    stdin: .pipe)
-        guard child.readLine(timeout: 20) == "ready" else {
-            let err = child.drainStderr()
-            child.kill()
-            throw SupportError("listener in \(member.name) did not start: \(err)")
-        }
+    /// Starts `overflowScript` inside `member` on `port`; killed by `destroy` (or the caller).
+    func overflowingListener(in member: LabNamespace, port: Int) throws -> Child {
+        let (child, line) = try startPython(overflowScript, [String(port)], in: .named(member.name))
+        guard line == "ready" else { throw SupportError("listener in \(member.name) said '\(line)'") }
         return child
     }
 
     /// Has `listener` overflow its accept queue; returns when the connects are made.
     func flood(_ listener: Child) throws {
-        guard "flood\n".withCString({ write(listener.stdinFD, $0, 6) }) == 6 else { throw SupportError("listener stdin closed") }
-        guard listener.readLine(timeout: 20) == "done" else { throw SupportError("flood failed: \(listener.drainStderr())") }
+        try tell([listener], "flood", awaiting: "done", timeout: 20)
     }
-
-    /// Deletes the namespaces. Idempotent.
-    func destroy() {
-        if let ip = TestEnv.ip {
-            for m in members where access("/run/netns/\(m.name)", F_OK) == 0 { _ = runTool(ip, ["netns", "delete", m.name]) }
-        }
-        members = []
-    }
-
-    deinit { destroy() }
 }
 
 /// The counters the lab moves, as one namespace's entries summed.

@@ -173,4 +173,11 @@ struct NamespaceTests {
         let list = runTool(TestEnv.ip ?? "ip", ["netns", "list"])
         #expect(!names.contains { list.stdout.contains($0) }, "\(list.stdout)")
     }
+
+    /// A lab whose set-up fails midway (a name `ip` rejects) deletes the namespaces it made.
+    @Test func labFailingMidwayCleansUp() throws {
+        let made = "pw-\(getpid())-\(NamespaceLab.nextSerial())m"
+        #expect(throws: SupportError.self) { _ = try NamespaceLab(names: [made, "pw/invalid"]) }
+        #expect(access("/run/netns/\(made)", F_OK) != 0, "namespace \(made) left behind")
+    }
 }

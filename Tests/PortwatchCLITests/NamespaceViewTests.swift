@@ -10,120 +10,42 @@ import Testing
 import Glibc
 #endif
 
-/// A listener on PORT with CONNS loopback connections to it; on "go" each client sends PER
-/// bytes, the servers read them all, CLOSE connections are aborted (both ends), and "done" is
-/// printed. With a path to `ip` as the last argument, it first brings `lo` up (unshare -n).
-private let holderScript = #"""
-import os, socket, struct, sys
-port, conns, per, close_n = (int(a) for a in sys.argv[1:5])
-if len(sys.argv) > 5:
-    os.system(sys.argv[5] + " link set lo up")
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("127.0.0.1", port))
-srv.listen(64)
-clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(conns)]
-accepted = {}
-for _ in range(conns):
-    s, peer = srv.accept()
-    accepted[peer[1]] = s
-pairs = [(c, accepted[c.getsockname()[1]]) for c in clients]
-print(os.getpid(), flush=True)
-for line in sys.stdin:
-    if line.startswith("go"):
-        for c, _ in pairs:
-            c.sendall(b"x" * per)
-        for _, s in pairs:
-            got = 0
-            while got < per:
-                got += len(s.recv(65536))
-        for c, s in pairs[:close_n]:
-            # An abort (RST): a FIN would add its one byte to the server's bytes_received.
-            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            c.close()
-            s.close()
-        print("done", flush=True)
-"""#
-
 /// One namespace of the fleet: its name (nil when unnamed), the holder in it and its load.
 struct FleetMember {
     var name: String?
-    var holder: Child
-    var pid: Int32
-    var inode: UInt64
+    var holder: ConnectionHolder
     var connections: Int
     var bytesPerConnection: Int
-    var closed: Int
+    var pid: Int32 { holder.pid }
+    var inode: UInt64 { holder.inode }
 }
 
-/// Three named namespaces and one unnamed, each with a holder on port 8080.
-final class NamespaceFleet: @unchecked Sendable {
+/// Three named namespaces and one unnamed, each with a holder on port 8080: namespace i holds
+/// i connections of 1000i+7 bytes and closes one; the unnamed one 4 of 5003 and closes two.
+final class NamespaceFleet: NamespaceLab, @unchecked Sendable {
+    // @unchecked: `members` is written only by `init`; the lab locks its own state.
     static let port: UInt16 = 8080
-    private static let counter = Counter()
     private(set) var members: [FleetMember] = []
-    private var names: [String] = []
 
+    /// Builds the fleet; a failure midway deletes what was made (`deinit`).
     init() throws {
-        guard let ip = TestEnv.ip, let python = TestEnv.python3 else { throw SupportError("ip or python3 missing") }
-        guard let unshare = TestEnv.which("unshare") else { throw SupportError("unshare missing") }
-        let k = NamespaceFleet.counter.next()
-        do {
-            for i in 1...3 {
-                let name = "pwv-\(getpid())-\(k)-ns\(i)"
-                let created = runTool(ip, ["netns", "add", name])
-                if created.status != 0 { throw SupportError("ip netns add \(name): \(created.stderr)") }
-                names.append(name)
-                _ = runTool(ip, ["-n", name, "link", "set", "lo", "up"])
-                let child = try Child.spawn(ip, ["netns", "exec", name, python, "-u", "-c", holderScript,
-                                                 String(Self.port), String(i), String(1000 * i + 7), "1"], stdin: .pipe)
-                try add(child, name: name, connections: i, bytes: 1000 * i + 7, closed: 1)
-            }
-            let child = try Child.spawn(unshare, ["-n", python, "-u", "-c", holderScript,
-                                                  String(Self.port), "4", "5003", "2", ip], stdin: .pipe)
-            try add(child, name: nil, connections: 4, bytes: 5003, closed: 2)
-        } catch {
-            destroy()
-            throw error
+        let k = NamespaceLab.nextSerial()
+        try super.init(names: (1...3).map { "pwv-\(getpid())-\(k)-ns\($0)" })
+        for (i, name) in zip(1..., names) {
+            let holder = try startHolder(port: Self.port, connections: i, bytes: 1000 * i + 7, closing: 1, in: .named(name))
+            members.append(FleetMember(name: name, holder: holder, connections: i, bytesPerConnection: 1000 * i + 7))
         }
-    }
-
-    private func add(_ child: Child, name: String?, connections: Int, bytes: Int, closed: Int) throws {
-        guard let line = child.readLine(timeout: 20), let pid = Int32(line) else {
-            let err = child.drainStderr()
-            child.kill()
-            throw SupportError("holder in \(name ?? "unshare -n") did not start: \(err)")
-        }
-        var st = stat()
-        guard stat("/proc/\(pid)/ns/net", &st) == 0 else { throw SupportError("no /proc/\(pid)/ns/net") }
-        members.append(FleetMember(name: name, holder: child, pid: pid, inode: UInt64(st.st_ino),
-                                   connections: connections, bytesPerConnection: bytes, closed: closed))
+        let holder = try startHolder(port: Self.port, connections: 4, bytes: 5003, closing: 2, in: .unnamed)
+        members.append(FleetMember(name: nil, holder: holder, connections: 4, bytesPerConnection: 5003))
     }
 
     /// Tells every holder to send its bytes and close its connections; waits until all are done.
     func trafficAndClose() throws {
-        for m in members {
-            let go = "go\n"
-            guard go.withCString({ write(m.holder.stdinFD, $0, 3) }) == 3 else { throw SupportError("holder stdin closed") }
-        }
-        for m in members {
-            guard m.holder.readLine(timeout: 20) == "done" else { throw SupportError("holder \(m.pid) did not finish") }
-        }
+        try ConnectionHolder.trafficAndClose(members.map(\.holder))
     }
 
     var named: [FleetMember] { members.filter { $0.name != nil } }
     var unnamed: FleetMember { members.first { $0.name == nil }! }
-
-    /// Kills the holders and deletes the namespaces. Idempotent.
-    func destroy() {
-        for m in members { m.holder.kill() }
-        members = []
-        if let ip = TestEnv.ip {
-            for name in names where access("/run/netns/\(name)", F_OK) == 0 { _ = runTool(ip, ["netns", "delete", name]) }
-        }
-        names = []
-    }
-
-    deinit { destroy() }
 }
 
 /// Runs `body` with a fresh fleet, always destroyed afterwards.
@@ -318,14 +240,10 @@ struct NamespaceDaemonTests {
         guard let ip = TestEnv.ip else { return }
         let dir = try makeTemporaryDirectory("netns-daemon")
         defer { removeTree(dir) }
-        let (a, b) = ("pwd-\(getpid())-a", "pwd-\(getpid())-b")
-        defer { for ns in [a, b] { _ = runTool(ip, ["netns", "delete", ns]) } }
-        for ns in [a, b] {
-            try #require(runTool(ip, ["netns", "add", ns]).status == 0)
-            _ = runTool(ip, ["-n", ns, "link", "set", "lo", "up"])
-        }
-        let server = try PythonServer.start(["tcp:127.0.0.1:8080"], netns: a)
-        defer { server.stop() }
+        let lab = try NamespaceLab(names: ["pwd-\(getpid())-a", "pwd-\(getpid())-b"])
+        defer { lab.destroy() }
+        let (a, b) = (lab.names[0], lab.names[1])
+        _ = try lab.startServer(["tcp:127.0.0.1:8080"], in: a)
         let config = dir + "/portwatch.yml"
         try "interval: 200ms\nnamespaces: [\(a), \(b)]\n".write(toFile: config, atomically: true, encoding: .utf8)
         let daemon = try LiveDaemon(["--config", config], directory: dir)
@@ -365,10 +283,10 @@ struct NamespacePrivilegeTests {
     /// As nobody, `--all-namespaces` answers for what it can read and names each namespace it
     /// could not enter; `--netns` of such a namespace is exit 2 with one line.
     @Test func unprivilegedRunsSayWhichNamespacesCouldNotBeEntered() throws {
-        guard let ip = TestEnv.ip, let setpriv = TestEnv.which("setpriv") else { return }
-        let name = "pwn-\(getpid())-priv"
-        try #require(runTool(ip, ["netns", "add", name]).status == 0)
-        defer { _ = runTool(ip, ["netns", "delete", name]) }
+        guard let setpriv = TestEnv.which("setpriv") else { return }
+        let lab = try NamespaceLab(names: ["pwn-\(getpid())-priv"])
+        defer { lab.destroy() }
+        let name = lab.names[0]
         let drop = ["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
                     TestEnv.portwatchPath]
         let all = runTool(setpriv, drop + ["ports", "--all-namespaces"], timeout: 30)

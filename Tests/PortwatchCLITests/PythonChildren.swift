@@ -1,4 +1,4 @@
-// python3 children holding sockets in another process.
+// python3 children holding sockets in another process (on the host or in a namespace).
 
 import Foundation
 #if canImport(Glibc)
@@ -72,19 +72,7 @@ while True:
 
     /// Starts the child (inside network namespace `netns` when given) and waits for its ports.
     static func start(_ specs: [String], netns: String? = nil, timeout: Double = 10) throws -> PythonServer {
-        guard let python = TestEnv.python3 else { throw SupportError("python3 not found") }
-        let child: Child
-        if let netns {
-            guard let ip = TestEnv.ip else { throw SupportError("ip not found") }
-            child = try Child.spawn(ip, ["netns", "exec", netns, python, "-u", "-c", script] + specs, stdin: .pipe)
-        } else {
-            child = try Child.spawn(python, ["-u", "-c", script] + specs, stdin: .pipe)
-        }
-        guard let line = child.readLine(timeout: timeout) else {
-            let err = child.drainStderr()
-            child.kill()
-            throw SupportError("python3 child \(specs) did not report its ports: \(err)")
-        }
+        let (child, line) = try spawnPython(script, specs, in: netns.map { .named($0) } ?? .host, timeout: timeout)
         let ports = line.split(separator: " ").compactMap { UInt16($0) }
         guard ports.count == specs.count else {
             child.kill()
@@ -95,4 +83,143 @@ while True:
 
     /// Kills and reaps the child.
     func stop() { child.kill() }
+}
+
+// MARK: - Spawning python3 children anywhere
+
+/// Where a test's python3 child runs.
+enum ChildPlace: Sendable, CustomStringConvertible {
+    /// In the test process's own namespace.
+    case host
+    /// Inside a named namespace (through `ip netns exec`).
+    case named(String)
+    /// In a fresh unnamed namespace of its own (`unshare -n`), which goes with the child; `lo`
+    /// there is down.
+    case unnamed
+
+    var description: String {
+        switch self {
+        case .host: "the host's namespace"
+        case .named(let name): name
+        case .unnamed: "unshare -n"
+        }
+    }
+}
+
+/// Spawns python3 running `script` with `arguments` in `place`, stdin a pipe, and waits up to
+/// `timeout` for its first line (its readiness). Throws, with its stderr, when none comes.
+func spawnPython(_ script: String, _ arguments: [String], in place: ChildPlace,
+                 timeout: Double = 20) throws -> (child: Child, line: String) {
+    guard let python = TestEnv.python3 else { throw SupportError("python3 not found") }
+    let command = [python, "-u", "-c", script] + arguments
+    let child: Child
+    switch place {
+    case .host:
+        child = try Child.spawn(python, Array(command.dropFirst()), stdin: .pipe)
+    case .named(let name):
+        guard let ip = TestEnv.ip else { throw SupportError("ip not found") }
+        child = try Child.spawn(ip, ["netns", "exec", name] + command, stdin: .pipe)
+    case .unnamed:
+        guard let unshare = TestEnv.which("unshare") else { throw SupportError("unshare not found") }
+        child = try Child.spawn(unshare, ["-n"] + command, stdin: .pipe)
+    }
+    guard let line = child.readLine(timeout: timeout) else {
+        let err = child.drainStderr()
+        child.kill()
+        throw SupportError("python3 child in \(place) did not start: \(err)")
+    }
+    return (child, line)
+}
+
+/// Sends `command` as one line to each child's stdin, all before any reply is awaited (so the
+/// children act at once), then waits for the line `reply` from each: a step of cooperative
+/// python3 children that say when they are done.
+func tell(_ children: [Child], _ command: String, awaiting reply: String, timeout: Double = 30) throws {
+    let line = command + "\n"
+    let count = line.utf8.count
+    for child in children {
+        guard line.withCString({ write(child.stdinFD, $0, count) }) == count else {
+            throw SupportError("child \(child.pid): stdin closed")
+        }
+    }
+    for child in children {
+        guard child.readLine(timeout: timeout) == reply else {
+            throw SupportError("child \(child.pid): no '\(reply)' after '\(command)': \(child.drainStderr())")
+        }
+    }
+}
+
+// MARK: - A listener with established connections
+
+/// A python3 child with a listener on 127.0.0.1:PORT and CONNS established loopback connections
+/// to it. On "go" each client sends PER bytes, the server side reads them all, the first CLOSE
+/// connections are aborted (both ends), and it prints "done". With a path to `ip` as the last
+/// argument it first brings `lo` up (an unnamed namespace's is down).
+private let holderScript = #"""
+import os, socket, struct, sys
+port, conns, per, close_n = (int(a) for a in sys.argv[1:5])
+if len(sys.argv) > 5:
+    os.system(sys.argv[5] + " link set lo up")
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", port))
+srv.listen(64)
+clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(conns)]
+accepted = {}
+for _ in range(conns):
+    s, peer = srv.accept()
+    accepted[peer[1]] = s
+pairs = [(c, accepted[c.getsockname()[1]]) for c in clients]
+print(os.getpid(), *(c.getsockname()[1] for c in clients), flush=True)
+for line in sys.stdin:
+    if line.startswith("go"):
+        for c, _ in pairs:
+            c.sendall(b"x" * per)
+        for _, s in pairs:
+            got = 0
+            while got < per:
+                got += len(s.recv(65536))
+        for c, s in pairs[:close_n]:
+            # An abort (RST): a FIN would add its one byte to the server's bytes_received.
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+            s.close()
+        print("done", flush=True)
+"""#
+
+/// A listener holding established loopback connections (clients' ports drawn by the kernel
+/// from its namespace's ephemeral range), inside a namespace; see `holderScript`.
+struct ConnectionHolder: Sendable {
+    let child: Child
+    let pid: Int32
+    /// The inode of the holder's network namespace.
+    let inode: UInt64
+    /// The clients' local ports, one per connection.
+    let clientPorts: [Int]
+
+    init(port: UInt16, connections: Int, bytes: Int = 0, closing: Int = 0, in place: ChildPlace) throws {
+        var arguments = [String(port), String(connections), String(bytes), String(closing)]
+        if case .unnamed = place {
+            guard let ip = TestEnv.ip else { throw SupportError("ip not found") }
+            arguments.append(ip)
+        }
+        let (child, line) = try spawnPython(holderScript, arguments, in: place)
+        let fields = line.split(separator: " ").compactMap { Int($0) }
+        var st = stat()
+        guard fields.count == connections + 1, let pid = Int32(exactly: fields[0]),
+              stat("/proc/\(pid)/ns/net", &st) == 0 else {
+            child.kill()
+            throw SupportError("holder in \(place) said '\(line)'")
+        }
+        self.child = child
+        self.pid = pid
+        self.inode = UInt64(st.st_ino)
+        self.clientPorts = Array(fields.dropFirst())
+    }
+
+    /// Has every holder's clients send their bytes and the first `closing` connections abort,
+    /// all at once; returns when all are done.
+    static func trafficAndClose(_ holders: [ConnectionHolder]) throws {
+        try tell(holders.map(\.child), "go", awaiting: "done", timeout: 20)
+    }
 }
