@@ -39,14 +39,12 @@ struct DaemonNamespaceSystemErrorsTests {
     /// other's nor in the daemon's own (`"netns": "host"`), which stays the top-level
     /// `system_errors`; `?netns=` narrows the list to that one namespace.
     @Test func eachWatchedNamespacesEntryHasItsOwnCounts() throws {
-        guard let ip = TestEnv.ip else { return }
         let lab = try CounterLab()
         defer { lab.destroy() }
         let (a, b) = (lab.members[0], lab.members[1])
-        let home = "pwsd-\(getpid())-home"
-        try #require(runTool(ip, ["netns", "add", home]).status == 0)
-        defer { _ = runTool(ip, ["netns", "delete", home]) }
-        try #require(runTool(ip, ["-n", home, "link", "set", "lo", "up"]).status == 0)
+        let homeLab = try NamespaceLab(names: ["pwsd-\(getpid())-\(NamespaceLab.nextSerial())-home"])
+        defer { homeLab.destroy() }
+        let home = homeLab.names[0]
 
         let dir = try makeTemporaryDirectory("netns-syserr")
         defer { removeTree(dir) }

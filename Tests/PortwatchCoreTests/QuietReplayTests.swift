@@ -169,24 +169,19 @@ struct QuietReplayTests {
         let cookiesBefore = Set(afterBind.sockets.filter { $0.state == .established }.map(\.cookie))
         client.close()
         server.close()
-        // The server's side lingers in LAST_ACK until the client's ACK is processed, which a
-        // loaded machine defers to ksoftirqd: wait (bounded) until the kernel has destroyed it,
-        // as a fresh dump says, so the sample below sees the close whole.
-        let serverSides = { (snapshot: PortSnapshot) in
-            snapshot.sockets.filter { $0.local.port == servicePort && $0.state != .listen }.count
-        }
-        let liveBefore = serverSides(afterBind)
-        var gone = false
-        for _ in 0..<200 {
-            if serverSides(try PortSnapshot.take(daemonOptions, source: source)) == liveBefore - 1 { gone = true; break }
-            usleep(10_000)
-        }
-        try #require(gone, "the closed connection's server side was not destroyed within 2 s")
         let (afterClose, closeReport) = try sampler.sample()
         #expect(sampler.dumpReuse?.walks == walksBeforeBind + 2)
         let cookiesAfter = Set(afterClose.sockets.filter { $0.state == .established }.map(\.cookie))
         #expect(cookiesAfter.count < cookiesBefore.count && cookiesAfter.isSubset(of: cookiesBefore))
-        #expect(closeReport.ports[PortKey.local(.tcp, servicePort)]?.closed == 1)
+        // The kernel broadcasts a destroy event from a work queue (and the server's side may
+        // still wait in LAST_ACK for the client's ACK): on a loaded machine the close can reach
+        // the sampler a sample later. It is counted once, in this sample or the next few.
+        var closedCount = closeReport.ports[PortKey.local(.tcp, servicePort)]?.closed ?? 0
+        for _ in 0..<50 where closedCount == 0 {
+            usleep(100_000)
+            closedCount += try sampler.sample().1.ports[PortKey.local(.tcp, servicePort)]?.closed ?? 0
+        }
+        #expect(closedCount == 1)
 
         // And what a fresh walk says still matches the sampler's view after the changes.
         let (last, _) = try sampler.sample()
