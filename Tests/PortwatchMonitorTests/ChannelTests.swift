@@ -218,6 +218,20 @@ private func running(_ dispatcher: AlertDispatcher, _ body: () async throws -> V
         }
     }
 
+    /// A refresh (the periodic re-send) that finds a channel's queue full pushes out its oldest
+    /// alert like a new alert does, and that drop is counted too.
+    @Test func aRefreshThatPushesAnAlertOutCountsTheDrop() async throws {
+        // Not running: nothing is taken off the queues, so they fill exactly.
+        let dispatcher = AlertDispatcher(channels: [LogChannel()], capacity: 2)
+        await dispatcher.enqueue([sampleAlert("a"), sampleAlert("b")])
+        #expect(await dispatcher.dropped()["log"] == 0)
+        await dispatcher.tick()
+        #expect(await dispatcher.dropped()["log"] == 1)
+        await dispatcher.tick()  // pushes out "b"
+        await dispatcher.tick()  // pushes out a refresh: no alert lost
+        #expect(await dispatcher.dropped()["log"] == 2)
+    }
+
     @Test(.timeLimit(.minutes(1)))
     func dispatcherStopsOnGracefulShutdown() async throws {
         let dispatcher = AlertDispatcher(channels: [LogChannel()])

@@ -81,19 +81,22 @@ public actor AlertDispatcher: Service {
     /// Queues alerts for every channel; returns at once.
     public func enqueue(_ alerts: [Alert]) {
         for alert in alerts {
-            for lane in lanes {
-                if case .dropped(.alert(let old)) = lane.queue.yield(.alert(alert)) {
-                    let total = (drops[lane.channel.name] ?? 0) + 1
-                    drops[lane.channel.name] = total
-                    // One line per drop would be its own storm: the first, then every hundredth.
-                    if total == 1 || total % 100 == 0 {
-                        logger.warning("alert queue full, dropped the oldest alert", metadata: [
-                            "channel": "\(lane.channel.name)", "dropped_rule": "\(old.rule)",
-                            "dropped_total": "\(total)", "capacity": "\(capacity)",
-                        ])
-                    }
-                }
-            }
+            for lane in lanes { push(.alert(alert), to: lane) }
+        }
+    }
+
+    /// Queues a job on one lane, counting the alert a full queue drops to make room (a refresh
+    /// pushes one out as an alert does).
+    private func push(_ job: Job, to lane: Lane) {
+        guard case .dropped(.alert(let old)) = lane.queue.yield(job) else { return }
+        let total = (drops[lane.channel.name] ?? 0) + 1
+        drops[lane.channel.name] = total
+        // One line per drop would be its own storm: the first, then every hundredth.
+        if total == 1 || total % 100 == 0 {
+            logger.warning("alert queue full, dropped the oldest alert", metadata: [
+                "channel": "\(lane.channel.name)", "dropped_rule": "\(old.rule)",
+                "dropped_total": "\(total)", "capacity": "\(capacity)",
+            ])
         }
     }
 
@@ -102,7 +105,7 @@ public actor AlertDispatcher: Service {
 
     /// Asks every channel to refresh now (the periodic re-send; `run()` does it every `refreshInterval`).
     public func tick() {
-        for lane in lanes { lane.queue.yield(.refresh) }
+        for lane in lanes { push(.refresh, to: lane) }
     }
 
     /// Delivers until graceful shutdown or cancellation; queued alerts not yet sent are dropped then.
