@@ -15,7 +15,8 @@ import Glibc
 #endif
 
 /// Runs each test case on a dedicated thread instead of the cooperative pool, at most
-/// `BlockingGate.limit` at a time. On a suite it applies to every test inside it.
+/// `BlockingGate.limit` at a time. On a suite it applies to every test inside it. Child tasks a body
+/// starts (`async let`, task groups) inherit the preference and so share that one thread.
 public struct BlockingTrait: TestTrait, SuiteTrait, TestScoping {
     public var isRecursive: Bool { true }
 
@@ -23,7 +24,7 @@ public struct BlockingTrait: TestTrait, SuiteTrait, TestScoping {
     public init() {}
 
     public func provideScope(for test: Test, testCase: Test.Case?,
-                      performing function: @Sendable () async throws -> Void) async throws {
+                             performing function: @Sendable () async throws -> Void) async throws {
         try await BlockingGate.shared.run(function)
     }
 }
