@@ -87,9 +87,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Shared by the test targets: `.blocking`, which runs a blocking test off the cooperative pool.
+        .target(
+            name: "PortwatchTestSupport",
+            path: "Tests/PortwatchTestSupport"
+        ),
         .testTarget(
             name: "PortwatchCoreTests",
-            dependencies: ["PortwatchCore", "CSockDiag"],
+            dependencies: ["PortwatchCore", "CSockDiag", "PortwatchTestSupport"],
             resources: [.copy("Fixtures")]
         ),
         .testTarget(
@@ -101,7 +106,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PortwatchCLITests",
-            dependencies: ["portwatch", "PortwatchCore", "PortwatchProbe"]
+            dependencies: ["portwatch", "PortwatchCore", "PortwatchProbe", "PortwatchTestSupport"]
         ),
     ]
 )

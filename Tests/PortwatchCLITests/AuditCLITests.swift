@@ -5,6 +5,7 @@
 
 import Foundation
 import Testing
+import PortwatchTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -87,7 +88,7 @@ private func listener(_ doc: [String: Any], _ proto: String, _ port: Int) -> [St
     doc.objects("listeners").first { $0.string("protocol") == proto && $0.int("port") == port }
 }
 
-@Suite("audit: exposure, firewall verdicts, risky services and drift in a namespace",
+@Suite("audit: exposure, firewall verdicts, risky services and drift in a namespace", .blocking,
        .enabled(if: TestEnv.canCreateNamespaces, "needs root with CAP_NET_ADMIN, ip, nft and python3 to build namespaces"))
 struct AuditCLITests {
     @Test func verdictsPerPortAndRiskyRedis() throws {

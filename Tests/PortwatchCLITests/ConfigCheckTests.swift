@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PortwatchTestSupport
 
 // `portwatch config check FILE` run as the real binary on files the tests write: the compiler-style
 // problem lines are the contract editors and CI scripts rely on.
@@ -26,7 +27,7 @@ private final class ConfigDir {
 private let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .deletingLastPathComponent().deletingLastPathComponent().path
 
-@Test func configCheckListsEveryProblemCompilerStyle() throws {
+@Test(.blocking) func configCheckListsEveryProblemCompilerStyle() throws {
     let dir = try ConfigDir()
     let file = dir.write("bad.yml", """
         interval: 5s
@@ -53,7 +54,7 @@ private let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathCom
     #expect(r.stderrLines.map(String.init) == expected, "\(r)")
 }
 
-@Test func configCheckSummarizesAValidFile() throws {
+@Test(.blocking) func configCheckSummarizesAValidFile() throws {
     let dir = try ConfigDir()
     let file = dir.write("good.yml", """
         interval: 10s
@@ -69,14 +70,14 @@ private let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathCom
     #expect(r.stdout == "\(file): ok — interval 10s, listen 127.0.0.1:9911, 1 rule, 1 channel, 1 port\n", "\(r)")
 }
 
-@Test func configCheckAcceptsTheShippedExample() {
+@Test(.blocking) func configCheckAcceptsTheShippedExample() {
     let example = repositoryRoot + "/deploy/portwatch.example.yml"
     let r = runPortwatch(["config", "check", example])
     #expect(r.status == 0, "\(r)")
     #expect(r.stdout == "\(example): ok — interval 5s, listen 127.0.0.1:9910, 5 rules, 4 channels, 4 ports, 2 probes\n", "\(r)")
 }
 
-@Test func configCheckAcceptsAnEmptyFile() throws {
+@Test(.blocking) func configCheckAcceptsAnEmptyFile() throws {
     let dir = try ConfigDir()
     let file = dir.write("empty.yml", "# nothing configured: the defaults\n")
     let r = runPortwatch(["config", "check", file])
@@ -84,7 +85,7 @@ private let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathCom
     #expect(r.stdout == "\(file): ok — interval 5s, listen 127.0.0.1:9910, 0 rules, 1 channel, 0 ports\n", "\(r)")
 }
 
-@Test func configCheckJSON() throws {
+@Test(.blocking) func configCheckJSON() throws {
     let dir = try ConfigDir()
     let bad = dir.write("bad.yml", "interval: 5x\ncapture: maybe\n")
     let r = runPortwatch(["config", "check", bad, "--json"])
@@ -110,7 +111,7 @@ private let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathCom
     #expect(summary?.int("rules") == 0)
 }
 
-@Test func configCheckOnAMissingFileIsOneLine() throws {
+@Test(.blocking) func configCheckOnAMissingFileIsOneLine() throws {
     let dir = try ConfigDir()
     let missing = dir.path + "/nope.yml"
     let r = runPortwatch(["config", "check", missing])
@@ -127,7 +128,7 @@ private let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathCom
     #expect(noArgument.stderrLines.count == 1 && noArgument.stderr.hasPrefix("portwatch: "), "\(noArgument)")
 }
 
-@Test func configCheckReportsYAMLSyntaxErrorsWithTheirPlace() throws {
+@Test(.blocking) func configCheckReportsYAMLSyntaxErrorsWithTheirPlace() throws {
     let dir = try ConfigDir()
     let file = dir.write("syntax.yml", "interval: 5s\nrules:\n  - {name: a, metric: connections\n")
     let r = runPortwatch(["config", "check", file])

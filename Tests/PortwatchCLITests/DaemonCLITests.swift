@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PortwatchTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -63,7 +64,7 @@ func makeTemporaryDirectory(_ tag: String) throws -> String {
 
 func removeTree(_ path: String) { try? FileManager.default.removeItem(atPath: path) }
 
-@Suite(.serialized) struct DaemonCLITests {
+@Suite(.serialized, .blocking) struct DaemonCLITests {
     /// The per-sample debug line of the daemon's log sink.
     static func isSampleLine(_ line: String) -> Bool { line.contains("] sample: ") }
 

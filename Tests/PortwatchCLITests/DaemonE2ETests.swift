@@ -3,6 +3,7 @@
 
 import Foundation
 import Testing
+import PortwatchTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -73,7 +74,7 @@ final class LiveDaemon: @unchecked Sendable {
     }
 }
 
-@Suite(.serialized) struct DaemonE2ETests {
+@Suite(.serialized, .blocking) struct DaemonE2ETests {
     @Test func aListenerThatAppearsAndStopsIsAnEventAndARow() throws {
         let dir = try makeTemporaryDirectory("e2e-listen")
         defer { removeTree(dir) }

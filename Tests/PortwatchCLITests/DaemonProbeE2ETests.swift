@@ -4,11 +4,12 @@
 
 import Foundation
 import Testing
+import PortwatchTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
 
-@Suite(.serialized) struct DaemonProbeE2ETests {
+@Suite(.serialized, .blocking) struct DaemonProbeE2ETests {
     @Test func aProbedListenerThatGoesAwayAndComesBack() throws {
         let dir = try makeTemporaryDirectory("e2e-probe")
         defer { removeTree(dir) }

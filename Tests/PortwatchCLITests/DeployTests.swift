@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PortwatchTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -36,7 +37,7 @@ private func metricNames(in text: String) -> Set<String> {
 
 private let promtool = TestEnv.which("promtool")
 
-@Suite struct DeployTests {
+@Suite(.blocking) struct DeployTests {
     @Test(.enabled(if: promtool != nil, "promtool not installed (Debian package prometheus)"))
     func prometheusRulesPassPromtool() {
         let r = runTool(promtool!, ["check", "rules", repositoryRoot + "/deploy/prometheus/portwatch.rules.yml"])

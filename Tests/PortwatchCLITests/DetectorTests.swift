@@ -8,6 +8,7 @@
 
 import Foundation
 import Testing
+import PortwatchTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -57,7 +58,7 @@ private final class TopWatch {
 
 private func tool(_ name: String) -> String? { TestEnv.which(name) }
 
-@Suite("detectors: scans, floods and storms between namespaces",
+@Suite("detectors: scans, floods and storms between namespaces", .blocking,
        .enabled(if: TestEnv.canCreateNamespaces && tool("nmap") != nil,
                 "needs root with CAP_NET_ADMIN, ip, nft, python3 and nmap"),
        .serialized)
@@ -154,7 +155,7 @@ struct DetectorTests {
     }
 }
 
-@Suite("detectors: the daemon in the target namespace",
+@Suite("detectors: the daemon in the target namespace", .blocking,
        .enabled(if: TestEnv.canCreateNamespaces && tool("nmap") != nil,
                 "needs root with CAP_NET_ADMIN, ip, nft, python3 and nmap"),
        .serialized)

@@ -8,6 +8,7 @@
 
 import Foundation
 import Testing
+import PortwatchTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -184,7 +185,7 @@ private final class ScenarioRun {
     }
 }
 
-@Suite("differential: random scenarios in a fresh namespace against their truth, ss and /proc",
+@Suite("differential: random scenarios in a fresh namespace against their truth, ss and /proc", .blocking,
        .serialized,
        .enabled(if: TestEnv.canCreateNamespaces && TestEnv.which("ss") != nil, "needs root, ip, ss and python3"))
 struct DifferentialTests {

@@ -3,6 +3,7 @@
 
 import Foundation
 import Testing
+import PortwatchTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -32,7 +33,7 @@ private func connectUDP(_ s: TestSocket, to port: UInt16) throws {
     if rc != 0 { throw SupportError.errno("connect udp") }
 }
 
-@Suite("everyday truths: who holds a port, which side serves, what a verdict means")
+@Suite("everyday truths: who holds a port, which side serves, what a verdict means", .blocking)
 struct EverydayTruthTests {
     /// Defect 1: only a listener meets `--expect listening`; a bound-only socket and a client's
     /// source port make a port busy, not listening — and `check` and `wait` agree.
@@ -212,7 +213,7 @@ struct EverydayTruthTests {
     }
 }
 
-@Suite("overloaded by a SYN flood, in a namespace of its own",
+@Suite("overloaded by a SYN flood, in a namespace of its own", .blocking,
        .enabled(if: TestEnv.canCreateNamespaces, "needs root, ip, nft and python3 for a namespace"))
 struct SynFloodTests {
     /// A listener (backlog 2) whose SYN-ACKs nft drops, flooded with connects: its SYN queue

@@ -2,6 +2,7 @@
 // code (through `portwatch-bench`, built beside `portwatch`).
 import Foundation
 import Testing
+import PortwatchTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -28,7 +29,7 @@ private func parse(_ text: String) -> [String: Any]? {
     (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
 }
 
-@Suite(.serialized) struct HistoryCLITests {
+@Suite(.serialized, .blocking) struct HistoryCLITests {
     @Test func historyJSONHasOneSeriesPerPortWithSamples() throws {
         let db = try FilledDatabase()
         let r = runPortwatch(["history", "10000-10001,10005", "--db", db.path, "--json"])

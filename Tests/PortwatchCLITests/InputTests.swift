@@ -3,6 +3,7 @@
 
 import Foundation
 import Testing
+import PortwatchTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,7 +19,7 @@ private func expectRejected(_ arguments: [String], mentions: String, notMentioni
     #expect(r.stdout.isEmpty, "\(r)", sourceLocation: sourceLocation)
 }
 
-@Suite("input: commands, option values, protocol flags")
+@Suite("input: commands, option values, protocol flags", .blocking)
 struct CLIInputTests {
     @Test func unknownCommandsAreNamed() {
         expectRejected(["checkk", "80"], mentions: "unknown command 'checkk' (did you mean 'check'?)")
@@ -118,7 +119,7 @@ struct CLIInputTests {
     }
 }
 
-@Suite("forced /proc/net fallback")
+@Suite("forced /proc/net fallback", .blocking)
 struct ProcfsFallbackTests {
     /// Forced procfs says it was forced (not "unavailable") and shows unknown bytes as `-`.
     @Test func forcedProcfsSaysSoAndHidesUnknownBytes() throws {

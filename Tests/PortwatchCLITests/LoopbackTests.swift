@@ -8,6 +8,7 @@
 
 import Foundation
 import Testing
+import PortwatchTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -72,7 +73,7 @@ private func expectOneErrorLine(_ r: PortwatchResult, sourceLocation: SourceLoca
 
 // MARK: - Local ports
 
-@Suite("loopback: real sockets, exact JSON")
+@Suite("loopback: real sockets, exact JSON", .blocking)
 struct LoopbackTests {
     /// A listener with backlog 7 and exactly three established connections, first waiting in the
     /// accept queue, then accepted.
@@ -599,7 +600,7 @@ struct LoopbackTests {
 
 // MARK: - The harness itself
 
-@Suite("harness")
+@Suite("harness", .blocking)
 struct HarnessTests {
     /// Children (portwatch, python3, ip) must not inherit the test process's sockets, or a
     /// connection the test closes stays open in the child and every count is off.
@@ -653,7 +654,7 @@ private let badInputs: [[String]] = [
     ["bogus-command"],
 ]
 
-@Suite("bad input: exit 2, one line on stderr")
+@Suite("bad input: exit 2, one line on stderr", .blocking)
 struct BadInputTests {
     @Test(arguments: badInputs)
     func rejected(_ arguments: [String]) {

@@ -9,7 +9,7 @@ import Testing
 import Glibc
 #endif
 
-@Suite("namespaces: the daemon's alerts, ports and events", .serialized,
+@Suite("namespaces: the daemon's alerts, ports and events", .blocking, .serialized,
        .enabled(if: TestEnv.canCreateNamespaces, "needs root, ip and python3 to build network namespaces"))
 struct NamespaceAlertTests {
     @Test func oneRuleOnOnePortFiresAndResolvesOncePerNamespace() throws {

@@ -160,7 +160,7 @@ struct CapturedTotals: Hashable {
     }
 }
 
-@Suite("namespaces: packet capture per namespace", .serialized,
+@Suite("namespaces: packet capture per namespace", .blocking, .serialized,
        .enabled(if: TestEnv.isRoot && TestEnv.canCreateNamespaces,
                 "needs root (CAP_SYS_ADMIN to make and enter namespaces, CAP_NET_RAW to capture), ip and python3"))
 struct NamespaceCaptureTests {
@@ -217,7 +217,7 @@ struct NamespaceCaptureTests {
     }
 }
 
-@Suite("namespaces: the daemon's capture per namespace", .serialized,
+@Suite("namespaces: the daemon's capture per namespace", .blocking, .serialized,
        .enabled(if: TestEnv.isRoot && TestEnv.canCreateNamespaces,
                 "needs root (CAP_SYS_ADMIN to make and enter namespaces, CAP_NET_RAW to capture), ip and python3"))
 struct NamespaceDaemonCaptureTests {
@@ -278,7 +278,7 @@ struct NamespaceDaemonCaptureTests {
     }
 }
 
-@Suite("namespaces: detections per namespace", .serialized,
+@Suite("namespaces: detections per namespace", .blocking, .serialized,
        .enabled(if: TestEnv.isRoot && TestEnv.canCreateNamespaces && TestEnv.which("nmap") != nil,
                 "needs root, ip, nft, python3 and nmap"))
 struct NamespaceDetectionTests {
@@ -319,7 +319,7 @@ struct NamespaceDetectionTests {
     }
 }
 
-@Suite("namespaces: the daemon's detections per namespace", .serialized,
+@Suite("namespaces: the daemon's detections per namespace", .blocking, .serialized,
        .enabled(if: TestEnv.isRoot && TestEnv.canCreateNamespaces && TestEnv.which("nmap") != nil,
                 "needs root, ip, nft, python3 and nmap"))
 struct NamespaceDaemonDetectionTests {

@@ -31,7 +31,7 @@ private extension Dictionary where Key == String, Value == Any {
     func double(_ key: String) -> Double? { (self[key] as? NSNumber)?.doubleValue }
 }
 
-@Suite("namespaces: check --sample samples every namespace in one window",
+@Suite("namespaces: check --sample samples every namespace in one window", .blocking,
        .enabled(if: TestEnv.canCreateNamespaces, "needs root with CAP_SYS_ADMIN, ip and python3 to build network namespaces"))
 struct NamespaceCheckSampleTests {
     @Test func allNamespacesShareOneWindowAndKeepTheirVerdicts() throws {

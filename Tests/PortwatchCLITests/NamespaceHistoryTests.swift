@@ -16,7 +16,7 @@ private func ownerPids(_ sample: [String: Any]) -> Set<Int32> {
     })
 }
 
-@Suite("namespaces: the daemon's history", .serialized,
+@Suite("namespaces: the daemon's history", .blocking, .serialized,
        .enabled(if: TestEnv.canCreateNamespaces, "needs root, ip and python3 to build network namespaces"))
 struct NamespaceHistoryTests {
     @Test func aNamespacesSamplesAreItsOwnHistoryInTheAPIAndTheCLI() throws {

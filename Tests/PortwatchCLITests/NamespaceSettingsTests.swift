@@ -38,7 +38,7 @@ private final class PairNamespace: NamespaceLab, @unchecked Sendable {
     }
 }
 
-@Suite("namespaces: each namespace's own ephemeral port range", .serialized,
+@Suite("namespaces: each namespace's own ephemeral port range", .blocking, .serialized,
        .enabled(if: TestEnv.canCreateNamespaces, "needs root, ip and python3 to build network namespaces"))
 struct NamespaceSettingsTests {
     /// A namespace drawing client ports from 20000-20100 and one with Linux's default range, in

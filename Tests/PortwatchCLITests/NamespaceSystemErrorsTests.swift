@@ -116,7 +116,7 @@ extension Dictionary where Key == String, Value == Any {
     }
 }
 
-@Suite("namespaces: each namespace's own system counters", .serialized,
+@Suite("namespaces: each namespace's own system counters", .blocking, .serialized,
        .enabled(if: TestEnv.isRoot && TestEnv.canCreateNamespaces,
                 "needs root (CAP_SYS_ADMIN to make and enter namespaces), ip and python3"))
 struct NamespaceSystemErrorsTests {

@@ -53,7 +53,7 @@ private func withLab(_ body: (NetnsLab) throws -> Void) throws {
     try body(lab)
 }
 
-@Suite("namespace: remote verdicts through a veth pair",
+@Suite("namespace: remote verdicts through a veth pair", .blocking,
        // Root, `ip`, `nft` and python3, and namespaces that can really be created (root in an
        // unprivileged container cannot); otherwise skipped with this reason.
        .enabled(if: TestEnv.canCreateNamespaces,

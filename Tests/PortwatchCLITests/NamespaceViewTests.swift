@@ -60,7 +60,7 @@ extension Dictionary where Key == String, Value == Any {
     var namespaceInode: UInt64? { (object("namespace")?["inode"] as? NSNumber)?.uint64Value }
 }
 
-@Suite("namespaces: every namespace in every view",
+@Suite("namespaces: every namespace in every view", .blocking,
        .enabled(if: TestEnv.canCreateNamespaces && TestEnv.which("unshare") != nil,
                 "needs root with CAP_SYS_ADMIN, ip, unshare and python3 to build network namespaces"))
 struct NamespaceViewTests {
@@ -161,7 +161,7 @@ struct NamespaceViewTests {
     }
 }
 
-@Suite("namespaces: bad --netns values")
+@Suite("namespaces: bad --netns values", .blocking)
 struct NamespaceInputTests {
     @Test func unknownNamespaceIsExitTwoWithOneLine() {
         for args in [["ports", "--netns", "nosuch-\(getpid())"], ["check", "8080", "--netns", "nosuch-\(getpid())"],
@@ -186,7 +186,7 @@ private let writableCgroupRoot: String? = {
     return nil
 }()
 
-@Suite("namespaces: containers by cgroup",
+@Suite("namespaces: containers by cgroup", .blocking,
        .enabled(if: TestEnv.canCreateNamespaces && writableCgroupRoot != nil,
                 "needs root, ip, python3 and a writable cgroup hierarchy"))
 struct NamespaceContainerTests {
@@ -230,7 +230,7 @@ struct NamespaceContainerTests {
     }
 }
 
-@Suite("namespaces: the daemon", .serialized,
+@Suite("namespaces: the daemon", .blocking, .serialized,
        .enabled(if: TestEnv.canCreateNamespaces, "needs root, ip and python3 to build network namespaces"))
 struct NamespaceDaemonTests {
     /// With `namespaces: [a, b]`, rows of both namespaces are watched; deleting one while the
@@ -276,7 +276,7 @@ struct NamespaceDaemonTests {
     }
 }
 
-@Suite("namespaces: without privileges",
+@Suite("namespaces: without privileges", .blocking,
        .enabled(if: TestEnv.canCreateNamespaces && TestEnv.which("setpriv") != nil,
                 "needs root (to make the namespace, then drop privileges), ip and setpriv"))
 struct NamespacePrivilegeTests {

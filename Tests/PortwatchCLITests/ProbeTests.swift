@@ -4,6 +4,7 @@
 
 import Foundation
 import Testing
+import PortwatchTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -154,7 +155,7 @@ private func firstProbe(_ r: PortwatchResult) -> [String: Any]? {
     r.json()?.objects("probes").first
 }
 
-@Suite("namespace: probe (state, latency, TLS, send/expect, nagios)",
+@Suite("namespace: probe (state, latency, TLS, send/expect, nagios)", .blocking,
        .enabled(if: TestEnv.canCreateNamespaces && TestEnv.which("openssl") != nil,
                 "needs root with CAP_NET_ADMIN, ip, nft, python3 and openssl"))
 struct ProbeNamespaceTests {
@@ -328,7 +329,7 @@ struct ProbeNamespaceTests {
     }
 }
 
-@Suite("probe: bad input and local nagios")
+@Suite("probe: bad input and local nagios", .blocking)
 struct ProbeInputTests {
     /// Every malformed input: exit 2, one `portwatch: ` line, nothing on stdout.
     @Test(arguments: [

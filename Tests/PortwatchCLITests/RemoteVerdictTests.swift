@@ -4,6 +4,7 @@
 
 import Foundation
 import Testing
+import PortwatchTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -48,7 +49,7 @@ private func withRemoteLab(_ body: (NetnsLab) throws -> Void) throws {
     try body(lab)
 }
 
-@Suite("namespace: remote verdicts (silent UDP, zones, routes, several addresses, resolver)",
+@Suite("namespace: remote verdicts (silent UDP, zones, routes, several addresses, resolver)", .blocking,
        .enabled(if: TestEnv.canCreateNamespaces,
                 "needs root with CAP_NET_ADMIN, ip, nft and python3 to build a network namespace test host"))
 struct RemoteVerdictTests {

@@ -5,6 +5,7 @@
 
 import Foundation
 import Testing
+import PortwatchTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -88,7 +89,7 @@ private func nmapStates(_ output: String, ports: [UInt16]) -> [UInt16: String] {
 
 private func portList(_ ports: [UInt16]) -> String { ports.map(String.init).joined(separator: ",") }
 
-@Suite("scan: namespace hosts compared with nmap",
+@Suite("scan: namespace hosts compared with nmap", .blocking,
        .enabled(if: TestEnv.canCreateNamespaces && nmapPath != nil,
                 "needs root with CAP_NET_ADMIN, ip, nft, python3 and nmap"))
 struct ScanTests {
@@ -204,7 +205,7 @@ struct ScanTests {
     }
 }
 
-@Suite("scan: input")
+@Suite("scan: input", .blocking)
 struct ScanInputTests {
     /// Bad targets, ports and options: one line on stderr, exit 2, before any probe is sent.
     @Test func badInputExitsTwo() {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PortwatchTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -91,7 +92,7 @@ final class SinkServer: @unchecked Sendable {
 /// The port's entry in `check --json` / `ports --json` output.
 private func window(_ json: [String: Any]?) -> [String: Any]? { json?.object("window") }
 
-@Suite(.serialized) struct TrafficTests {
+@Suite(.serialized, .blocking) struct TrafficTests {
     /// Counting closed connections needs the destroy-event groups (CAP_NET_ADMIN).
     static let canSeeDestroyEvents = TestEnv.isRoot
 

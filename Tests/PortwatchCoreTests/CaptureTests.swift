@@ -1,5 +1,6 @@
 import Glibc
 import Testing
+import PortwatchTestSupport
 @testable import PortwatchCore
 
 // MARK: - Hand-built packets (network header first, as AF_PACKET SOCK_DGRAM delivers them)
@@ -502,7 +503,7 @@ private enum Loop {
 }
 
 // These open an AF_PACKET socket, which needs root or CAP_NET_RAW: enabled only as root.
-@Suite(.serialized) struct LiveCaptureTests {
+@Suite(.serialized, .blocking) struct LiveCaptureTests {
     @Test(.enabled(if: getuid() == 0, "AF_PACKET capture needs root"))
     func udpOnLoopbackIsCountedOncePerDatagram() throws {
         for ip in ["127.0.0.1", "::1"] {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PortwatchTestSupport
 @testable import PortwatchCore
 #if canImport(Glibc)
 import Glibc
@@ -31,7 +32,7 @@ private func churn(_ count: Int, payload: Int = 100) throws -> UInt16 {
     return UInt16(bigEndian: addr.sin_port)
 }
 
-@Suite(.serialized) struct DestroyEventTests {
+@Suite(.serialized, .blocking) struct DestroyEventTests {
     @Test(.enabled(if: getuid() == 0, "needs root: the destroy groups need CAP_NET_ADMIN"))
     func closedConnectionsArriveWithTheirFinalCounters() throws {
         let stream = try DestroyEventStream()

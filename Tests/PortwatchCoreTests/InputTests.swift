@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PortwatchTestSupport
 @testable import PortwatchCore
 
 private let services = ServiceDatabase(parsing: """
@@ -77,7 +78,7 @@ struct InputTests {
     }
 }
 
-@Suite("remote verdicts on loopback")
+@Suite("remote verdicts on loopback", .blocking)
 struct RemoteRuleTests {
     /// One address accepts, the other refuses: the host is open, and both answers are kept.
     @Test func anyOpenAddressMakesTheHostOpen() throws {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PortwatchTestSupport
 @testable import PortwatchCore
 #if canImport(Glibc)
 import Glibc
@@ -69,7 +70,7 @@ private func ip(_ args: [String]) -> Int32 {
     return status
 }
 
-@Test(.enabled(if: canAddNamespaces, "needs root and ip to add a network namespace"))
+@Test(.blocking, .enabled(if: canAddNamespaces, "needs root and ip to add a network namespace"))
 func namedNamespaceIsResolvedEnteredAndForgottenWhenDeleted() throws {
     let name = "pwc-\(getpid())-core"
     #expect(ip(["netns", "add", name]) == 0)
@@ -113,7 +114,7 @@ private func sysctl(in name: String, _ setting: String) -> Int32 {
     ip(["netns", "exec", name, "sysctl", "-qw", setting])
 }
 
-@Test(.enabled(if: canAddNamespaces, "needs root and ip to add a network namespace"))
+@Test(.blocking, .enabled(if: canAddNamespaces, "needs root and ip to add a network namespace"))
 func namespaceSourcesReadTheirOwnNamespacesSettings() throws {
     let name = "pwc-\(getpid())-sysctl"
     #expect(ip(["netns", "add", name]) == 0)

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import PortwatchTestSupport
 @testable import PortwatchCore
 
 // portwatch run as `nobody` (setpriv drops uid, gid and groups) against a listener this root
@@ -78,7 +79,7 @@ private func listenOnLoopback() throws -> (fd: Int32, port: UInt16) {
     return (fd, UInt16(bigEndian: address.sin_port))
 }
 
-@Suite(.enabled(if: geteuid() == 0, "dropping privileges needs root"),
+@Suite(.blocking, .enabled(if: geteuid() == 0, "dropping privileges needs root"),
        .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"), "needs setpriv (util-linux)"))
 struct NonRootTests {
     /// `who` and `kill` of a port whose holder nobody cannot see: exit 2 and the reason on one

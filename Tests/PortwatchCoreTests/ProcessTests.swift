@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import PortwatchTestSupport
 @testable import PortwatchCore
 
 // MARK: - Helpers
@@ -86,7 +87,7 @@ private func makeTempDir() throws -> String {
     #expect(ProcessScanner.record(pid: 1, procRoot: "/nonexistent/proc") == nil)
 }
 
-@Test func recordOfSelfAndOfKernelThread() throws {
+@Test(.blocking) func recordOfSelfAndOfKernelThread() throws {
     let me = try #require(ProcessScanner.record(pid: getpid()))
     #expect(me.pid == getpid())
     #expect(me.name == ownComm())
@@ -123,7 +124,7 @@ private func spawnSocketHolder(_ script: String) throws -> (Process, Int32, UInt
 
 /// A child process holding a listener only on fd 500: pass 1 (fds 0..<16) cannot see it, so
 /// finding it proves the pass-2 listing works.
-@Test func childListenerOnHighFdIsFoundByListing() throws {
+@Test(.blocking) func childListenerOnHighFdIsFoundByListing() throws {
     let script = """
     import socket, os, time
     s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
@@ -150,7 +151,7 @@ private func spawnSocketHolder(_ script: String) throws -> (Process, Int32, UInt
 /// 3000, far above the fds a first look reads: the targeted walk every command uses (`ports`,
 /// `check`, `top`, `who`) goes on past fd 1023 for exactly that unowned socket, and the full
 /// walk (dense probing by number) finds it too.
-@Test func listenerAboveFd1023IsFoundByTheTargetedWalk() throws {
+@Test(.blocking) func listenerAboveFd1023IsFoundByTheTargetedWalk() throws {
     let script = """
     import socket, os, time, resource
     resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
@@ -198,7 +199,7 @@ private func spawnSocketHolder(_ script: String) throws -> (Process, Int32, UInt
 /// A listener on fd 3000 of a process with 2,400 fds, shared after fork() with two children
 /// (each as big): `who` and `ports` name all three holders, not the first one the high-fd
 /// search meets.
-@Test func socketSharedAboveFd1023NamesEveryHolder() throws {
+@Test(.blocking) func socketSharedAboveFd1023NamesEveryHolder() throws {
     let script = """
     import socket, os, time, resource, sys
     resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
@@ -241,7 +242,7 @@ private func spawnSocketHolder(_ script: String) throws -> (Process, Int32, UInt
 /// Processes come and go while `ports --all` walks /proc (a shell loop spawning short-lived
 /// processes beside it): every part of the walk splits one pid listing, so a process that lives
 /// through the whole walk keeps its sockets' owner in every run.
-@Test func fullWalkKeepsOwnersWhileProcessesComeAndGo() throws {
+@Test(.blocking) func fullWalkKeepsOwnersWhileProcessesComeAndGo() throws {
     let script = """
     import socket, os, time
     s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()

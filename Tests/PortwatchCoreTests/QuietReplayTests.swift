@@ -1,4 +1,5 @@
 import Testing
+import PortwatchTestSupport
 @testable import PortwatchCore
 #if canImport(Glibc)
 import Glibc
@@ -43,7 +44,7 @@ private func udpSocket(port: UInt16, peer: UInt16? = nil) -> Int32? {
 /// Every socket of a snapshot, comparable as a set.
 private func records(_ snapshot: PortSnapshot) -> Set<SocketRecord> { Set(snapshot.sockets) }
 
-@Suite("reusing a quiet namespace's TCP walk",
+@Suite("reusing a quiet namespace's TCP walk", .blocking,
        .enabled(if: geteuid() == 0 && ipTool != nil, "needs root and ip to make a network namespace"))
 struct QuietReplayTests {
     @Test func quietSamplesReuseTheWalkAndEveryChangeWalksAgain() throws {

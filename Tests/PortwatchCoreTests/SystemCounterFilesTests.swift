@@ -1,4 +1,5 @@
 import Testing
+import PortwatchTestSupport
 @testable import PortwatchCore
 #if canImport(Glibc)
 import Glibc
@@ -6,7 +7,7 @@ import Glibc
 
 private let ipTool = findExecutable("ip")
 
-@Suite("system counter files of another namespace",
+@Suite("system counter files of another namespace", .blocking,
        .enabled(if: geteuid() == 0 && ipTool != nil, "needs root and ip to make a network namespace"))
 struct SystemCounterFilesTests {
     /// Files opened inside a namespace go on reading that namespace's counters, fresh at every
