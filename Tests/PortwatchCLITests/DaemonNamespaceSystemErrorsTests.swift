@@ -30,7 +30,7 @@ private func same(_ a: [String: Any]?, _ b: [String: Any]?) -> Bool {
     return NSDictionary(dictionary: a).isEqual(to: b)
 }
 
-@Suite("namespaces: the daemon's system errors per namespace", .serialized,
+@Suite("namespaces: the daemon's system errors per namespace", .serialized, .blocking,
        .enabled(if: TestEnv.isRoot && TestEnv.canCreateNamespaces,
                 "needs root (CAP_SYS_ADMIN to make and enter namespaces), ip and python3"))
 struct DaemonNamespaceSystemErrorsTests {
