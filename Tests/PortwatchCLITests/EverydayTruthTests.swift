@@ -33,6 +33,16 @@ private func connectUDP(_ s: TestSocket, to port: UInt16) throws {
     if rc != 0 { throw SupportError.errno("connect udp") }
 }
 
+/// A network namespace of the test's own (`pw-PID-NAMEN`), or nil where none can be made (the
+/// test then runs in ours, among other tests' sockets).
+private func privateNamespace(_ name: String) throws -> NamespaceLab? {
+    guard TestEnv.canCreateNamespaces else { return nil }
+    return try NamespaceLab(names: ["pw-\(getpid())-\(name)\(NamespaceLab.nextSerial())"])
+}
+
+/// `--netns NAME`, or nothing for our own namespace.
+private func netnsArguments(_ ns: String?) -> [String] { ns.map { ["--netns", $0] } ?? [] }
+
 @Suite("everyday truths: who holds a port, which side serves, what a verdict means", .blocking)
 struct EverydayTruthTests {
     /// Defect 1: only a listener meets `--expect listening`; a bound-only socket and a client's
@@ -89,27 +99,94 @@ struct EverydayTruthTests {
     }
 
     /// Defect 3: server-side connections stay on the server's port after the listener closes,
-    /// also when both ports lie in the ephemeral range (a kernel-picked listener port).
+    /// also when both ports lie in the ephemeral range (a kernel-picked listener port). In a
+    /// namespace of its own where one can be made, so no other test's socket shares a port.
     @Test func serverConnectionsOutliveTheirListener() throws {
-        let listener = try Net.tcpListener("127.0.0.1", port: 0, backlog: 8)
+        let lab = try privateNamespace("outlive")
+        defer { lab?.destroy() }
+        let ns = lab?.names.first
+        let (listener, clients) = try Net.inside(ns) { () throws -> (TestSocket, [TestSocket]) in
+            let l = try Net.tcpListener("127.0.0.1", port: 0, backlog: 8)
+            return (l, try (0..<2).map { _ in try Net.connect("127.0.0.1", port: l.port) })
+        }
         let port = listener.port
-        let clients = try (0..<2).map { _ in try Net.connect("127.0.0.1", port: port) }
         let accepted = try clients.map { _ in try Net.accept(listener) }
         defer { clients.forEach { $0.close() }; accepted.forEach { $0.close() } }
         listener.close()
 
-        let ports = runPortwatch(["ports", "\(port)", "--json"])
+        let ports = runPortwatch(["ports", "\(port)", "--json"] + netnsArguments(ns))
         let serverRow = row(jsonOf(ports), port: port)
         #expect(ports.status == 0 && serverRow?.object("connections")?.int("established") == 2, "\(ports)")
         #expect(serverRow?.pids().contains(getpid()) == true, "\(ports)")
-        let who = runPortwatch(["who", "\(port)", "--json"])
-        #expect(who.status == 0 && jsonOf(who)?.pids().contains(getpid()) == true, "\(who)")
-        let all = jsonOf(runPortwatch(["ports", "--all", "--json"]))
+        let who = runPortwatch(["who", "\(port)", "--json"] + netnsArguments(ns))
+        // With --netns, `who` answers per namespace (`results`).
+        let holders = jsonOf(who).flatMap { $0.objects("results").first ?? $0 }?.pids() ?? []
+        #expect(who.status == 0 && holders.contains(getpid()), "\(who)")
+        let all = jsonOf(runPortwatch(["ports", "--all", "--json"] + netnsArguments(ns)))
         for c in clients {
             #expect(row(all, port: c.port, role: "remote") == nil, "the server's sockets went 'outgoing' to \(c.port)")
             #expect(row(all, port: c.port) == nil, "a client's source port \(c.port) became a row")
         }
         #expect(row(all, port: port, role: "remote")?.object("connections")?.int("established") == 2)
+    }
+
+    /// connect() gives one source port to connections to different destinations (and a TIME_WAIT
+    /// of an earlier one stays on it): such a port is a client's, not a server's. Two clients
+    /// bound to one source port (SO_REUSEADDR) connect to two listeners, a third client to the
+    /// first; the second client closes first (TIME_WAIT); then the first listener closes. All
+    /// ports are kernel-picked, inside the ephemeral range, so the ports alone never tell.
+    @Test func clientsSharingASourcePortAreNoServer() throws {
+        let lab = try privateNamespace("share")
+        defer { lab?.destroy() }
+        let ns = lab?.names.first
+        let (a, b, first, second, third) = try Net.inside(ns) {
+            () throws -> (TestSocket, TestSocket, TestSocket, TestSocket, TestSocket) in
+            let a = try Net.tcpListener("127.0.0.1", port: 0, backlog: 8)
+            let b = try Net.tcpListener("127.0.0.1", port: 0, backlog: 8)
+            let first = try Net.connect("127.0.0.1", port: a.port, from: ("127.0.0.1", 0), reuseAddress: true)
+            let second = try Net.connect("127.0.0.1", port: b.port, from: ("127.0.0.1", first.port), reuseAddress: true)
+            return (a, b, first, second, try Net.connect("127.0.0.1", port: a.port))
+        }
+        let servedA = try (0..<2).map { _ in try Net.accept(a) }
+        let servedB = try Net.accept(b)
+        defer { [a, b, first, second, third, servedB].forEach { $0.close() }; servedA.forEach { $0.close() } }
+        let source = first.port
+        #expect(second.port == source)
+        // Without a namespace of our own, other tests' sockets may use these port numbers too.
+        let atLeast: (Int?, Int) -> Bool = { count, expected in ns == nil ? (count ?? 0) >= expected : count == expected }
+        let look = { jsonOf(runPortwatch(["ports", "--all", "--json"] + netnsArguments(ns))) }
+        let count = { (doc: [String: Any]?, port: UInt16, role: String, state: String) -> Int? in
+            row(doc, port: port, role: role)?.object("connections")?.int(state)
+        }
+
+        var doc = look()
+        #expect(row(doc, port: source) == nil, "the shared source port \(source) became a row: \(String(describing: doc))")
+        #expect(atLeast(count(doc, a.port, "remote", "established"), 2), "\(String(describing: doc))")
+        #expect(atLeast(count(doc, b.port, "remote", "established"), 1), "\(String(describing: doc))")
+        #expect(atLeast(count(doc, a.port, "local", "established"), 2), "\(String(describing: doc))")
+        #expect(atLeast(count(doc, b.port, "local", "established"), 1), "\(String(describing: doc))")
+
+        second.close()  // the client closes first: its socket sits in TIME_WAIT on the shared port
+        #expect(servedB.waitForEOF(timeout: 5))
+        servedB.close()
+        poll(timeout: 3, interval: 0.05) {
+            doc = look()
+            return count(doc, b.port, "remote", "time_wait") == 1 && count(doc, b.port, "local", "total") == 0
+        }
+        #expect(row(doc, port: source) == nil, "the shared source port \(source) became a row: \(String(describing: doc))")
+        #expect(atLeast(count(doc, a.port, "remote", "established"), 2), "\(String(describing: doc))")
+        #expect(count(doc, b.port, "remote", "time_wait") == 1, "\(String(describing: doc))")
+        #expect(atLeast(count(doc, a.port, "local", "established"), 2), "\(String(describing: doc))")
+
+        a.close()  // the real case: a client of a closed listener beside a TIME_WAIT on its port
+        doc = look()
+        #expect(row(doc, port: source) == nil, "the source port \(source) became a row: \(String(describing: doc))")
+        #expect(row(doc, port: a.port)?.bool("listening") == false, "\(String(describing: doc))")
+        #expect(atLeast(count(doc, a.port, "remote", "established"), 2), "\(String(describing: doc))")
+        #expect(atLeast(count(doc, a.port, "local", "established"), 2), "\(String(describing: doc))")
+        #expect(count(doc, b.port, "remote", "time_wait") == 1, "\(String(describing: doc))")
+        #expect(row(doc, port: third.port) == nil && row(doc, port: third.port, role: "remote") == nil,
+                "\(String(describing: doc))")
     }
 
     /// Defect 9: a port held only by TIME_WAIT is free, with the caveat and the count, and

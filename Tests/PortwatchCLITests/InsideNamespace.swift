@@ -23,4 +23,20 @@ extension Net {
         case .success(let connected): return try connected.get()
         }
     }
+
+    /// Runs `body` inside the network namespace `/run/netns/NAME` (on a thread of core's that
+    /// enters it and leaves again), or right here when `netns` is nil: the sockets it makes stay
+    /// in that namespace whichever thread uses them afterwards.
+    static func inside<T>(_ netns: String?, _ body: () throws -> T) throws -> T {
+        guard let netns else { return try body() }
+        let path = "/run/netns/\(netns)"
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw SupportError.errno("stat \(path)") }
+        let ns = NetworkNamespace(inode: UInt64(st.st_ino), name: netns, path: path)
+        let made = NamespaceEntry.forEach([ns]) { _ in Result { () throws -> T in try body() } }
+        switch made[0] {
+        case .failure(let error): throw SupportError("entering \(netns): \(error.message)")
+        case .success(let result): return try result.get()
+        }
+    }
 }

@@ -177,14 +177,17 @@ enum Net {
 
     /// A TCP client connected to `address`:`port`. Blocking (the connection is established when
     /// this returns), or non-blocking (the SYN is sent; the result does not matter).
-    /// `from` binds the client's own end first (address and port) instead of letting connect pick.
+    /// `from` binds the client's own end first (address and port) instead of letting connect pick;
+    /// with `reuseAddress` (SO_REUSEADDR) several clients can bind one source port.
     static func connect(_ address: String = "127.0.0.1", port: UInt16, nonBlocking: Bool = false,
-                        from source: (address: String, port: UInt16)? = nil) throws -> TestSocket {
+                        from source: (address: String, port: UInt16)? = nil,
+                        reuseAddress: Bool = false) throws -> TestSocket {
         var (storage, length, family) = try makeSockaddr(address, port)
         var type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
         if nonBlocking { type |= Int32(SOCK_NONBLOCK.rawValue) }
         let fd = socket(family, type, 0)
         if fd < 0 { throw SupportError.errno("socket") }
+        if reuseAddress { setIntOption(fd, SOL_SOCKET, SO_REUSEADDR, 1) }
         if let source {
             do {
                 try bindSocket(fd, source.address, source.port)

@@ -183,6 +183,43 @@ private func sampleUntil(_ sampler: Sampler, _ done: ([WindowReport]) -> Bool) t
         #expect(both.key(for: mapped) == PortKey.local(.tcp, 40000))
     }
 
+    /// A client's source port may carry several connections (connect() shares it across
+    /// destinations) and TIME_WAITs: only live connections make an endpoint a server's, and a
+    /// connection to an endpoint a listener here serves is that listener's client — by the
+    /// same address rules as for the local side (v6only, IPv4-mapped).
+    @Test func sharedSourcePortsAndPeerListeners() {
+        let range = EphemeralRange(32768...60999)
+        let remote = { (port: UInt16) in PortKey(role: .remote, proto: .tcp, port: port) }
+        let live = socket("127.0.0.1", 40000, "127.0.0.1", 41000)
+        let waiting = socket("127.0.0.1", 40000, "127.0.0.1", 42000, state: .timeWait)
+        let connecting = socket("127.0.0.1", 40000, "127.0.0.1", 43000, state: .synSent)
+        let c = PortClassifier(sockets: [live, waiting, connecting], ephemeral: range)
+        #expect([live, waiting, connecting].map { c.key(for: $0) } == [remote(41000), remote(42000), remote(43000)])
+
+        // Two live connections share the port; a listener on either peer makes them clients.
+        let second = socket("127.0.0.1", 40000, "127.0.0.1", 42000)
+        #expect(PortClassifier(sockets: [live, second], ephemeral: range).key(for: live) == PortKey.local(.tcp, 40000))
+        let peers = [socket("0.0.0.0", 41000, "0.0.0.0", 0, state: .listen), socket("127.0.0.1", 42000, "0.0.0.0", 0, state: .listen)]
+        let both = PortClassifier(sockets: [live, second] + peers, ephemeral: range)
+        #expect(both.key(for: live) == remote(41000) && both.key(for: second) == remote(42000))
+        // A listener on another address, or a v6only `[::]`, could not have accepted them.
+        let elsewhere = [socket("127.0.0.2", 41000, "0.0.0.0", 0, state: .listen),
+                         socket("::", 42000, "::", 0, state: .listen, v6only: true)]
+        let neither = PortClassifier(sockets: [live, second] + elsewhere, ephemeral: range)
+        #expect(neither.key(for: live) == PortKey.local(.tcp, 40000) && neither.key(for: second) == PortKey.local(.tcp, 40000))
+        // IPv4-mapped clients of an IPv4 listener and of a dual-stack `[::]`.
+        let mapped = [socket("::ffff:127.0.0.1", 40000, "::ffff:127.0.0.1", 41000),
+                      socket("::ffff:127.0.0.1", 40000, "::ffff:127.0.0.1", 42000)]
+        let dual = [socket("127.0.0.1", 41000, "0.0.0.0", 0, state: .listen), socket("::", 42000, "::", 0, state: .listen)]
+        let m = PortClassifier(sockets: mapped + dual, ephemeral: range)
+        #expect(mapped.map { m.key(for: $0) } == [remote(41000), remote(42000)])
+        // A server whose listener closed keeps its connections when its clients' ports are
+        // nobody's listeners.
+        let served = [socket("127.0.0.1", 44000, "127.0.0.1", 45000), socket("127.0.0.1", 44000, "127.0.0.1", 46000)]
+        let gone = PortClassifier(sockets: served + peers, ephemeral: range)
+        #expect(served.map { gone.key(for: $0) } == [PortKey.local(.tcp, 44000), PortKey.local(.tcp, 44000)])
+    }
+
     @Test func closedSocketsAreBoundInDumpsButConnectionsInDestroyEvents() {
         let range = EphemeralRange(32768...60999)
         let reset = socket("127.0.0.1", 12000, "127.0.0.1", 13000, state: .close)

@@ -75,7 +75,7 @@ public struct SideMemory: Sendable {
         var next: [UInt64: PortKey] = [:]
         for s in sockets where s.cookie != 0 && !s.isListening && !s.isBoundOnly {
             let (key, why) = classifier.decide(s)
-            if why == .listener || why == .remembered { next[s.cookie] = key }
+            if why == .listener || why == .peerListener || why == .remembered { next[s.cookie] = key }
         }
         sides = next
         listeners = classifier.listening
@@ -90,16 +90,22 @@ public struct SideMemory: Sendable {
 /// outside the ephemeral range and its peer's inside; when it is remembered there
 /// (`SideMemory`); when a listener on its port (now, or at the previous sample) could have
 /// accepted it (a wildcard of its family, or its own address; a v6only `[::]` is no wildcard
-/// for IPv4); or, when the ports alone do not tell (both inside or both outside the range),
-/// when other connections share its local address and port (a client's source port carries
-/// one connection). Otherwise it is outgoing, on the row of the remote port.
+/// for IPv4). When the ports alone do not tell (both inside or both outside the range), a
+/// connection whose peer endpoint a listener of this host could have accepted is that
+/// listener's client (outgoing), and otherwise one whose local address and port carry other
+/// live connections is a server's. Otherwise it is outgoing, on the row of the remote port.
+///
+/// connect() gives one source port to connections to different destinations, and TIME_WAIT
+/// sockets of earlier connections stay on it: only live connections make an endpoint shared
+/// (not TIME_WAIT, nor SYN_SENT, which only a client sends), and a peer's listener outranks
+/// sharing.
 public struct PortClassifier: Sendable {
     /// Listening addresses per local (protocol, port).
     fileprivate(set) var listening: [PortKey: [ListenAddress]] = [:]
     /// Listeners of the previous sample (from `SideMemory`).
     private var recentListening: [PortKey: [ListenAddress]] = [:]
     private var remembered: [UInt64: PortKey] = [:]
-    /// Local endpoints that carry more than one ambiguous connection (server side).
+    /// Local endpoints that carry more than one live ambiguous connection (server side).
     private var sharedEndpoints: Set<Endpoint> = []
     public var ephemeral: EphemeralRange
 
@@ -109,14 +115,14 @@ public struct PortClassifier: Sendable {
             recentListening = memory.listeners
             remembered = memory.sides
         }
-        // One pass: the listeners, and the TCP connections whose ports do not tell their side
-        // (a local endpoint carrying several of them is a server's; a client's source port
-        // carries one connection).
+        // One pass: the listeners, and the live TCP connections whose ports do not tell their
+        // side (a local endpoint carrying several of them is a server's unless `decide` finds
+        // a listener for their peers).
         var once = Set<Endpoint>()
         for s in sockets {
             if s.isListening {
                 addListener(s)
-            } else if s.proto == .tcp && s.peer.port != 0 && s.state != .close && ambiguousByPorts(s) {
+            } else if s.proto == .tcp && s.peer.port != 0 && Self.isLive(s.state) && ambiguousByPorts(s) {
                 if !once.insert(s.local).inserted { sharedEndpoints.insert(s.local) }
             }
         }
@@ -154,7 +160,7 @@ public struct PortClassifier: Sendable {
     }
 
     /// Why a socket is on its row.
-    enum Reason { case holds, remembered, listener, ports, shared, outgoing }
+    enum Reason { case holds, remembered, listener, ports, peerListener, shared, outgoing }
 
     func decide(_ s: SocketRecord) -> (PortKey, Reason) {
         let local = PortKey.local(s.proto, s.local.port)
@@ -164,26 +170,37 @@ public struct PortClassifier: Sendable {
         // The ports first: the common case, and what needs no memory.
         if !localEphemeral && peerEphemeral { return (local, .ports) }
         if !remembered.isEmpty, let k = remembered[s.cookie] { return (k, .remembered) }
-        if served(s, by: listening) || (!recentListening.isEmpty && served(s, by: recentListening)) {
+        if served(s.proto, s.local, by: listening) || (!recentListening.isEmpty && served(s.proto, s.local, by: recentListening)) {
             return (local, .listener)
         }
-        if localEphemeral != peerEphemeral || !sharedEndpoints.contains(s.local) || s.proto != .tcp {
-            return (PortKey(role: .remote, proto: s.proto, port: s.peer.port), .outgoing)
+        let remote = PortKey(role: .remote, proto: s.proto, port: s.peer.port)
+        if localEphemeral != peerEphemeral || s.proto != .tcp { return (remote, .outgoing) }
+        // The ports do not tell. Connected to an endpoint a listener here could have accepted:
+        // that listener's client, whatever else shares its source port.
+        if served(s.proto, s.peer, by: listening) || (!recentListening.isEmpty && served(s.proto, s.peer, by: recentListening)) {
+            return (remote, .peerListener)
         }
+        if s.state == .synSent || !sharedEndpoints.contains(s.local) { return (remote, .outgoing) }
         return (local, .shared)
+    }
+
+    /// A connection that carries traffic or is closing: not TIME_WAIT or CLOSE (what remains of
+    /// a connection), nor SYN_SENT (a client's connect).
+    private static func isLive(_ state: SocketState) -> Bool {
+        state != .timeWait && state != .close && state != .synSent
     }
 
     private func ambiguousByPorts(_ s: SocketRecord) -> Bool {
         ephemeral.range.contains(s.local.port) == ephemeral.range.contains(s.peer.port)
     }
 
-    /// Whether a listener on the socket's port could have accepted it: one on a wildcard
-    /// address of its family (`[::]` also takes IPv4 unless it is v6only), or on the socket's
-    /// own local address. A client that merely reuses the port number on another address
+    /// Whether a listener on the endpoint's port could have accepted a connection to it: one on
+    /// a wildcard address of its family (`[::]` also takes IPv4 unless it is v6only), or on the
+    /// endpoint's own address. A client that merely reuses the port number on another address
     /// (127.0.0.2:P) is not that listener's connection.
-    private func served(_ s: SocketRecord, by table: [PortKey: [ListenAddress]]) -> Bool {
-        guard let addresses = table[PortKey.local(s.proto, s.local.port)] else { return false }
-        let local = s.local.address
+    private func served(_ proto: TransportProtocol, _ endpoint: Endpoint, by table: [PortKey: [ListenAddress]]) -> Bool {
+        guard let addresses = table[PortKey.local(proto, endpoint.port)] else { return false }
+        let local = endpoint.address
         let local4 = local.mappedV4 ?? local
         let isV4 = !local4.isV6
         for a in addresses {
