@@ -16,11 +16,23 @@ struct ListenerWatch: Sendable {
     /// Last known executables of each listening port (kept through samples where they are unknown).
     private var executables: [MonitoredPort: Set<String>] = [:]
 
-    mutating func update(_ rows: [MonitoredPort: PortSample], at now: Double, detectors: DetectorConfig) -> [MonitorEvent] {
+    /// `replaced`: labels of namespaces deleted and made again since the previous sample; what
+    /// listened in the old one stopped, and what listens in the new one started, even on the
+    /// same port.
+    mutating func update(_ rows: [MonitoredPort: PortSample], at now: Double, detectors: DetectorConfig,
+                         replaced: Set<String> = []) -> [MonitorEvent] {
         var events: [MonitorEvent] = []
         let current = Set(rows.values.filter(\.listening).map(\.key))
         let baseline = listening == nil
-        let previous = listening ?? current
+        let before = listening ?? current
+        let vanished = before.filter { $0.namespace.map(replaced.contains) == true }
+        for key in vanished.sorted() {
+            events.append(MonitorEvent(time: now, kind: .listenerStopped, proto: key.proto, port: key.port,
+                                       message: "\(key) stopped listening (its namespace was made again)",
+                                       details: key.namespace.map { ["netns": $0] } ?? [:]))
+            executables[key] = nil
+        }
+        let previous = before.subtracting(vanished)
 
         for key in current.subtracting(previous).sorted() {
             let row = rows[key]!

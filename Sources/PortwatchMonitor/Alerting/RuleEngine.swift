@@ -61,13 +61,16 @@ public struct RuleEngine: Sendable {
         return out
     }
 
-    /// Judges one sample: `samples` are the rows of the sample taken at `now` (epoch seconds).
-    public mutating func evaluate(_ samples: [PortSample], at now: Double) -> RuleOutcome {
+    /// Judges one sample: `samples` are the rows of the sample taken at `now` (epoch seconds);
+    /// `replacing`: labels of namespaces deleted and made again since the previous sample.
+    public mutating func evaluate(_ samples: [PortSample], at now: Double,
+                                  replacing replaced: Set<String> = []) -> RuleOutcome {
         var rows: [MonitoredPort: PortSample] = [:]
         for s in samples { rows[s.key] = s }
         lastTime = now
         var outcome = RuleOutcome()
-        outcome.events += listeners.update(rows, at: now, detectors: config.detectors)
+        outcome.events += listeners.update(rows, at: now, detectors: config.detectors, replaced: replaced)
+        closeAlerts(of: replaced, at: now, into: &outcome)
         evaluateExpectations(rows, at: now, into: &outcome)
         evaluateRules(rows, at: now, into: &outcome)
         return outcome
@@ -272,6 +275,19 @@ public struct RuleEngine: Sendable {
                 }
                 rules[index].tracks[key] = track
                 apply(transition, into: &outcome, at: now)
+            }
+        }
+    }
+
+    /// A namespace made again under an old name is a new namespace: the old one's alerts resolve
+    /// now (as when a rule stops naming a namespace), and the new one's rows start from pending.
+    private mutating func closeAlerts(of replaced: Set<String>, at now: Double, into outcome: inout RuleOutcome) {
+        guard !replaced.isEmpty else { return }
+        for index in rules.indices {
+            for key in rules[index].tracks.keys.sorted() where key.namespace.map(replaced.contains) == true {
+                if let track = rules[index].tracks.removeValue(forKey: key), let resolved = AlertTrack.close(track, now: now) {
+                    record(resolved, into: &outcome, at: now)
+                }
             }
         }
     }

@@ -44,7 +44,7 @@ public actor RuleSink: SampleSink {
     }
 
     public func consume(_ latest: LatestSample) async {
-        var outcome = engine.evaluate(latest.samples, at: latest.snapshot.takenAt)
+        var outcome = engine.evaluate(latest.samples, at: latest.snapshot.takenAt, replacing: latest.replacedNamespaces)
         outcome.events = latest.namespaceEvents + outcome.events
         await handle(outcome, samples: latest.samples)
     }

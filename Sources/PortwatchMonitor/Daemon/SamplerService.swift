@@ -202,14 +202,19 @@ final class SamplerEngine: @unchecked Sendable {
             let now = Dictionary(parts.map { ($0.namespace.inode, $0.namespace) }, uniquingKeysWith: { a, _ in a })
             if let before = knownNamespaces {
                 let time = latest.snapshot.takenAt
-                for (inode, ns) in now.sorted(by: { $0.value < $1.value }) where before[inode] == nil {
-                    latest.namespaceEvents.append(MonitorEvent(time: time, kind: .namespaceAdded,
-                        message: "network namespace \(ns.daemonLabel) appeared", details: Self.details(ns)))
-                }
+                // The old namespace goes before the new one comes: a name deleted and made again
+                // between two samples reads in the order it happened.
                 for (inode, ns) in before.sorted(by: { $0.value < $1.value }) where now[inode] == nil {
                     latest.namespaceEvents.append(MonitorEvent(time: time, kind: .namespaceRemoved,
                         message: "network namespace \(ns.daemonLabel) is gone", details: Self.details(ns)))
                 }
+                for (inode, ns) in now.sorted(by: { $0.value < $1.value }) where before[inode] == nil {
+                    latest.namespaceEvents.append(MonitorEvent(time: time, kind: .namespaceAdded,
+                        message: "network namespace \(ns.daemonLabel) appeared", details: Self.details(ns)))
+                }
+                let gone = Set(before.filter { now[$0.key] == nil }.values.map(\.daemonLabel))
+                let came = Set(now.filter { before[$0.key] == nil }.values.map(\.daemonLabel))
+                latest.replacedNamespaces = gone.intersection(came)
             }
             knownNamespaces = now
         } catch {

@@ -33,6 +33,9 @@ public struct LatestSample: Sendable {
     public var namespaceParts: [NamespacePart] = []
     /// Namespaces that appeared or vanished since the previous sample.
     public var namespaceEvents: [MonitorEvent] = []
+    /// Labels of namespaces deleted and made again under the same name since the previous sample
+    /// (a new inode): their listeners and alerts are the new namespace's, not the old one's.
+    public var replacedNamespaces: Set<String> = []
     /// The daemon's own network namespace, which its `system_errors_by_namespace` entry names;
     /// nil where it is not known (samples made up in tests).
     public var ownNamespace: NetworkNamespace? = nil
