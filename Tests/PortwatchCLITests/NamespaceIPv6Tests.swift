@@ -155,6 +155,19 @@ struct NamespaceIPv6Tests {
         #expect(bound.bool("listening") == false && bound.string("state") == "bound", "\(bound)")
         #expect(bound.int("bound_sockets") == 1, "\(bound)")
 
+        // -4 and -6 split the connections by the client's family, each counted once: the
+        // dual-stack listener is in both views, its IPv4 client (::ffff:127.0.0.1) only in -4's.
+        for (flag, family) in [("-4", "IPv4"), ("-6", "IPv6")] {
+            let v = runPortwatch(["ports", ports.list, "--netns", ns, flag, "--json"], timeout: 30)
+            #expect(v.status == 0, "\(v)")
+            let vRows = v.json()?.objects("ports") ?? []
+            for port in [ports.dual, ports.split] {
+                let row = vRows.first { $0.int("port") == Int(port) }
+                #expect(row?.object("connections")?.int("established") == 1, "\(flag) tcp/\(port): one \(family) client; \(v.stdout)")
+            }
+            #expect(vRows.first { $0.int("port") == Int(ports.dual) }?.strings("addresses") == ["*"], "\(flag): \(v.stdout)")
+        }
+
         // check: the dual-stack and split ports listen (and are busy); the bound-only one does not listen.
         for port in [ports.dual, ports.split] {
             let c = runPortwatch(["check", "\(port)", "--netns", ns, "--expect", "listening", "--json"], timeout: 30)

@@ -104,6 +104,13 @@ struct NamespaceRestartTests {
                     "\(s.label ?? "host"): \(stored.count) stored of \(samplesTaken) samples")
         }
 
+        // While the daemon is down a port starts listening for the first time in a, and another on
+        // the host: news after the restart in both alike (`new_listener`), no `listener_started`.
+        let downtime = try Net.freePorts(2)
+        _ = try lab.startServer(["tcp:127.0.0.1:\(downtime[0])"], in: a)
+        let hostNew = try PythonServer.start(["tcp:127.0.0.1:\(downtime[1])"])
+        defer { hostNew.stop() }
+
         let second = try LiveDaemon(["--config", config], directory: dir)
         defer { second.stop() }
         let grown = before.map(\.count).max() ?? 0
@@ -132,6 +139,10 @@ struct NamespaceRestartTests {
         #expect(!fresh.contains { ["namespace_added", "namespace_removed"].contains($0.string("kind")) }, "\(kinds)")
         #expect(!fresh.contains { ["listener_started", "listener_stopped", "new_listener", "owner_changed"].contains($0.string("kind"))
                                   && $0.int("port") == Int(port) }, "\(kinds)")
+        for (label, p) in [(a as String?, downtime[0]), (nil, downtime[1])] {
+            let news = fresh.filter { $0.int("port") == Int(p) && $0.string("netns") == label }.map { $0.string("kind") ?? "?" }
+            #expect(news == ["new_listener"], "\(label ?? "host") tcp/\(p): \(news)")
+        }
         // Alert states are not kept over a restart: a condition still true fires again, once, in
         // every namespace alike; nothing resolves.
         for s in spaces {

@@ -290,6 +290,11 @@ public struct SockDiagSource: SocketSource {
                 r.local.address.isV6 && r.local.address.mappedV4 == nil
                     && !((r.isListening || r.isBoundOnly) && r.v6only == false)
             }
+        } else if asked.families == [.inet6] {
+            // An IPv4 client of a dual-stack listener (a v4-mapped local address) is IPv4
+            // traffic, which `-4` counts: counted under both, `-4` and `-6` would add up to more
+            // connections and bytes than the port has. The listener itself serves both.
+            records.removeAll { $0.local.address.mappedV4 != nil }
         }
         return records
     }
