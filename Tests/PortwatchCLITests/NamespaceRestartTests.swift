@@ -111,6 +111,11 @@ struct NamespaceRestartTests {
         let hostNew = try PythonServer.start(["tcp:127.0.0.1:\(downtime[1])"])
         defer { hostNew.stop() }
 
+        // The same namespaces, listed the other way round: a sample is filed by its namespace's
+        // label, never by its place in the list.
+        try String(contentsOfFile: config, encoding: .utf8)
+            .replacingOccurrences(of: "namespaces: [\(a), \(b)]", with: "namespaces: [\(b), \(a)]")
+            .write(toFile: config, atomically: true, encoding: .utf8)
         let second = try LiveDaemon(["--config", config], directory: dir)
         defer { second.stop() }
         let grown = before.map(\.count).max() ?? 0
