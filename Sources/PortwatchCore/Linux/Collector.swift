@@ -40,6 +40,8 @@ public struct OwnerCollector: Collector {
     public var procRoot: String
     /// Fds above 1023 read in all (nil: every one); see `ProcessScanner.scan`.
     public var highFdBudget: Int?
+    /// Network namespaces of the sockets, searched first; see `ProcessScanner.scan`.
+    public var namespaces: Set<UInt64> = []
 
     public init(inodes: Set<UInt64>?, procRoot: String = "/proc", highFdBudget: Int? = nil) {
         self.inodes = inodes
@@ -48,7 +50,8 @@ public struct OwnerCollector: Collector {
     }
 
     public func collect() -> Collected<ProcessScan> {
-        let scan = ProcessScanner.scan(inodes: inodes, procRoot: procRoot, highFdBudget: highFdBudget, allHolders: true)
+        let scan = ProcessScanner.scan(inodes: inodes, procRoot: procRoot, highFdBudget: highFdBudget, allHolders: true,
+                                       namespaces: namespaces)
         return Collected(scan, notes: scan.notes)
     }
 }

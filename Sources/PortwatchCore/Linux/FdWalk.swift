@@ -31,6 +31,9 @@ struct FdWalk: ~Copyable {
     var allHolders = false
     /// The targeted walk may stop: every wanted socket has an owner and not every holder is wanted.
     var done: Bool { remaining == 0 && !allHolders }
+    /// Network namespaces (nsfs inodes) whose processes pass 3 reads first: those of the
+    /// wanted sockets, when the caller knows them.
+    var preferredNamespaces: Set<UInt64> = []
     /// Whether fd directories report their fd count as st_size, letting pass 1 skip listing them.
     let sizeIsFdCount: Bool
 
@@ -168,16 +171,23 @@ struct FdWalk: ~Copyable {
         // Huge fd tables (connection-heavy processes) are searched above the mid limit only for
         // sockets still unowned, even when every holder is wanted.
         if remaining == 0 || big.isEmpty { return }
-        // Within the budget, smallest tables first; with `allHolders` every one of them is read
-        // even once each socket has an owner, so a socket shared above fd 1023 after fork()
-        // names all its holders.
+        // Within the budget, the processes living in the namespaces the sockets belong to first
+        // (a container's busy server holds its container's sockets; the host's busy processes
+        // are not worth the budget when the question is about the container), then smallest
+        // tables first; a table too big for what is left is skipped, not the end of the search.
+        // With `allHolders` every chosen one is read even once each socket has an owner, so a
+        // socket shared above fd 1023 after fork() names all its holders.
+        if !preferredNamespaces.isEmpty {
+            let inPreferred = Set(big.map(\.pid).filter { netnsInode($0).map(preferredNamespaces.contains) ?? false })
+            big = big.filter { inPreferred.contains($0.pid) } + big.filter { !inPreferred.contains($0.pid) }
+        }
         var chosen: [Int32] = []
         var spent = 0
         for (pid, fds) in big {
             let high = fds - Int(ProcessScanner.midFdLimit)
             if let highFdBudget, spent + high > highFdBudget {
                 budgetExhausted = true
-                break
+                continue
             }
             spent += high
             chosen.append(pid)
@@ -213,6 +223,18 @@ struct FdWalk: ~Copyable {
             ownerPids.append(contentsOf: part.ownerPids)
             refusals.append(contentsOf: part.refusals)
         }
+    }
+
+    /// The inode of a process's network namespace; nil when it is gone or not ours to read.
+    mutating func netnsInode(_ pid: Int32) -> UInt64? {
+        var n = ProcessScanner.writeDecimal(pid, path)
+        for c in "/ns/net".utf8 {
+            path[n] = CChar(bitPattern: c)
+            n += 1
+        }
+        path[n] = 0
+        var st = stat()
+        return fstatat(procfd, path, &st, 0) == 0 ? UInt64(st.st_ino) : nil
     }
 
     /// Reads the links numbered in `range` by name (absent fds fail fast with ENOENT).
