@@ -334,6 +334,26 @@ struct NamespaceOwnersPrivilegeTests {
         #expect(verdict?.pids().isEmpty == true)
         #expect(verdict?.strings("notes")?.contains { $0.contains("needs root or CAP_SYS_PTRACE") } == true, "\(check)")
 
+        // nobody's own busy server (5,000 fds, listener last) is named by nobody's portwatch:
+        // the hidden processes of others do not hide what may be seen.
+        let python = try #require(TestEnv.python3)
+        let own = try Child.spawn(setpriv, Array(drop.dropLast()) + [python, "-u", "-c", busyScript, "5000", "2"], stdin: .pipe)
+        lab.adopt(own)
+        let ownLine = own.readLine(timeout: 60) ?? ""
+        let ownFields = ownLine.split(separator: " ").compactMap { Int($0) }
+        try #require(ownFields.count == 3, "nobody's busy child said '\(ownLine)': \(own.drainStderr())")
+        let (ownPid, ownPort) = (Int32(ownFields[0]), ownFields[1])
+        let ownPorts = runTool(setpriv, drop + ["ports", String(ownPort), "--json"], timeout: 60)
+        let ownDoc = try JSONSerialization.jsonObject(with: Data(ownPorts.stdout.utf8)) as? [String: Any]
+        #expect(listenerRow(ownDoc, port: ownPort)?.pids() == [ownPid], "\(ownPorts)")
+        let ownCheck = runTool(setpriv, drop + ["check", String(ownPort), "--json"], timeout: 60)
+        let ownVerdict = try JSONSerialization.jsonObject(with: Data(ownCheck.stdout.utf8)) as? [String: Any]
+        #expect(ownVerdict?.pids() == [ownPid], "\(ownCheck)")
+        let ownWho = runTool(setpriv, drop + ["who", String(ownPort), "--json"], timeout: 60)
+        #expect(ownWho.status == 0, "\(ownWho)")
+        let ownHeld = try JSONSerialization.jsonObject(with: Data(ownWho.stdout.utf8)) as? [String: Any]
+        #expect(ownHeld?.pids() == [ownPid], "\(ownWho)")
+
         // `who` cannot answer without the hidden owners: exit 2, one line, the capability named.
         let who = runTool(setpriv, drop + ["who", String(host.port)], timeout: 60)
         #expect(who.status == 2, "\(who)")
