@@ -230,7 +230,14 @@ struct NamespaceOwnersTests {
         if let stressNg = TestEnv.which("stress-ng") {
             stress = try Child.spawn(stressNg, ["--cpu", "2", "--timeout", "30s", "--quiet"])
         }
-        defer { stress?.kill() }
+        defer {
+            // SIGTERM first: stress-ng then stops its workers (a SIGKILL would leave them to their timeout).
+            if let stress {
+                Glibc.kill(stress.pid, SIGTERM)
+                _ = stress.wait(timeout: 10)
+                stress.kill()
+            }
+        }
         let go = "go\n"
         _ = go.withCString { write(churn.stdinFD, $0, 3) }
 
