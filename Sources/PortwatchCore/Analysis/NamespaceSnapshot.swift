@@ -68,11 +68,11 @@ public struct NamespaceSnapshot: Sendable {
             scan = ProcessScanner.scan(inodes: nil)
         } else {
             var wanted = Set<UInt64>()
-            var namespaces = Set<UInt64>()
+            var namespaces: [UInt64: UInt64] = [:]
             for part in parts {
                 for p in part.snapshot.ports where p.role == .local || processes == .ownersThorough {
                     wanted.formUnion(p.ownerInodes)
-                    namespaces.insert(part.namespace.inode)
+                    for inode in p.ownerInodes { namespaces[inode] = part.namespace.inode }
                 }
             }
             if wanted.isEmpty { return [] }

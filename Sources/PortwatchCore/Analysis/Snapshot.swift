@@ -149,7 +149,10 @@ public struct PortSnapshot: Sendable {
                     wanted.formUnion(p.ownerInodes)
                 }
                 let budget = options.processes == .ownersThorough ? nil : ProcessScanner.boundedHighFdBudget
-                let namespaces = options.ownerNamespace.map { Set([$0]) } ?? []
+                var namespaces: [UInt64: UInt64] = [:]
+                if let ns = options.ownerNamespace {
+                    for inode in wanted { namespaces[inode] = ns }
+                }
                 if ownerCache != nil {
                     scan = ownerCache!.lookup(wanted, now: Double(ts.tv_sec), highFdBudget: budget, namespaces: namespaces)
                 } else {
@@ -213,7 +216,7 @@ public struct OwnerCache: Sendable {
 
     /// The owners of `wanted`, searching /proc only for inodes not searched before.
     mutating func lookup(_ wanted: Set<UInt64>, now: Double, highFdBudget: Int? = nil,
-                         namespaces: Set<UInt64> = []) -> ProcessScan {
+                         namespaces: [UInt64: UInt64] = [:]) -> ProcessScan {
         if now - since >= lifetime {
             self = OwnerCache(lifetime: lifetime)
             since = now

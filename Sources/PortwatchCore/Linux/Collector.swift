@@ -40,8 +40,9 @@ public struct OwnerCollector: Collector {
     public var procRoot: String
     /// Fds above 1023 read in all (nil: every one); see `ProcessScanner.scan`.
     public var highFdBudget: Int?
-    /// Network namespaces of the sockets, searched first; see `ProcessScanner.scan`.
-    public var namespaces: Set<UInt64> = []
+    /// Socket inode → its network namespace's inode, whose processes are searched first; see
+    /// `ProcessScanner.scan`.
+    public var namespaces: [UInt64: UInt64] = [:]
 
     public init(inodes: Set<UInt64>?, procRoot: String = "/proc", highFdBudget: Int? = nil) {
         self.inodes = inodes
