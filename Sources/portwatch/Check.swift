@@ -193,7 +193,10 @@ struct Check: ParsableCommand {
                 if checks.count == 1 {
                     // One check: the window's system-wide deltas go inside its object.
                     let (c, o, win) = checks[0]
-                    w.localCheck(c, o, service: services.name(port: c.port, proto: c.proto), window: win, systemErrors: report)
+                    // What could not be seen (owners hidden, a search cut short) goes in the
+                    // document: a blank `processes` alone would read as "nobody".
+                    w.localCheck(c, o, service: services.name(port: c.port, proto: c.proto), window: win,
+                                 systemErrors: report) { w in w.notes(snapshot.notes) }
                 } else {
                     w.beginObject()
                     w.array("checks") { w in
@@ -202,6 +205,7 @@ struct Check: ParsableCommand {
                     w.field("expected", expected.rawValue)
                     w.field("matched", allMatched)
                     if let report { w.systemErrors(report) }
+                    w.notes(snapshot.notes)
                     w.endObject()
                 }
             }
@@ -271,6 +275,7 @@ struct Check: ParsableCommand {
                     w.localCheck(c, o, service: services.name(port: c.port, proto: c.proto), window: win,
                                  systemErrors: lastReport) { w in
                         w.namespaceMembers(ns, processes: c.summary?.processes ?? [])
+                        w.notes(notes)
                     }
                 } else {
                     w.beginObject()

@@ -202,6 +202,8 @@ func processList(_ processes: [ProcessRecord], limit: Int = 3) -> String {
 func snapshotOrWindow(_ options: SnapshotOptions, window: Double?, capture: Bool,
                       readiness: ReadinessOptions? = nil,
                       in namespace: (NetworkNamespace, any SocketSource)? = nil) throws -> (PortSnapshot, WindowReport?) {
+    var options = options
+    options.ownerNamespace = namespace?.0.inode
     guard let window else { return (try PortSnapshot.take(options, source: namespace?.1), nil) }
     let sampler = try Sampler(options: options, source: namespace?.1, capture: capture, namespace: namespace?.0)
     try sampler.start()

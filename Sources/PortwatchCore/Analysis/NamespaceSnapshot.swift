@@ -68,9 +68,11 @@ public struct NamespaceSnapshot: Sendable {
             scan = ProcessScanner.scan(inodes: nil)
         } else {
             var wanted = Set<UInt64>()
+            var namespaces: [UInt64: UInt64] = [:]
             for part in parts {
                 for p in part.snapshot.ports where p.role == .local || processes == .ownersThorough {
                     wanted.formUnion(p.ownerInodes)
+                    for inode in p.ownerInodes { namespaces[inode] = part.namespace.inode }
                 }
             }
             if wanted.isEmpty { return [] }
@@ -78,9 +80,9 @@ public struct NamespaceSnapshot: Sendable {
             if cache != nil {
                 var ts = timespec()
                 clock_gettime(CLOCK_MONOTONIC, &ts)
-                scan = cache!.lookup(wanted, now: Double(ts.tv_sec), highFdBudget: budget)
+                scan = cache!.lookup(wanted, now: Double(ts.tv_sec), highFdBudget: budget, namespaces: namespaces)
             } else {
-                scan = ProcessScanner.scan(inodes: wanted, highFdBudget: budget, allHolders: true)
+                scan = ProcessScanner.scan(inodes: wanted, highFdBudget: budget, allHolders: true, namespaces: namespaces)
             }
         }
         for i in parts.indices {

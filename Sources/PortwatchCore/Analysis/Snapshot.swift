@@ -32,6 +32,9 @@ public struct SnapshotOptions: Sendable, Hashable {
     /// daemon): their cost then no longer grows with the machine's client sockets.
     /// Ignored with `includeOutgoing` or a port-filtered query.
     public var skipOutgoing: Bool
+    /// The network namespace (nsfs inode) the sockets live in, when known: its processes are
+    /// searched first for owners above fd 1023 (see `ProcessScanner.scan`).
+    public var ownerNamespace: UInt64? = nil
 
     public init(query: SocketQuery = SocketQuery(), includeOutgoing: Bool = false,
                 processes: ProcessAttribution = .owners, socketSource: SocketSourceChoice = .automatic,
@@ -146,10 +149,16 @@ public struct PortSnapshot: Sendable {
                     wanted.formUnion(p.ownerInodes)
                 }
                 let budget = options.processes == .ownersThorough ? nil : ProcessScanner.boundedHighFdBudget
+                var namespaces: [UInt64: UInt64] = [:]
+                if let ns = options.ownerNamespace {
+                    for inode in wanted { namespaces[inode] = ns }
+                }
                 if ownerCache != nil {
-                    scan = ownerCache!.lookup(wanted, now: Double(ts.tv_sec), highFdBudget: budget)
+                    scan = ownerCache!.lookup(wanted, now: Double(ts.tv_sec), highFdBudget: budget, namespaces: namespaces)
                 } else {
-                    scan = OwnerCollector(inodes: wanted, highFdBudget: budget).collect().value
+                    var collector = OwnerCollector(inodes: wanted, highFdBudget: budget)
+                    collector.namespaces = namespaces
+                    scan = collector.collect().value
                 }
             }
             owners = scan.owners
@@ -206,14 +215,16 @@ public struct OwnerCache: Sendable {
     public init(lifetime: Double = 30) { self.lifetime = lifetime }
 
     /// The owners of `wanted`, searching /proc only for inodes not searched before.
-    mutating func lookup(_ wanted: Set<UInt64>, now: Double, highFdBudget: Int? = nil) -> ProcessScan {
+    mutating func lookup(_ wanted: Set<UInt64>, now: Double, highFdBudget: Int? = nil,
+                         namespaces: [UInt64: UInt64] = [:]) -> ProcessScan {
         if now - since >= lifetime {
             self = OwnerCache(lifetime: lifetime)
             since = now
         }
         let missing = wanted.subtracting(searched)
         if !missing.isEmpty {
-            let scan = ProcessScanner.scan(inodes: missing, highFdBudget: highFdBudget, allHolders: true)
+            let scan = ProcessScanner.scan(inodes: missing, highFdBudget: highFdBudget, allHolders: true,
+                                           namespaces: namespaces)
             for inode in missing {
                 for pid in scan.owners[inode] ?? [] { owners.add(inode, pid) }
             }

@@ -40,6 +40,9 @@ public struct OwnerCollector: Collector {
     public var procRoot: String
     /// Fds above 1023 read in all (nil: every one); see `ProcessScanner.scan`.
     public var highFdBudget: Int?
+    /// Socket inode → its network namespace's inode, whose processes are searched first; see
+    /// `ProcessScanner.scan`.
+    public var namespaces: [UInt64: UInt64] = [:]
 
     public init(inodes: Set<UInt64>?, procRoot: String = "/proc", highFdBudget: Int? = nil) {
         self.inodes = inodes
@@ -48,7 +51,8 @@ public struct OwnerCollector: Collector {
     }
 
     public func collect() -> Collected<ProcessScan> {
-        let scan = ProcessScanner.scan(inodes: inodes, procRoot: procRoot, highFdBudget: highFdBudget, allHolders: true)
+        let scan = ProcessScanner.scan(inodes: inodes, procRoot: procRoot, highFdBudget: highFdBudget, allHolders: true,
+                                       namespaces: namespaces)
         return Collected(scan, notes: scan.notes)
     }
 }

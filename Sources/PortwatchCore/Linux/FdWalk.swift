@@ -31,6 +31,9 @@ struct FdWalk: ~Copyable {
     var allHolders = false
     /// The targeted walk may stop: every wanted socket has an owner and not every holder is wanted.
     var done: Bool { remaining == 0 && !allHolders }
+    /// Wanted socket inode → its network namespace (nsfs inode), when the caller knows them:
+    /// pass 3 reads first the processes living in the namespaces of the sockets still unowned.
+    var socketNamespaces: [UInt64: UInt64] = [:]
     /// Whether fd directories report their fd count as st_size, letting pass 1 skip listing them.
     let sizeIsFdCount: Bool
 
@@ -168,16 +171,20 @@ struct FdWalk: ~Copyable {
         // Huge fd tables (connection-heavy processes) are searched above the mid limit only for
         // sockets still unowned, even when every holder is wanted.
         if remaining == 0 || big.isEmpty { return }
-        // Within the budget, smallest tables first; with `allHolders` every one of them is read
-        // even once each socket has an owner, so a socket shared above fd 1023 after fork()
-        // names all its holders.
+        // Within the budget, the processes living in the namespaces of the unowned sockets
+        // first (a container's busy server holds its container's sockets; the host's busy
+        // processes are not worth the budget when the question is about the container), then
+        // smallest tables first; a table too big for what is left is skipped, not the end of
+        // the search. With `allHolders` every chosen one is read even once each socket has an
+        // owner, so a socket shared above fd 1023 after fork() names all its holders.
+        if !socketNamespaces.isEmpty { big = namespacesFirst(big) }
         var chosen: [Int32] = []
         var spent = 0
         for (pid, fds) in big {
             let high = fds - Int(ProcessScanner.midFdLimit)
             if let highFdBudget, spent + high > highFdBudget {
                 budgetExhausted = true
-                break
+                continue
             }
             spent += high
             chosen.append(pid)
@@ -213,6 +220,45 @@ struct FdWalk: ~Copyable {
             ownerPids.append(contentsOf: part.ownerPids)
             refusals.append(contentsOf: part.refusals)
         }
+    }
+
+    /// `big` (smallest tables first) reordered: the processes of the namespaces whose sockets are
+    /// still unowned come first, round by round — each such namespace's smallest table, then
+    /// each one's second, ... — so with several namespaces asked about (`--all-namespaces`)
+    /// every one gets its likeliest owner read before any gets a second; then the others.
+    mutating func namespacesFirst(_ big: [(pid: Int32, fds: Int)]) -> [(pid: Int32, fds: Int)] {
+        var unowned = Set<UInt64>()
+        for inode in wanted where owners[inode] == nil {
+            if let ns = socketNamespaces[inode] { unowned.insert(ns) }
+        }
+        var byNamespace: [UInt64: [(pid: Int32, fds: Int)]] = [:]
+        var others: [(pid: Int32, fds: Int)] = []
+        for process in big {
+            if let ns = netnsInode(process.pid), unowned.contains(ns) {
+                byNamespace[ns, default: []].append(process)
+            } else {
+                others.append(process)
+            }
+        }
+        var ordered: [(pid: Int32, fds: Int)] = []
+        for round in 0... {
+            let layer = byNamespace.values.compactMap { round < $0.count ? $0[round] : nil }.sorted { $0.fds < $1.fds }
+            if layer.isEmpty { break }
+            ordered += layer
+        }
+        return ordered + others
+    }
+
+    /// The inode of a process's network namespace; nil when it is gone or not ours to read.
+    mutating func netnsInode(_ pid: Int32) -> UInt64? {
+        var n = ProcessScanner.writeDecimal(pid, path)
+        for c in "/ns/net".utf8 {
+            path[n] = CChar(bitPattern: c)
+            n += 1
+        }
+        path[n] = 0
+        var st = stat()
+        return fstatat(procfd, path, &st, 0) == 0 ? UInt64(st.st_ino) : nil
     }
 
     /// Reads the links numbered in `range` by name (absent fds fail fast with ENOENT).

@@ -35,8 +35,12 @@ public enum ProcessScanner {
     /// walk of every busy process on each run; when the budget ends the search, a note says so.
     /// `allHolders` (`who`, `kill`) keeps reading every process's fds up to 1023 after each socket
     /// has an owner, so a socket shared after fork() on a higher fd names every process holding it.
+    /// `namespaces` (wanted socket inode → the nsfs inode of its network namespace) puts the
+    /// busy processes living in the namespaces of the unowned sockets first in the search above
+    /// fd 1023, so `ports --netns NS` names a container's busy server although the host has
+    /// busier processes.
     public static func scan(inodes wanted: Set<UInt64>?, procRoot: String = "/proc", highFdBudget: Int? = nil,
-                            allHolders: Bool = false) -> ProcessScan {
+                            allHolders: Bool = false, namespaces: [UInt64: UInt64] = [:]) -> ProcessScan {
         if let wanted, wanted.isEmpty { return ProcessScan() }
         if wanted == nil { return fullScan(procRoot: procRoot, parts: 2) }
         let procfd: Int32
@@ -49,6 +53,7 @@ public enum ProcessScanner {
 
         var walk = FdWalk(procfd: procfd, wanted: wanted)
         walk.allHolders = allHolders
+        walk.socketNamespaces = namespaces
         walk.targetedScan(listPids(procfd: procfd), highFdBudget: highFdBudget)
         var scan = finish(owners: walk.owners, ownerPids: walk.ownerPids, refusals: walk.refusals,
                           unowned: walk.remaining > 0, procfd: procfd, procRoot: procRoot)
