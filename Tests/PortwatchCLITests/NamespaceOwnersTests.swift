@@ -369,50 +369,24 @@ struct NamespaceOwnersPrivilegeTests {
     }
 }
 
-/// A cgroup hierarchy a fake container cgroup can be made in (as `NamespaceContainerTests`).
-private let containerCgroupRoot: String? = {
-    guard geteuid() == 0 else { return nil }
-    for root in ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
-    where access(root + "/cgroup.procs", W_OK) == 0 {
-        return root
-    }
-    return nil
-}()
-
 @Suite("namespaces: a busy container's owner", .blocking,
-       .enabled(if: TestEnv.canCreateNamespaces && containerCgroupRoot != nil,
+       .enabled(if: TestEnv.canCreateNamespaces && FakeContainerCgroup.root != nil,
                 "needs root, ip, python3 and a writable cgroup hierarchy"))
 struct NamespaceBusyContainerTests {
     /// A container's server (a docker-named cgroup) holding 6,000 fds, its listener on the last,
     /// next to a busier host process: every view of its namespace names the process and its
     /// container, as `ss -ltnp` names the pid.
     @Test func busyContainerServerIsNamedWithItsContainer() throws {
-        let root = try #require(containerCgroupRoot)
         let id = String(repeating: "beef01", count: 11).prefix(63) + "\(getpid() % 10)"
-        let parent = "\(root)/pwowners-\(getpid()).slice"
-        let scope = "\(parent)/docker-\(id).scope"
-        guard mkdir(parent, 0o755) == 0 || errno == EEXIST, mkdir(scope, 0o755) == 0 || errno == EEXIST else {
-            throw SupportError("cannot create \(scope): \(String(cString: strerror(errno)))")
-        }
-        defer {
-            rmdir(scope)
-            rmdir(parent)
-        }
+        let cgroup = try FakeContainerCgroup(slice: "pwowners", id: String(id))
         let lab = try NamespaceLab(names: ["pwo-\(getpid())-\(NamespaceLab.nextSerial())"])
         defer { lab.destroy() }
         let ns = lab.namespaces[0]
         _ = try startBusy(lab, fds: 8000, connections: 2, in: .host)
         let server = try startBusy(lab, fds: 6000, connections: 2, in: .named(ns.name))
-        let moved = "\(server.pid)\n".withCString { text in
-            let fd = open(scope + "/cgroup.procs", O_WRONLY)
-            defer { if fd >= 0 { close(fd) } }
-            return fd >= 0 && write(fd, text, strlen(text)) == strlen(text)
-        }
-        try #require(moved, "cannot move \(server.pid) into \(scope)")
-        defer {
-            let fd = open(root + "/cgroup.procs", O_WRONLY)
-            if fd >= 0 { _ = "\(server.pid)\n".withCString { write(fd, $0, strlen($0)) }; close(fd) }
-        }
+        try cgroup.adopt(server.pid)
+        // Back to the root before the server goes, so the fake cgroup can go too.
+        defer { cgroup.remove() }
         try #require(ssListenerPid(lab, ns.name, port: server.port) == server.pid)
 
         let one = runPortwatch(["ports", "--netns", ns.name, "--json"], timeout: 60)

@@ -175,50 +175,22 @@ struct NamespaceInputTests {
     }
 }
 
-/// A cgroup hierarchy this test may create a fake container cgroup in: systemd's named v1
-/// hierarchy or the v2 one (whichever the host mounts writable).
-private let writableCgroupRoot: String? = {
-    guard geteuid() == 0 else { return nil }
-    for root in ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
-    where access(root + "/cgroup.procs", W_OK) == 0 {
-        return root
-    }
-    return nil
-}()
-
 @Suite("namespaces: containers by cgroup", .blocking,
-       .enabled(if: TestEnv.canCreateNamespaces && writableCgroupRoot != nil,
+       .enabled(if: TestEnv.canCreateNamespaces && FakeContainerCgroup.root != nil,
                 "needs root, ip, python3 and a writable cgroup hierarchy"))
 struct NamespaceContainerTests {
     /// A process moved into a cgroup named as docker names its containers
     /// (`docker-ID.scope`) is reported as that container, on the row and on its process.
     @Test func processInADockerCgroupIsNamedAsItsContainer() throws {
-        let root = try #require(writableCgroupRoot)
         let id = String(repeating: "c0ffee", count: 11).prefix(63) + "\(getpid() % 10)"
-        let parent = "\(root)/pwtest-\(getpid()).slice"
-        let scope = "\(parent)/docker-\(id).scope"
-        guard mkdir(parent, 0o755) == 0 || errno == EEXIST, mkdir(scope, 0o755) == 0 || errno == EEXIST else {
-            throw SupportError("cannot create \(scope): \(String(cString: strerror(errno)))")
-        }
-        defer {
-            rmdir(scope)
-            rmdir(parent)
-        }
+        let cgroup = try FakeContainerCgroup(slice: "pwtest", id: String(id))
         let lab = try NetnsLab()
         defer { lab.destroy() }
         let server = try lab.startServer(["tcp:127.0.0.1:8080"], in: lab.server)
         let pid = server.pid
-        let written = "\(pid)\n".withCString { text in
-            let fd = open(scope + "/cgroup.procs", O_WRONLY)
-            defer { if fd >= 0 { close(fd) } }
-            return fd >= 0 && write(fd, text, strlen(text)) == strlen(text)
-        }
-        try #require(written, "cannot move \(pid) into \(scope)")
-        defer {
-            // Back to the root so the fake cgroup can go even if the server outlives the test.
-            let fd = open(root + "/cgroup.procs", O_WRONLY)
-            if fd >= 0 { _ = "\(pid)\n".withCString { write(fd, $0, strlen($0)) }; close(fd) }
-        }
+        try cgroup.adopt(pid)
+        // Back to the root before the server goes, so the fake cgroup can go too.
+        defer { cgroup.remove() }
         let r = runPortwatch(["ports", "8080", "--netns", lab.server, "--json"])
         #expect(r.status == 0, "\(r)")
         let row = try #require(r.json()?.objects("ports").first { $0.int("port") == 8080 })

@@ -169,3 +169,62 @@ final class Counter: @unchecked Sendable {
         return value
     }
 }
+
+// MARK: - Fake containers
+
+/// A cgroup named as docker names its containers (`SLICE/docker-ID.scope`), in a cgroup hierarchy
+/// this test may write (systemd's named v1 one, or the v2 one): moving a process into it makes
+/// that process a container's, as portwatch reads `/proc/PID/cgroup`.
+final class FakeContainerCgroup {
+    /// The writable hierarchy; nil when not root or none is mounted writable.
+    static let root: String? = {
+        guard geteuid() == 0 else { return nil }
+        for root in ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        where access(root + "/cgroup.procs", W_OK) == 0 {
+            return root
+        }
+        return nil
+    }()
+
+    let root: String
+    let parent: String
+    let scope: String
+    private var moved: [Int32] = []
+
+    /// Makes `ROOT/SLICE-PID.slice/docker-ID.scope`.
+    init(slice: String, id: String) throws {
+        guard let root = Self.root else { throw SupportError("no writable cgroup hierarchy") }
+        self.root = root
+        parent = "\(root)/\(slice)-\(getpid()).slice"
+        scope = "\(parent)/docker-\(id).scope"
+        guard mkdir(parent, 0o755) == 0 || errno == EEXIST, mkdir(scope, 0o755) == 0 || errno == EEXIST else {
+            throw SupportError("cannot create \(scope): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Moves `pid` into the container's cgroup.
+    func adopt(_ pid: Int32) throws {
+        guard Self.write(pid, to: scope + "/cgroup.procs") else {
+            throw SupportError("cannot move \(pid) into \(scope): \(String(cString: strerror(errno)))")
+        }
+        moved.append(pid)
+    }
+
+    /// Moves the adopted processes back to the root (they may outlive the test) and removes the cgroups.
+    func remove() {
+        for pid in moved { _ = Self.write(pid, to: root + "/cgroup.procs") }
+        moved = []
+        rmdir(scope)
+        rmdir(parent)
+    }
+
+    deinit { remove() }
+
+    private static func write(_ pid: Int32, to file: String) -> Bool {
+        "\(pid)\n".withCString { text in
+            let fd = open(file, O_WRONLY)
+            defer { if fd >= 0 { close(fd) } }
+            return fd >= 0 && Glibc.write(fd, text, strlen(text)) == strlen(text)
+        }
+    }
+}
