@@ -166,7 +166,10 @@ struct NamespaceInputTests {
     @Test func unknownNamespaceIsExitTwoWithOneLine() {
         for args in [["ports", "--netns", "nosuch-\(getpid())"], ["check", "8080", "--netns", "nosuch-\(getpid())"],
                      ["who", "8080", "--netns", "pid:999999999"], ["ports", "--netns", "/etc/hostname"],
-                     ["top", "--netns", "x", "--all-namespaces", "--iterations", "1"], ["ports", "--netns", "pid:abc"]] {
+                     ["top", "--netns", "x", "--all-namespaces", "--iterations", "1"], ["ports", "--netns", "pid:abc"],
+                     // A remote check is made from portwatch's own namespace: no --netns with --host.
+                     ["check", "8080", "--netns", "x", "--host", "::1"],
+                     ["check", "8080", "--all-namespaces", "--host", "127.0.0.1"]] {
             let r = runPortwatch(args)
             #expect(r.status == 2, "\(args): \(r)")
             #expect(r.stderrLines.count == 1 && r.stderr.hasPrefix("portwatch: "), "\(args): \(r)")
