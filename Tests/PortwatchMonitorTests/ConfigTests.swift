@@ -17,6 +17,26 @@ struct BadConfigCase: CustomStringConvertible, Sendable {
     var description: String { name }
 }
 
+/// Parses `yaml` as `file` and expects it refused with exactly one problem, at `line`:`column`,
+/// whose message contains `phrase` and which prints as `FILE:LINE:COLUMN: message`.
+func expectOneConfigProblem(_ yaml: String, file: String = "bad.yml", line: Int, column: Int, phrase: String,
+                            sourceLocation: SourceLocation = #_sourceLocation) {
+    do throws(ConfigError) {
+        let config = try ConfigLoader.parse(yaml, file: file)
+        Issue.record("accepted: \(config)", sourceLocation: sourceLocation)
+    } catch {
+        #expect(error.problems.count == 1, "\(error.problems)", sourceLocation: sourceLocation)
+        guard let problem = error.problems.first else { return }
+        #expect(problem.file == file, sourceLocation: sourceLocation)
+        #expect(problem.line == line && problem.column == column,
+                "at \(problem.line):\(problem.column), expected \(line):\(column): \(problem.message)",
+                sourceLocation: sourceLocation)
+        #expect(problem.message.contains(phrase), "\(problem.message)", sourceLocation: sourceLocation)
+        #expect(problem.description == "\(file):\(problem.line):\(problem.column): \(problem.message)",
+                sourceLocation: sourceLocation)
+    }
+}
+
 private let badConfigs: [BadConfigCase] = [
     BadConfigCase(name: "misspelt top-level key", yaml: "interval: 5s\nintervall: 10s\n",
               line: 2, column: 1, phrase: "unknown key 'intervall' (did you mean 'interval'?)"),
@@ -114,18 +134,7 @@ private let badConfigs: [BadConfigCase] = [
 
 @Test(arguments: badConfigs)
 func badConfigNamesLineColumnAndProblem(_ bad: BadConfigCase) {
-    do throws(ConfigError) {
-        let config = try ConfigLoader.parse(bad.yaml, file: "bad.yml")
-        Issue.record("accepted: \(config)")
-    } catch {
-        #expect(error.problems.count == 1, "\(error.problems)")
-        guard let problem = error.problems.first else { return }
-        #expect(problem.file == "bad.yml")
-        #expect(problem.line == bad.line && problem.column == bad.column,
-                "at \(problem.line):\(problem.column), expected \(bad.line):\(bad.column): \(problem.message)")
-        #expect(problem.message.contains(bad.phrase), "\(problem.message)")
-        #expect(problem.description == "bad.yml:\(problem.line):\(problem.column): \(problem.message)")
-    }
+    expectOneConfigProblem(bad.yaml, line: bad.line, column: bad.column, phrase: bad.phrase)
 }
 
 @Test func everyProblemIsReportedInFileOrder() {

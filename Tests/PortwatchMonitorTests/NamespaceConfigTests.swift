@@ -19,15 +19,7 @@ import PortwatchCore
     ("namespaces: {web: 1}\n", 1, 13, "expected a list"),
 ])
 func badNamespacesNameTheirPlace(_ yaml: String, _ line: Int, _ column: Int, _ phrase: String) {
-    do throws(ConfigError) {
-        let config = try ConfigLoader.parse(yaml, file: "bad.yml")
-        Issue.record("accepted: \(config)")
-    } catch {
-        let problem = error.problems.first
-        #expect(error.problems.count == 1, "\(error.problems)")
-        #expect(problem?.line == line && problem?.column == column, "\(error.problems)")
-        #expect(problem?.message.contains(phrase) == true, "\(error.problems)")
-    }
+    expectOneConfigProblem(yaml, line: line, column: column, phrase: phrase)
 }
 
 /// Rows of another namespace are kept apart from the daemon's own on the same port.

@@ -56,17 +56,7 @@ private let badProbeConfigs: [BadConfigCase] = [
 
 @Test(arguments: badProbeConfigs)
 func badProbeConfigNamesLineColumnAndProblem(_ bad: BadConfigCase) {
-    do throws(ConfigError) {
-        let config = try ConfigLoader.parse(bad.yaml, file: "probes.yml")
-        Issue.record("accepted: \(config.probes) \(config.rules)")
-    } catch {
-        #expect(error.problems.count == 1, "\(error.problems)")
-        guard let problem = error.problems.first else { return }
-        #expect(problem.line == bad.line && problem.column == bad.column,
-                "at \(problem.line):\(problem.column), expected \(bad.line):\(bad.column): \(problem.message)")
-        #expect(problem.message.contains(bad.phrase), "\(problem.message)")
-        #expect(problem.description == "probes.yml:\(problem.line):\(problem.column): \(problem.message)")
-    }
+    expectOneConfigProblem(bad.yaml, file: "probes.yml", line: bad.line, column: bad.column, phrase: bad.phrase)
 }
 
 @Test func probeEntriesBecomeTargetsAndOptions() throws {

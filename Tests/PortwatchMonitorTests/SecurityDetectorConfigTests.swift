@@ -41,14 +41,7 @@ import PortwatchCore
     ("detectors:\n  connection_storm: {connections: 10}\n", 2, 21, "detectors.connection_storm: needs capture: true"),
 ])
 func badDetectorSettingsNameLineAndColumn(_ yaml: String, _ line: Int, _ column: Int, _ phrase: String) {
-    do throws(ConfigError) {
-        let config = try ConfigLoader.parse(yaml, file: "d.yml")
-        Issue.record("accepted: \(config.detectors)")
-    } catch {
-        #expect(error.problems.count == 1, "\(error.problems)")
-        #expect(error.problems.first.map { "\($0.line):\($0.column)" } == "\(line):\(column)", "\(error.problems)")
-        #expect(error.problems.first?.message.contains(phrase) == true, "\(error.problems)")
-    }
+    expectOneConfigProblem(yaml, file: "d.yml", line: line, column: column, phrase: phrase)
 }
 
 @Test func aDetectionIsATypedEventAndAnAlertThatFiresThenResolves() throws {
